@@ -1,0 +1,173 @@
+//! Detection and masking of primary account numbers (card numbers) and secret-shaped strings.
+//!
+//! A "card number" is 13 to 19 digits passing the Luhn check, written plain or with single
+//! spaces or dashes between digits. Every 13 to 19 digit window of a digit group is
+//! checked, so a card number glued to other digits is still found.
+
+use std::borrow::Cow;
+
+/// Luhn checksum over ASCII digits.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+fn digits_look_like_pan(digits: &[u8]) -> bool {
+    // Any 13 to 19 consecutive digits of the group: a card number glued to other digits
+    // (a reference, a date) is still a card number.
+    (13..=19.min(digits.len())).any(|w| digits.windows(w).any(luhn_valid))
+}
+
+/// Byte spans `[start, end)` of digit groups (digits joined by single spaces or dashes)
+/// that contain a card number.
+fn pan_spans(s: &str) -> Vec<(usize, usize)> {
+    let b = s.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = Vec::with_capacity(24);
+        let mut end = i;
+        while i < b.len() {
+            if b[i].is_ascii_digit() {
+                digits.push(b[i]);
+                i += 1;
+                end = i;
+            } else if (b[i] == b' ' || b[i] == b'-') && i + 1 < b.len() && b[i + 1].is_ascii_digit() {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if digits_look_like_pan(&digits) {
+            spans.push((start, end));
+        }
+        i = end.max(i);
+    }
+    spans
+}
+
+/// True when `s` contains something that looks like a card number.
+pub fn contains_pan(s: &str) -> bool {
+    !pan_spans(s).is_empty()
+}
+
+/// Replaces every digit of each card-number-like group with `*`.
+pub fn mask_pans(s: &str) -> Cow<'_, str> {
+    let spans = pan_spans(s);
+    if spans.is_empty() {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    for (a, e) in spans {
+        out.push_str(&s[last..a]);
+        out.extend(s[a..e].chars().map(|c| if c.is_ascii_digit() { '*' } else { c }));
+        last = e;
+    }
+    out.push_str(&s[last..]);
+    Cow::Owned(out)
+}
+
+/// Prefixes of secrets that must never appear in logs (processor keys, webhook secrets,
+/// our own session and API tokens).
+const SECRET_PREFIXES: &[&str] = &["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "srk_", "srs_"];
+
+/// Masks card numbers and secret-shaped tokens: the last line of defence for log output.
+pub fn scrub(s: &str) -> Cow<'_, str> {
+    let masked = mask_pans(s);
+    if !SECRET_PREFIXES.iter().any(|p| masked.contains(p)) {
+        return masked;
+    }
+    let mut out = masked.into_owned();
+    for p in SECRET_PREFIXES {
+        let mut from = 0;
+        while let Some(pos) = out[from..].find(p) {
+            let start = from + pos + p.len();
+            let end = out[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(out.len(), |e| start + e);
+            out.replace_range(start..end, "***");
+            from = start + 3;
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CARDS: &[&str] = &["4242424242424242", "4000000000000002", "4000000000009995", "378282246310005", "6011111111111117", "5555555555554444"];
+
+    #[test]
+    fn finds_test_cards_in_all_spellings() {
+        for c in CARDS {
+            assert!(contains_pan(c), "{c}");
+            let spaced: String = c.chars().collect::<Vec<_>>().chunks(4).map(|ch| ch.iter().collect::<String>()).collect::<Vec<_>>().join(" ");
+            assert!(contains_pan(&spaced), "{spaced}");
+            assert!(contains_pan(&spaced.replace(' ', "-")), "{spaced}");
+            assert!(contains_pan(&format!("card={c}&x=1")), "{c}");
+            assert!(contains_pan(&format!("99{c}1")), "glued {c}");
+        }
+    }
+
+    #[test]
+    fn ignores_ordinary_numbers() {
+        for s in ["100001", "93301", "4242 4242", "amount 12.34", "2026-11-23", "1764000000", "424242424241", "555-123-4567"] {
+            assert!(!contains_pan(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn masks_only_the_card() {
+        assert_eq!(mask_pans("pay 4242 4242 4242 4242 now"), "pay **** **** **** **** now");
+        assert_eq!(mask_pans("acct 100001"), "acct 100001");
+    }
+
+    #[test]
+    fn scrubs_secrets() {
+        assert_eq!(scrub("key=sk_test_abc123 next"), "key=sk_test_*** next");
+        assert_eq!(scrub("whsec_ZZZ,sk_live_q"), "whsec_***,sk_live_***");
+    }
+
+    fn luhn_complete(prefix: &[u8]) -> Vec<u8> {
+        (b'0'..=b'9').map(|d| { let mut v = prefix.to_vec(); v.push(d); v }).find(|v| luhn_valid(v)).unwrap_or_default()
+    }
+
+    proptest! {
+        #[test]
+        fn every_luhn_number_is_found_and_masked(body in proptest::collection::vec(0u8..10, 12..=18), sep in prop_oneof![Just(""), Just(" "), Just("-")], pre in "[a-z =:]{0,8}", post in "[a-z =:]{0,8}") {
+            let digits = luhn_complete(&body.iter().map(|d| b'0' + d).collect::<Vec<_>>());
+            let text: String = digits.iter().map(|d| (*d as char).to_string()).collect::<Vec<_>>().join(sep);
+            let s = format!("{pre}{text}{post}");
+            prop_assert!(contains_pan(&s));
+            let masked = mask_pans(&s);
+            prop_assert!(!contains_pan(&masked));
+            prop_assert!(!masked.contains(&text));
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,64}") {
+            let _ = scrub(&s);
+        }
+    }
+}
