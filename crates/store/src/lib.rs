@@ -1,1 +1,136 @@
-//! placeholder
+//! Persistence for Strongroom: SQL for SQLite and PostgreSQL through one portable subset,
+//! migrations, the audit chain, the email outbox and rate-limit state.
+//!
+//! Functions take `&mut AnyConnection`, so a caller decides what runs in one transaction:
+//! `let mut tx = store.begin().await?; payments::insert(&mut tx, ..).await?; audit::append(&mut tx, ..)`.
+
+pub mod accounts;
+pub mod audit;
+pub mod idempotency;
+pub mod outbox;
+pub mod payments;
+pub mod ratelimit;
+pub mod residents;
+pub mod sessions;
+pub mod staff;
+pub mod webhooks;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, Pool, Transaction};
+use std::str::FromStr;
+
+pub use sqlx::AnyConnection as Conn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool of connections to one database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool<Any>,
+    backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Connects and applies the checked-in migrations.
+    ///
+    /// SQLite runs in WAL mode through a single connection: SQLite allows one writer, and a
+    /// single connection turns lock contention (and `SQLITE_BUSY` on upgrade) into queueing.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let opts = AnyConnectOptions::from_str(url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 5000",
+                                "PRAGMA secure_delete = ON",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await?
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(10).connect_with(opts).await?,
+        };
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// A cheap query that proves the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        let mut c = self.conn().await?;
+        sqlx::query("SELECT 1").execute(&mut *c).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// True when the error is a unique-constraint violation (both backends).
+pub fn is_unique_violation(e: &StoreError) -> bool {
+    match e {
+        StoreError::Db(sqlx::Error::Database(d)) => d.is_unique_violation(),
+        _ => false,
+    }
+}
+
+pub(crate) async fn backend_of(conn: &mut AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}

@@ -1,0 +1,96 @@
+//! Emails are written here in the same transaction as what caused them; a worker delivers.
+
+use crate::Result;
+use sqlx::AnyConnection;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EmailRow {
+    pub id: String,
+    pub to_addr: String,
+    pub subject: String,
+    pub body_text: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+const COLS: &str = "id, to_addr, subject, body_text, kind, status, attempts, next_attempt_at, last_error, created_at, sent_at";
+
+pub async fn enqueue(conn: &mut AnyConnection, id: &str, to: &str, subject: &str, body: &str, kind: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox_emails (id, to_addr, subject, body_text, kind, status, attempts, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+    )
+    .bind(id)
+    .bind(to)
+    .bind(subject)
+    .bind(body)
+    .bind(kind)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> Result<Vec<EmailRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM outbox_emails WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn mark_sent(conn: &mut AnyConnection, id: &str, status: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE outbox_emails SET status = $1, sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $3")
+        .bind(status)
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed attempt; gives up (status `failed`) after `max_attempts`.
+pub async fn mark_retry(conn: &mut AnyConnection, id: &str, error: &str, next_at: i64, max_attempts: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox_emails SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2,
+            status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END WHERE id = $4",
+    )
+    .bind(error)
+    .bind(next_at)
+    .bind(max_attempts)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn recent(conn: &mut AnyConnection, limit: i64) -> Result<Vec<EmailRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM outbox_emails ORDER BY created_at DESC, id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+}
+
+pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<EmailRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM outbox_emails WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+pub async fn for_recipient(conn: &mut AnyConnection, to: &str, limit: i64) -> Result<Vec<EmailRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM outbox_emails WHERE LOWER(to_addr) = LOWER($1) ORDER BY created_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(to)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

@@ -1,0 +1,75 @@
+//! Server-side sessions. The cookie carries a random token; only its SHA-256 is stored.
+
+use crate::Result;
+use sqlx::AnyConnection;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub token_hash: String,
+    pub realm: String,
+    pub user_id: String,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert(conn: &mut AnyConnection, s: &SessionRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, realm, user_id, csrf_token, created_at, last_seen_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&s.token_hash)
+    .bind(&s.realm)
+    .bind(&s.user_id)
+    .bind(&s.csrf_token)
+    .bind(s.created_at)
+    .bind(s.last_seen_at)
+    .bind(s.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Finds a live session of `realm`, refreshing its idle clock. Expired ones are removed.
+pub async fn touch(conn: &mut AnyConnection, token_hash: &str, realm: &str, now: i64, idle_secs: i64) -> Result<Option<SessionRow>> {
+    let row: Option<SessionRow> = sqlx::query_as(
+        "SELECT token_hash, realm, user_id, csrf_token, created_at, last_seen_at, expires_at FROM sessions WHERE token_hash = $1 AND realm = $2",
+    )
+    .bind(token_hash)
+    .bind(realm)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(s) if s.expires_at > now && s.last_seen_at + idle_secs > now => {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                .bind(now)
+                .bind(token_hash)
+                .execute(conn)
+                .await?;
+            Ok(Some(s))
+        }
+        Some(_) => {
+            delete(conn, token_hash).await?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+pub async fn delete(conn: &mut AnyConnection, token_hash: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_for_user(conn: &mut AnyConnection, realm: &str, user_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE realm = $1 AND user_id = $2")
+        .bind(realm)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
