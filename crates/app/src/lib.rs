@@ -1,1 +1,102 @@
-//! placeholder
+//! Strongroom's use cases: look up and pay bills, settle payments exactly once, resident
+//! and staff accounts, the email outbox. Knows nothing about HTML or HTTP.
+
+pub mod billing;
+pub mod clock;
+pub mod demo;
+pub mod email;
+mod error;
+pub mod ids;
+pub mod passwords;
+pub mod payments;
+pub mod residents;
+pub mod sessions;
+pub mod staff;
+
+use std::sync::Arc;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::AppError;
+pub use processor;
+pub use store;
+
+use domain::Currency;
+use processor::Processor;
+use store::Store;
+
+/// Settings the use cases need. Built by the binary from its configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// The resident portal's public origin, e.g. `https://pay.city.gov` (no trailing slash):
+    /// used in processor return URLs and in emailed links.
+    pub portal_base_url: String,
+    pub city_name: String,
+    pub currency: Currency,
+    /// Shared secret of the processor's webhook signatures (`whsec_...`).
+    pub webhook_secret: String,
+    /// How far a webhook's timestamp may be from now.
+    pub webhook_tolerance_secs: i64,
+    /// A pending payment older than this is expired (its checkout session too).
+    pub payment_ttl_secs: i64,
+    /// Key of the audit chain's MAC.
+    pub audit_key: Vec<u8>,
+    /// Origins an API client may name in `return_url`, besides the portal's own.
+    pub allowed_return_origins: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("portal_base_url", &self.portal_base_url)
+            .field("city_name", &self.city_name)
+            .field("webhook_secret", &"***")
+            .field("audit_key", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The application: cheap to clone, shared by every request handler and worker.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    processor: Arc<dyn Processor>,
+    clock: Arc<dyn Clock>,
+    cfg: Arc<Config>,
+}
+
+impl App {
+    pub fn new(store: Store, processor: Arc<dyn Processor>, clock: Arc<dyn Clock>, cfg: Config) -> App {
+        App { store, processor, clock, cfg: Arc::new(cfg) }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub(crate) fn now_unix(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        conn: &mut store::Conn,
+        actor: &str,
+        event: &str,
+        object: &str,
+        outcome: &str,
+        source_ip: &str,
+        detail: &str,
+    ) -> Result<(), AppError> {
+        store::audit::append(
+            conn,
+            &self.cfg.audit_key,
+            &store::audit::AuditEntry { at: self.now_unix(), actor, event, object, outcome, source_ip, detail },
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -109,8 +109,9 @@ impl StripeClient {
         auth.set_sensitive(true);
         let mut req = self.http.request(method, url).header(AUTHORIZATION, auth);
         if let Some(key) = idempotency_key {
-            let v = HeaderValue::from_str(key)
-                .map_err(|_| ProcessorError::Http("idempotency key is not a valid header".into()))?;
+            let v = HeaderValue::from_str(key).map_err(|_| {
+                ProcessorError::Http("idempotency key is not a valid header".into())
+            })?;
             req = req.header("Idempotency-Key", v);
         }
         if let Some(form) = form {
@@ -189,10 +190,7 @@ pub fn checkout_session_form(req: &CreateCheckoutSession) -> Vec<(String, String
     let mut f: Vec<(String, String)> = vec![("mode".into(), "payment".into())];
     for (i, item) in req.line_items.iter().enumerate() {
         let p = format!("line_items[{i}]");
-        f.push((
-            format!("{p}[price_data][currency]"),
-            req.currency.clone(),
-        ));
+        f.push((format!("{p}[price_data][currency]"), req.currency.clone()));
         f.push((
             format!("{p}[price_data][product_data][name]"),
             item.name.clone(),
@@ -205,7 +203,10 @@ pub fn checkout_session_form(req: &CreateCheckoutSession) -> Vec<(String, String
     }
     f.push(("success_url".into(), req.success_url.clone()));
     f.push(("cancel_url".into(), req.cancel_url.clone()));
-    f.push(("client_reference_id".into(), req.client_reference_id.clone()));
+    f.push((
+        "client_reference_id".into(),
+        req.client_reference_id.clone(),
+    ));
     for (k, v) in &req.metadata {
         f.push((format!("metadata[{k}]"), v.clone()));
     }
@@ -251,7 +252,8 @@ impl Processor for StripeClient {
 
     async fn retrieve_checkout_session(&self, id: &str) -> Result<CheckoutSession, ProcessorError> {
         let mut url = self.url(&["v1", "checkout", "sessions", id])?;
-        url.query_pairs_mut().append_pair("expand[]", SESSION_EXPAND);
+        url.query_pairs_mut()
+            .append_pair("expand[]", SESSION_EXPAND);
         let v = self.send(Method::GET, url, None, None).await?;
         CheckoutSession::from_stripe_json(&v)
     }
@@ -273,7 +275,12 @@ impl Processor for StripeClient {
     ) -> Result<Refund, ProcessorError> {
         let url = self.url(&["v1", "refunds"])?;
         let v = self
-            .send(Method::POST, url, Some(refund_form(req)), Some(idempotency_key))
+            .send(
+                Method::POST,
+                url,
+                Some(refund_form(req)),
+                Some(idempotency_key),
+            )
             .await?;
         Refund::from_stripe_json(&v)
     }
@@ -304,7 +311,9 @@ mod tests {
     #[test]
     fn urls_encode_ids() {
         let c = StripeClient::new("http://127.0.0.1:1/prefix", "sk_test_1").unwrap();
-        let u = c.url(&["v1", "checkout", "sessions", "../../x?y#z"]).unwrap();
+        let u = c
+            .url(&["v1", "checkout", "sessions", "../../x?y#z"])
+            .unwrap();
         assert_eq!(
             u.as_str(),
             "http://127.0.0.1:1/prefix/v1/checkout/sessions/..%2F..%2Fx%3Fy%23z"

@@ -206,7 +206,9 @@ impl ProcessorError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ProcessorError::Http(_) => true,
-            ProcessorError::Api { status, .. } => *status == 409 || *status == 429 || *status >= 500,
+            ProcessorError::Api { status, .. } => {
+                *status == 409 || *status == 429 || *status >= 500
+            }
             ProcessorError::Decode(_) => false,
         }
     }
@@ -363,12 +365,13 @@ impl CheckoutSession {
                 .ok_or_else(|| ProcessorError::Decode(format!("unknown session status {s:?}")))?,
             None => return Err(ProcessorError::Decode("session status missing".into())),
         };
-        let payment_status = SessionPaymentStatus::parse(&wire.payment_status).ok_or_else(|| {
-            ProcessorError::Decode(format!(
-                "unknown session payment_status {:?}",
-                wire.payment_status
-            ))
-        })?;
+        let payment_status =
+            SessionPaymentStatus::parse(&wire.payment_status).ok_or_else(|| {
+                ProcessorError::Decode(format!(
+                    "unknown session payment_status {:?}",
+                    wire.payment_status
+                ))
+            })?;
         let pi = wire.payment_intent.as_ref();
         let pi_obj = pi.and_then(|p| p.object());
         let card = pi_obj
@@ -383,13 +386,14 @@ impl CheckoutSession {
                 }),
                 _ => None,
             });
-        let last_payment_error = pi_obj
-            .and_then(|p| p.last_payment_error.as_ref())
-            .map(|e| PaymentError {
-                code: e.code.clone().unwrap_or_default(),
-                decline_code: e.decline_code.clone(),
-                message: e.message.clone().unwrap_or_default(),
-            });
+        let last_payment_error =
+            pi_obj
+                .and_then(|p| p.last_payment_error.as_ref())
+                .map(|e| PaymentError {
+                    code: e.code.clone().unwrap_or_default(),
+                    decline_code: e.decline_code.clone(),
+                    message: e.message.clone().unwrap_or_default(),
+                });
         Ok(CheckoutSession {
             id: wire.id,
             url: wire.url,

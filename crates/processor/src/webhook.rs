@@ -156,7 +156,10 @@ fn parse_header(header: &str) -> Result<ParsedHeader, WebhookError> {
                 {
                     return Err(WebhookError::MalformedHeader);
                 }
-                timestamp = Some(v.parse::<i64>().map_err(|_| WebhookError::MalformedHeader)?);
+                timestamp = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| WebhookError::MalformedHeader)?,
+                );
             }
             "v1" => {
                 // An undecodable signature simply cannot match.
@@ -331,17 +334,32 @@ mod tests {
                 "t=99999999999999999999999,v1=00".into(),
                 WebhookError::MalformedHeader,
             ),
-            (format!("t={NOW},t={NOW},v1={v1}"), WebhookError::MalformedHeader),
+            (
+                format!("t={NOW},t={NOW},v1={v1}"),
+                WebhookError::MalformedHeader,
+            ),
             ("=,=,=".into(), WebhookError::MalformedHeader),
             (",,,".into(), WebhookError::MalformedHeader),
             ("t=１２３,v1=00".into(), WebhookError::MalformedHeader),
             (format!("t={NOW}"), WebhookError::NoMatchingSignature),
             (format!("t={NOW},v1="), WebhookError::NoMatchingSignature),
             (format!("t={NOW},v1=zz"), WebhookError::NoMatchingSignature),
-            (format!("t={NOW},v1={}", &v1[..63]), WebhookError::NoMatchingSignature),
-            (format!("t={NOW},v1={v1}0"), WebhookError::NoMatchingSignature),
-            (format!("t={NOW},v0={v1}"), WebhookError::NoMatchingSignature),
-            (format!("t={NOW},V1={v1}"), WebhookError::NoMatchingSignature),
+            (
+                format!("t={NOW},v1={}", &v1[..63]),
+                WebhookError::NoMatchingSignature,
+            ),
+            (
+                format!("t={NOW},v1={v1}0"),
+                WebhookError::NoMatchingSignature,
+            ),
+            (
+                format!("t={NOW},v0={v1}"),
+                WebhookError::NoMatchingSignature,
+            ),
+            (
+                format!("t={NOW},V1={v1}"),
+                WebhookError::NoMatchingSignature,
+            ),
             (
                 format!("t={NOW},v1={}", "é".repeat(32)),
                 WebhookError::NoMatchingSignature,

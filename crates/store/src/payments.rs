@@ -236,7 +236,7 @@ pub async fn for_account(conn: &mut AnyConnection, account_number: &str, limit: 
 pub async fn search(conn: &mut AnyConnection, q: &str, limit: i64) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM payments
-         WHERE confirmation_number = $1 OR LOWER(email) = LOWER($1) OR id = $1
+         WHERE UPPER(confirmation_number) = UPPER($1) OR LOWER(email) = LOWER($1) OR id = $1
             OR id IN (SELECT payment_id FROM payment_items WHERE account_number = $1)
          ORDER BY created_at DESC, id DESC LIMIT $2"
     ))

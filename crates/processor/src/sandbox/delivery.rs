@@ -68,7 +68,10 @@ async fn deliver(state: Weak<Shared>, id: String) {
                 .post(url)
                 .header("content-type", "application/json")
                 .header("stripe-signature", signature)
-                .header("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+                .header(
+                    "user-agent",
+                    "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                )
                 .body(payload)
         };
         let status = match request.send().await {

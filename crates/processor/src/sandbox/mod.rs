@@ -401,13 +401,15 @@ impl Shared {
 
 /// Reads at most [`MAX_BODY_BYTES`] of a request body.
 pub(crate) async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::request(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            format!("Request bodies are limited to {MAX_BODY_BYTES} bytes."),
-        )
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::request(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                format!("Request bodies are limited to {MAX_BODY_BYTES} bytes."),
+            )
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -434,7 +436,10 @@ impl Expand {
                     return Err(ApiError::invalid(
                         "expand",
                         "parameter_invalid_string",
-                        format!("This property cannot be expanded ({}).", truncate(other, 60)),
+                        format!(
+                            "This property cannot be expanded ({}).",
+                            truncate(other, 60)
+                        ),
                     ))
                 }
             }
@@ -490,7 +495,11 @@ impl Inner {
             return;
         };
         s.status = SessionStatus::Expired;
-        if let Some(pi) = s.payment_intent.as_ref().and_then(|p| self.intents.get_mut(p)) {
+        if let Some(pi) = s
+            .payment_intent
+            .as_ref()
+            .and_then(|p| self.intents.get_mut(p))
+        {
             pi.status = "canceled";
         }
         if let Some(obj) = self.session_json(id, Expand::default(), base_url) {
@@ -555,7 +564,11 @@ impl Inner {
                 "charge": d.charge,
             }),
         };
-        let received = if pi.status == "succeeded" { pi.amount } else { 0 };
+        let received = if pi.status == "succeeded" {
+            pi.amount
+        } else {
+            0
+        };
         Some(json!({
             "id": pi.id,
             "object": "payment_intent",
@@ -633,15 +646,18 @@ impl Inner {
             .payment_intent
             .get_or_insert_with(|| random_id("pi_test_"))
             .clone();
-        let pi = self.intents.entry(pi_id.clone()).or_insert_with(|| IntentRec {
-            id: pi_id.clone(),
-            created: now,
-            amount,
-            currency: currency.clone(),
-            status: "requires_payment_method",
-            latest_charge: None,
-            last_payment_error: None,
-        });
+        let pi = self
+            .intents
+            .entry(pi_id.clone())
+            .or_insert_with(|| IntentRec {
+                id: pi_id.clone(),
+                created: now,
+                amount,
+                currency: currency.clone(),
+                status: "requires_payment_method",
+                latest_charge: None,
+                last_payment_error: None,
+            });
         let charge_id = random_id("ch_test_");
         pi.latest_charge = Some(charge_id.clone());
         let succeeded = outcome == card::Outcome::Succeed;
@@ -728,10 +744,6 @@ fn is_http_url(s: &str) -> bool {
     }
 }
 
-fn ok_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 struct NewSession {
     rec: SessionRec,
     expand: Expand,
@@ -807,13 +819,21 @@ fn parse_create_session(body: &[u8], now: i64) -> Result<NewSession, ApiError> {
             .checked_mul(quantity)
             .filter(|a| *a <= MAX_AMOUNT)
             .ok_or_else(|| {
-                ApiError::invalid(base.clone(), "amount_too_large", "Amount must be no more than $999,999.99.")
+                ApiError::invalid(
+                    base.clone(),
+                    "amount_too_large",
+                    "Amount must be no more than $999,999.99.",
+                )
             })?;
         total = total
             .checked_add(amount_total)
             .filter(|a| *a <= MAX_AMOUNT)
             .ok_or_else(|| {
-                ApiError::invalid("line_items", "amount_too_large", "Amount must be no more than $999,999.99.")
+                ApiError::invalid(
+                    "line_items",
+                    "amount_too_large",
+                    "Amount must be no more than $999,999.99.",
+                )
             })?;
         line_items.push(LineItemRec {
             name,
@@ -852,14 +872,20 @@ fn parse_create_session(body: &[u8], now: i64) -> Result<NewSession, ApiError> {
                 .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
             && !e.chars().any(|c| c.is_whitespace() || c.is_control());
         if !valid {
-            return Err(ApiError::invalid("customer_email", "email_invalid", "Invalid email address"));
+            return Err(ApiError::invalid(
+                "customer_email",
+                "email_invalid",
+                "Invalid email address",
+            ));
         }
     }
     let expires_at = match p.take("expires_at")? {
         None => now.saturating_add(DEFAULT_SESSION_LIFETIME),
         Some(v) => {
             let at = parse_int("expires_at", &v)?;
-            if at < now.saturating_add(MIN_SESSION_LIFETIME) || at > now.saturating_add(DEFAULT_SESSION_LIFETIME) {
+            if at < now.saturating_add(MIN_SESSION_LIFETIME)
+                || at > now.saturating_add(DEFAULT_SESSION_LIFETIME)
+            {
                 return Err(ApiError::invalid(
                     "expires_at",
                     "parameter_invalid_integer",
@@ -872,7 +898,11 @@ fn parse_create_session(body: &[u8], now: i64) -> Result<NewSession, ApiError> {
     let mut metadata = BTreeMap::new();
     let entries = p.take_hash("metadata");
     if entries.len() > 50 {
-        return Err(ApiError::invalid("metadata", "parameter_invalid_string", "metadata can have at most 50 keys."));
+        return Err(ApiError::invalid(
+            "metadata",
+            "parameter_invalid_string",
+            "metadata can have at most 50 keys.",
+        ));
     }
     for (k, v) in entries {
         if k.is_empty() || k.chars().count() > 40 || v.chars().count() > 500 {
@@ -930,20 +960,31 @@ async fn create_session(State(st): State<Arc<Shared>>, headers: HeaderMap, body:
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    st.idempotent(&headers, "POST /v1/checkout/sessions", &body, |inner, now, base| {
-        let new = parse_create_session(&body, now)?;
-        let id = new.rec.id.clone();
-        inner.sessions.insert(id.clone(), new.rec);
-        inner
-            .session_json(&id, new.expand, base)
-            .ok_or_else(|| ApiError::not_found("checkout.session", &id, None))
-    })
+    st.idempotent(
+        &headers,
+        "POST /v1/checkout/sessions",
+        &body,
+        |inner, now, base| {
+            let new = parse_create_session(&body, now)?;
+            let id = new.rec.id.clone();
+            inner.sessions.insert(id.clone(), new.rec);
+            inner
+                .session_json(&id, new.expand, base)
+                .ok_or_else(|| ApiError::not_found("checkout.session", &id, None))
+        },
+    )
 }
 
-fn path_id(path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<String, ApiError> {
+fn path_id(
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
     match path {
         Ok(Path(id)) if id.len() <= 255 => Ok(id),
-        _ => Err(ApiError::request(StatusCode::NOT_FOUND, Some("resource_missing"), "No such object.")),
+        _ => Err(ApiError::request(
+            StatusCode::NOT_FOUND,
+            Some("resource_missing"),
+            "No such object.",
+        )),
     }
 }
 
@@ -1063,7 +1104,6 @@ async fn create_refund(State(st): State<Arc<Shared>>, headers: HeaderMap, body: 
                 let pi = inner
                     .intents
                     .get(&pi_id)
-                    .filter(|_| ok_id(&pi_id))
                     .ok_or_else(|| ApiError::not_found("payment_intent", &pi_id, Some("payment_intent")))?;
                 match (&pi.latest_charge, pi.status) {
                     (Some(ch), "succeeded") => ch.clone(),

@@ -29,7 +29,11 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn request(status: StatusCode, code: Option<&'static str>, message: impl Into<String>) -> Self {
+    pub(crate) fn request(
+        status: StatusCode,
+        code: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             kind: "invalid_request_error",
@@ -75,7 +79,11 @@ impl IntoResponse for ApiError {
 
 /// Shortens attacker-controlled text before it is echoed in an error message.
 pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(max_chars).collect();
+    let mut out: String = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect();
     if s.chars().count() > max_chars {
         out.push('…');
     }
@@ -175,7 +183,12 @@ impl Params {
 
     /// Fails on the first parameter nothing consumed.
     pub(crate) fn finish(self) -> Result<(), ApiError> {
-        match self.entries.iter().zip(&self.used).find(|(_, used)| !**used) {
+        match self
+            .entries
+            .iter()
+            .zip(&self.used)
+            .find(|(_, used)| !**used)
+        {
             Some(((k, _), _)) => Err(ApiError::invalid(
                 truncate(k, 100),
                 "parameter_unknown",
@@ -212,7 +225,8 @@ mod tests {
 
     #[test]
     fn params() {
-        let mut p = Params::parse(b"a=1&expand[]=x&expand[1]=y&metadata[k]=v&metadata[j]=w&z=9").unwrap();
+        let mut p =
+            Params::parse(b"a=1&expand[]=x&expand[1]=y&metadata[k]=v&metadata[j]=w&z=9").unwrap();
         assert_eq!(p.take("a").unwrap().as_deref(), Some("1"));
         assert_eq!(p.take_list("expand"), vec!["x", "y"]);
         assert_eq!(
@@ -235,7 +249,16 @@ mod tests {
     fn ints() {
         assert_eq!(parse_int("a", "12").unwrap(), 12);
         assert_eq!(parse_int("a", "-3").unwrap(), -3);
-        for bad in ["", "-", "1.5", "1e3", " 1", "+1", "99999999999999999999", "１"] {
+        for bad in [
+            "",
+            "-",
+            "1.5",
+            "1e3",
+            " 1",
+            "+1",
+            "99999999999999999999",
+            "１",
+        ] {
             assert!(parse_int("a", bad).is_err(), "{bad}");
         }
     }

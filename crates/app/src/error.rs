@@ -1,0 +1,75 @@
+use processor::webhook::WebhookError;
+use store::StoreError;
+
+/// Everything a use case can refuse or fail with. `code()` is stable: clients and tests
+/// match on it; messages are for people.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The input named by `field` is wrong; `message` says how.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// Account number and ZIP did not match an account (deliberately not saying which).
+    #[error("no account matches that account number and ZIP code")]
+    AccountNotFound,
+    /// The proof of a bill did not match (deliberately not saying which part).
+    #[error("those details do not match a bill on that account")]
+    LinkProofMismatch,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("too many attempts; try again later")]
+    RateLimited,
+    #[error("email or password is incorrect")]
+    BadCredentials,
+    #[error("this account is locked; try again later")]
+    Locked,
+    #[error("verify your email address before logging in")]
+    EmailNotVerified,
+    #[error("this link is invalid or has expired")]
+    BadToken,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("this idempotency key was used with a different request")]
+    IdempotencyMismatch,
+    #[error("a request with this idempotency key is still in progress")]
+    IdempotencyInProgress,
+    #[error("the payment processor is unavailable: {0}")]
+    Processor(#[from] processor::ProcessorError),
+    #[error("webhook rejected: {0}")]
+    Webhook(#[from] WebhookError),
+    #[error("storage error: {0}")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> AppError {
+        AppError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Invalid { .. } => "invalid_request",
+            AppError::AccountNotFound => "account_not_found",
+            AppError::LinkProofMismatch => "link_proof_mismatch",
+            AppError::NotFound(_) => "not_found",
+            AppError::RateLimited => "rate_limited",
+            AppError::BadCredentials => "bad_credentials",
+            AppError::Locked => "account_locked",
+            AppError::EmailNotVerified => "email_not_verified",
+            AppError::BadToken => "bad_token",
+            AppError::Forbidden => "forbidden",
+            AppError::IdempotencyMismatch => "idempotency_key_reused",
+            AppError::IdempotencyInProgress => "idempotency_key_in_progress",
+            AppError::Processor(_) => "processor_unavailable",
+            AppError::Webhook(_) => "webhook_rejected",
+            AppError::Store(_) | AppError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// True for failures of ours (not the caller's): these are logged with detail and shown
+    /// to the user only as a generic message.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, AppError::Store(_) | AppError::Internal(_))
+    }
+}

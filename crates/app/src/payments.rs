@@ -1,0 +1,564 @@
+//! Starting, settling and expiring payments. Settlement is exactly-once: a payment moves
+//! out of `pending` by compare-and-set, and only the winner posts to the ledger, in the
+//! same transaction as the audit event and the receipt email.
+
+use crate::ids::{confirmation_number, random_id};
+use crate::{App, AppError};
+use domain::payment::PaymentEvent;
+use domain::{AccountNumber, EmailAddress, Money, PaymentStatus, PostalCode};
+use processor::{CheckoutSession, CreateCheckoutSession, LineItem, ProcessorError, SessionPaymentStatus, SessionStatus};
+use store::payments::{self as pay_store, PaymentEventRow, PaymentItemRow, PaymentRow};
+use store::{accounts, Conn};
+
+/// How the payer proves they may pay an item.
+#[derive(Debug, Clone)]
+pub enum ItemProof {
+    /// Quick pay and the API: the service ZIP of the account.
+    PostalCode(PostalCode),
+    /// A signed-in resident who has linked the account.
+    Linked,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestedItem {
+    pub account: AccountNumber,
+    pub proof: ItemProof,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Portal,
+    Api,
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Channel::Portal => "portal",
+            Channel::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    pub items: Vec<RequestedItem>,
+    pub email: EmailAddress,
+    pub resident_id: Option<String>,
+    pub channel: Channel,
+    pub return_url: Option<String>,
+    pub source_ip: String,
+}
+
+/// A payment as shown to residents, API clients and staff.
+#[derive(Debug, Clone)]
+pub struct PaymentView {
+    pub id: String,
+    pub confirmation_number: String,
+    pub status: PaymentStatus,
+    pub amount: Money,
+    pub refunded: Money,
+    pub email: String,
+    pub resident_id: Option<String>,
+    pub channel: String,
+    pub items: Vec<PaymentItemView>,
+    pub card_brand: Option<String>,
+    pub card_last4: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub return_url: Option<String>,
+    pub processor_session_id: Option<String>,
+    pub created_at: i64,
+    pub decided_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentItemView {
+    pub item_type: String,
+    pub account_number: String,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone)]
+pub struct StartedPayment {
+    pub payment: PaymentView,
+    pub checkout_url: String,
+}
+
+/// What a webhook delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Applied,
+    Duplicate,
+    Ignored(&'static str),
+}
+
+/// Why a settlement was attempted (recorded in the timeline).
+#[derive(Debug, Clone, Copy)]
+pub enum SettleSource {
+    Webhook,
+    Return,
+    Cancel,
+    ExpiryJob,
+}
+
+impl SettleSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettleSource::Webhook => "webhook",
+            SettleSource::Return => "resident return",
+            SettleSource::Cancel => "resident cancel",
+            SettleSource::ExpiryJob => "expiry job",
+        }
+    }
+}
+
+const MAX_ITEMS: usize = 20;
+
+impl App {
+    fn view(&self, p: PaymentRow, items: Vec<PaymentItemRow>) -> Result<PaymentView, AppError> {
+        let currency = domain::Currency::parse(&p.currency).ok_or_else(|| AppError::Internal("stored currency unknown".into()))?;
+        Ok(PaymentView {
+            status: PaymentStatus::parse(&p.status).ok_or_else(|| AppError::Internal(format!("stored status {:?} unknown", p.status)))?,
+            amount: Money::from_cents(p.amount_cents, currency),
+            refunded: Money::from_cents(p.refunded_cents, currency),
+            items: items
+                .into_iter()
+                .map(|i| PaymentItemView { item_type: i.item_type, account_number: i.account_number, amount: Money::from_cents(i.amount_cents, currency) })
+                .collect(),
+            id: p.id,
+            confirmation_number: p.confirmation_number,
+            email: p.email,
+            resident_id: p.resident_id,
+            channel: p.channel,
+            card_brand: p.card_brand,
+            card_last4: p.card_last4,
+            failure_code: p.failure_code,
+            failure_message: p.failure_message,
+            return_url: p.return_url,
+            processor_session_id: p.processor_session_id,
+            created_at: p.created_at,
+            decided_at: p.decided_at,
+        })
+    }
+
+    pub async fn payment(&self, id: &str) -> Result<PaymentView, AppError> {
+        let mut conn = self.store.conn().await?;
+        let p = pay_store::get(&mut conn, id).await?.ok_or(AppError::NotFound("payment"))?;
+        let items = pay_store::items(&mut conn, id).await?;
+        self.view(p, items)
+    }
+
+    async fn add_event(&self, conn: &mut Conn, payment_id: &str, kind: &str, detail: &str) -> Result<(), AppError> {
+        pay_store::add_event(
+            conn,
+            &PaymentEventRow { id: random_id(), payment_id: payment_id.to_owned(), at: self.now_unix(), kind: kind.to_owned(), detail: detail.to_owned() },
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn check_return_url(&self, url: &str) -> Result<(), AppError> {
+        let ok_scheme = url.starts_with("https://") || url.starts_with("http://");
+        let origin_ok = std::iter::once(self.config().portal_base_url.as_str())
+            .chain(self.config().allowed_return_origins.iter().map(String::as_str))
+            .any(|o| url == o || url.starts_with(&format!("{o}/")) || url.starts_with(&format!("{o}?")));
+        if !ok_scheme || url.len() > 2000 || url.chars().any(char::is_control) {
+            return Err(AppError::invalid("return_url", "must be an http(s) URL of at most 2000 characters"));
+        }
+        if !origin_ok {
+            return Err(AppError::invalid("return_url", "this origin is not allowed; ask the city to add it to api.return_url_origins"));
+        }
+        Ok(())
+    }
+
+    /// Validates the request against our own data (amounts are capped by the balance we
+    /// hold, never by what the browser thought), records a pending payment, then opens a
+    /// checkout session at the processor. Returns where to send the resident.
+    pub async fn start_payment(&self, req: PaymentRequest) -> Result<StartedPayment, AppError> {
+        if req.items.is_empty() {
+            return Err(AppError::invalid("items", "choose at least one bill to pay"));
+        }
+        if req.items.len() > MAX_ITEMS {
+            return Err(AppError::invalid("items", format!("at most {MAX_ITEMS} items per payment")));
+        }
+        if let Some(u) = &req.return_url {
+            self.check_return_url(u)?;
+        }
+        let currency = self.config().currency;
+        let now = self.now_unix();
+        let payment_id = domain::ids::PaymentId::from_random(&random_id()).to_string();
+        let mut tx = self.store.begin().await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut item_rows = Vec::with_capacity(req.items.len());
+        for (i, item) in req.items.iter().enumerate() {
+            let field = |f: &str| format!("items[{i}].{f}");
+            if !seen.insert(item.account.clone()) {
+                return Err(AppError::invalid(field("account_number"), "the same account appears twice"));
+            }
+            if item.amount.currency() != currency {
+                return Err(AppError::invalid(field("amount_cents"), "wrong currency"));
+            }
+            if !item.amount.is_positive() {
+                return Err(AppError::invalid(field("amount_cents"), "the amount must be more than zero"));
+            }
+            let acct = accounts::get(&mut tx, item.account.as_str()).await?;
+            let acct = match (&item.proof, acct) {
+                (ItemProof::PostalCode(zip), Some(a)) if a.postal_code == zip.as_str() => a,
+                (ItemProof::Linked, Some(a)) => {
+                    let rid = req.resident_id.as_deref().ok_or(AppError::Forbidden)?;
+                    if !store::residents::has_account(&mut tx, rid, &a.account_number).await? {
+                        return Err(AppError::Forbidden);
+                    }
+                    a
+                }
+                _ => return Err(AppError::AccountNotFound),
+            };
+            let balance = accounts::balance_cents(&mut tx, &acct.account_number).await?;
+            if balance <= 0 {
+                return Err(AppError::invalid(field("amount_cents"), format!("account {} has nothing to pay", acct.account_number)));
+            }
+            if item.amount.cents() > balance {
+                return Err(AppError::invalid(
+                    field("amount_cents"),
+                    format!("the amount is more than the balance due ({})", Money::from_cents(balance, currency)),
+                ));
+            }
+            item_rows.push(PaymentItemRow {
+                payment_id: payment_id.clone(),
+                line_no: i as i64 + 1,
+                item_type: "utility".into(),
+                account_number: acct.account_number,
+                amount_cents: item.amount.cents(),
+            });
+        }
+        let total = Money::sum(currency, req.items.iter().map(|i| i.amount)).map_err(|_| AppError::invalid("items", "the total is too large"))?;
+        let row = PaymentRow {
+            id: payment_id.clone(),
+            confirmation_number: confirmation_number(),
+            status: PaymentStatus::Pending.as_str().into(),
+            amount_cents: total.cents(),
+            currency: currency.code().into(),
+            email: req.email.to_string(),
+            resident_id: req.resident_id.clone(),
+            channel: req.channel.as_str().into(),
+            processor_session_id: None,
+            processor_payment_intent: None,
+            card_brand: None,
+            card_last4: None,
+            failure_code: None,
+            failure_message: None,
+            refunded_cents: 0,
+            return_url: req.return_url.clone(),
+            created_at: now,
+            updated_at: now,
+            decided_at: None,
+        };
+        pay_store::insert(&mut tx, &row, &item_rows).await?;
+        let detail = format!("{} for {} item(s) via {}", total, item_rows.len(), req.channel.as_str());
+        self.add_event(&mut tx, &payment_id, "created", &detail).await?;
+        let actor = req.resident_id.as_deref().map(|r| format!("resident:{r}")).unwrap_or_else(|| req.channel.as_str().to_owned());
+        self.audit(&mut tx, &actor, "payment.created", &payment_id, "success", &req.source_ip, &detail).await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+
+        // Outside any transaction: never hold the database while waiting on the network.
+        let base = &self.config().portal_base_url;
+        let create = CreateCheckoutSession {
+            line_items: item_rows
+                .iter()
+                .map(|i| LineItem { name: format!("{} utility account {}", self.config().city_name, i.account_number), unit_amount: i.amount_cents, quantity: 1 })
+                .collect(),
+            currency: currency.code().into(),
+            success_url: format!("{base}/payments/{payment_id}/return?session_id={{CHECKOUT_SESSION_ID}}"),
+            cancel_url: format!("{base}/payments/{payment_id}/cancel"),
+            client_reference_id: payment_id.clone(),
+            metadata: vec![("payment_id".into(), payment_id.clone()), ("confirmation_number".into(), row.confirmation_number.clone())],
+            customer_email: Some(req.email.to_string()),
+            expires_at: Some(now + self.config().payment_ttl_secs.max(1800)),
+        };
+        let session = match self.processor.create_checkout_session(&create, &payment_id).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail_unstarted(&payment_id, &e).await?;
+                return Err(AppError::Processor(e));
+            }
+        };
+        let url = session.url.clone().ok_or_else(|| AppError::Processor(ProcessorError::Decode("checkout session has no url".into())))?;
+        let mut tx = self.store.begin().await?;
+        pay_store::set_session(&mut tx, &payment_id, &session.id, self.now_unix()).await?;
+        self.add_event(&mut tx, &payment_id, "checkout_opened", &format!("processor session {}", session.id)).await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        let payment = self.payment(&payment_id).await?;
+        Ok(StartedPayment { payment, checkout_url: url })
+    }
+
+    async fn fail_unstarted(&self, payment_id: &str, e: &ProcessorError) -> Result<(), AppError> {
+        tracing::warn!(payment_id, error = %e, "could not open a checkout session");
+        let mut tx = self.store.begin().await?;
+        if pay_store::transition(&mut tx, payment_id, "pending", "failed", self.now_unix()).await? {
+            pay_store::set_failure(&mut tx, payment_id, "processor_unavailable", "The payment processor could not be reached. Nothing was charged.", self.now_unix()).await?;
+            self.add_event(&mut tx, payment_id, "failed", "processor unavailable when opening checkout").await?;
+            self.audit(&mut tx, "system", "payment.failed", payment_id, "failure", "-", "processor unavailable").await?;
+        }
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(())
+    }
+
+    /// Applies what the processor says about a checkout session. Safe to call any number
+    /// of times, from any number of places at once.
+    pub async fn settle(&self, session: &CheckoutSession, source: SettleSource, event_id: Option<(&str, &str)>) -> Result<WebhookOutcome, AppError> {
+        let mut tx = self.store.begin().await?;
+        if let Some((id, kind)) = event_id {
+            if !store::webhooks::mark_processed(&mut tx, id, kind, self.now_unix()).await? {
+                return Ok(WebhookOutcome::Duplicate);
+            }
+        }
+        let Some(p) = pay_store::by_session(&mut tx, &session.id).await? else {
+            tx.commit().await.map_err(store::StoreError::from)?;
+            return Ok(WebhookOutcome::Ignored("unknown checkout session"));
+        };
+        if session.client_reference_id.as_deref().is_some_and(|r| r != p.id) {
+            tracing::error!(payment_id = %p.id, "checkout session reference does not match its payment");
+            return Err(AppError::Internal("checkout session does not belong to this payment".into()));
+        }
+        let status = PaymentStatus::parse(&p.status).ok_or_else(|| AppError::Internal("stored status unknown".into()))?;
+        let now = self.now_unix();
+        let outcome = match (session.status, session.payment_status) {
+            (SessionStatus::Complete, SessionPaymentStatus::Paid) => {
+                if session.amount_total != p.amount_cents || !session.currency.eq_ignore_ascii_case(&p.currency) {
+                    self.add_event(&mut tx, &p.id, "amount_mismatch", &format!("processor captured {} {}", session.amount_total, session.currency)).await?;
+                    self.audit(&mut tx, "processor", "payment.amount_mismatch", &p.id, "failure", "-", "captured amount differs from the payment; not posted").await?;
+                    tx.commit().await.map_err(store::StoreError::from)?;
+                    return Err(AppError::Internal(format!("payment {} captured amount differs", p.id)));
+                }
+                if status.apply(PaymentEvent::Succeed).is_ok() && pay_store::transition(&mut tx, &p.id, "pending", "succeeded", now).await? {
+                    let card = session.card.as_ref();
+                    pay_store::set_processor_details(&mut tx, &p.id, session.payment_intent_id.as_deref(), card.map(|c| c.brand.as_str()), card.map(|c| c.last4.as_str()), now).await?;
+                    self.add_event(&mut tx, &p.id, "succeeded", &format!("captured, confirmed by {}", source.as_str())).await?;
+                    self.post_payment(&mut tx, &p).await?;
+                    self.audit(&mut tx, "processor", "payment.succeeded", &p.id, "success", "-", &format!("{} cents via {}", p.amount_cents, source.as_str())).await?;
+                    let mut fresh = p.clone();
+                    fresh.status = "succeeded".into();
+                    fresh.card_brand = card.map(|c| c.brand.clone());
+                    fresh.card_last4 = card.map(|c| c.last4.clone());
+                    let items = pay_store::items(&mut tx, &p.id).await?;
+                    let view = self.view(fresh, items)?;
+                    self.enqueue_receipt(&mut tx, &view).await?;
+                    WebhookOutcome::Applied
+                } else if status.captured() {
+                    WebhookOutcome::Ignored("already succeeded")
+                } else {
+                    // Captured by the processor after we closed the payment: never silently
+                    // drop money. Recorded for reconciliation and staff follow-up.
+                    self.add_event(&mut tx, &p.id, "capture_after_close", &format!("processor captured a {} payment", status.as_str())).await?;
+                    self.audit(&mut tx, "processor", "payment.capture_after_close", &p.id, "failure", "-", "needs reconciliation").await?;
+                    tracing::error!(payment_id = %p.id, status = status.as_str(), "processor captured a closed payment");
+                    WebhookOutcome::Ignored("payment already closed")
+                }
+            }
+            (SessionStatus::Expired, _) => {
+                // A session closed before its time was closed on the resident's cancel (we
+                // only expire early then), whichever of cancel and webhook lands first.
+                let closed_early = p.created_at + self.config().payment_ttl_secs > now;
+                let to = if p.failure_code.is_some() {
+                    "failed"
+                } else if matches!(source, SettleSource::Cancel) || (closed_early && !matches!(source, SettleSource::ExpiryJob)) {
+                    "canceled"
+                } else {
+                    "expired"
+                };
+                let event = match to {
+                    "failed" => PaymentEvent::Fail,
+                    "canceled" => PaymentEvent::Cancel,
+                    _ => PaymentEvent::Expire,
+                };
+                if status.apply(event).is_ok() && pay_store::transition(&mut tx, &p.id, "pending", to, now).await? {
+                    self.add_event(&mut tx, &p.id, to, &format!("checkout session closed ({})", source.as_str())).await?;
+                    self.audit(&mut tx, "processor", &format!("payment.{to}"), &p.id, "success", "-", source.as_str()).await?;
+                    WebhookOutcome::Applied
+                } else {
+                    WebhookOutcome::Ignored("payment already decided")
+                }
+            }
+            _ => {
+                // Still open. Remember a declined attempt so the resident sees why.
+                if let Some(err) = &session.last_payment_error {
+                    let code = err.decline_code.clone().unwrap_or_else(|| err.code.clone());
+                    if p.failure_code.as_deref() != Some(code.as_str()) {
+                        pay_store::set_failure(&mut tx, &p.id, &code, &err.message, now).await?;
+                        self.add_event(&mut tx, &p.id, "attempt_declined", &format!("{code}: {}", err.message)).await?;
+                    }
+                }
+                WebhookOutcome::Ignored("checkout still open")
+            }
+        };
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(outcome)
+    }
+
+    /// Posts each item's amount to its account, once.
+    async fn post_payment(&self, tx: &mut Conn, p: &PaymentRow) -> Result<(), AppError> {
+        for item in pay_store::items(tx, &p.id).await? {
+            let added = accounts::post_ledger(
+                tx,
+                &accounts::LedgerRow {
+                    id: random_id(),
+                    account_number: item.account_number.clone(),
+                    kind: "payment".into(),
+                    reference: p.id.clone(),
+                    amount_cents: -item.amount_cents,
+                    description: format!("Online payment {}", p.confirmation_number),
+                    posted_at: self.now_unix(),
+                },
+            )
+            .await?;
+            if added {
+                let detail = format!("posted {} to account {}", Money::from_cents(item.amount_cents, self.config().currency), item.account_number);
+                self.add_event(tx, &p.id, "posted", &detail).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A processor webhook: verified (signature and age), de-duplicated by event id, then
+    /// the session is fetched from the processor, which is the source of truth.
+    pub async fn handle_webhook(&self, body: &[u8], signature: Option<&str>) -> Result<WebhookOutcome, AppError> {
+        let header = signature.ok_or(AppError::Webhook(processor::webhook::WebhookError::MissingHeader))?;
+        let event = processor::webhook::verify(body, header, &self.config().webhook_secret, self.now_unix(), self.config().webhook_tolerance_secs)?;
+        {
+            let mut conn = self.store.conn().await?;
+            if store::webhooks::was_processed(&mut conn, &event.id).await? {
+                return Ok(WebhookOutcome::Duplicate);
+            }
+        }
+        if event.kind.starts_with("checkout.session.") {
+            let Some(s) = event.session() else {
+                return Err(AppError::invalid("data.object", "not a checkout session"));
+            };
+            let session = match self.processor.retrieve_checkout_session(&s.id).await {
+                Ok(session) => session,
+                Err(ProcessorError::Api { status: 404, .. }) => return Ok(WebhookOutcome::Ignored("unknown checkout session")),
+                Err(e) => return Err(e.into()),
+            };
+            return self.settle(&session, SettleSource::Webhook, Some((&event.id, &event.kind))).await;
+        }
+        let mut conn = self.store.conn().await?;
+        if event.kind == "charge.refunded" {
+            if let Some((charge, intent)) = event.refunded_charge().and_then(|c| c.payment_intent.clone().map(|i| (c, i))) {
+                if let Some(p) = pay_store::by_payment_intent(&mut conn, &intent).await? {
+                    drop(conn);
+                    let mut tx = self.store.begin().await?;
+                    if store::webhooks::mark_processed(&mut tx, &event.id, &event.kind, self.now_unix()).await? {
+                        self.add_event(&mut tx, &p.id, "refund_reported", &format!("processor reports {} cents refunded", charge.amount_refunded)).await?;
+                    }
+                    tx.commit().await.map_err(store::StoreError::from)?;
+                    return Ok(WebhookOutcome::Applied);
+                }
+            }
+        }
+        Ok(if store::webhooks::mark_processed(&mut conn, &event.id, &event.kind, self.now_unix()).await? {
+            WebhookOutcome::Ignored("event type not used")
+        } else {
+            WebhookOutcome::Duplicate
+        })
+    }
+
+    /// The resident is back on the success URL: if the webhook has not arrived yet, ask
+    /// the processor directly.
+    pub async fn complete_return(&self, payment_id: &str) -> Result<PaymentView, AppError> {
+        let p = self.payment(payment_id).await?;
+        if p.status == PaymentStatus::Pending {
+            if let Some(sid) = &p.processor_session_id {
+                match self.processor.retrieve_checkout_session(sid).await {
+                    Ok(session) => {
+                        self.settle(&session, SettleSource::Return, None).await?;
+                    }
+                    // The webhook will settle it; the receipt page says "confirming".
+                    Err(e) => tracing::warn!(payment_id, error = %e, "processor unreachable on return"),
+                }
+            }
+        }
+        self.payment(payment_id).await
+    }
+
+    /// The resident left the hosted page. The session is expired at the processor first so
+    /// it cannot be paid later; if it was paid meanwhile, it is settled as paid.
+    pub async fn cancel_return(&self, payment_id: &str) -> Result<PaymentView, AppError> {
+        let p = self.payment(payment_id).await?;
+        if p.status == PaymentStatus::Pending {
+            self.close_at_processor(&p, SettleSource::Cancel).await?;
+        }
+        self.payment(payment_id).await
+    }
+
+    async fn close_at_processor(&self, p: &PaymentView, source: SettleSource) -> Result<(), AppError> {
+        let Some(sid) = &p.processor_session_id else {
+            let mut tx = self.store.begin().await?;
+            if pay_store::transition(&mut tx, &p.id, "pending", "expired", self.now_unix()).await? {
+                self.add_event(&mut tx, &p.id, "expired", "no checkout session was opened").await?;
+                self.audit(&mut tx, "system", "payment.expired", &p.id, "success", "-", source.as_str()).await?;
+            }
+            tx.commit().await.map_err(store::StoreError::from)?;
+            return Ok(());
+        };
+        // Ask before expiring: the processor may already hold a decision (and a decline).
+        let session = match self.processor.retrieve_checkout_session(sid).await? {
+            s if s.status == SessionStatus::Open => {
+                self.settle(&s, source, None).await?; // records a decline, if any
+                match self.processor.expire_checkout_session(sid).await {
+                    Ok(s) => s,
+                    Err(ProcessorError::Api { status, .. }) if status < 500 => self.processor.retrieve_checkout_session(sid).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            s => s,
+        };
+        self.settle(&session, source, None).await?;
+        Ok(())
+    }
+
+    /// Expires pending payments older than the configured time to live. Returns how many
+    /// were looked at.
+    pub async fn expire_stale_payments(&self) -> Result<usize, AppError> {
+        let cutoff = self.now_unix() - self.config().payment_ttl_secs;
+        let stale = {
+            let mut conn = self.store.conn().await?;
+            pay_store::stale_pending(&mut conn, cutoff, 100).await?
+        };
+        let n = stale.len();
+        for p in stale {
+            let items = {
+                let mut conn = self.store.conn().await?;
+                pay_store::items(&mut conn, &p.id).await?
+            };
+            let view = self.view(p, items)?;
+            if let Err(e) = self.close_at_processor(&view, SettleSource::ExpiryJob).await {
+                tracing::warn!(payment_id = %view.id, error = %e, "could not expire payment");
+            }
+        }
+        Ok(n)
+    }
+
+    pub async fn payments_for_resident(&self, resident_id: &str, limit: i64) -> Result<Vec<PaymentView>, AppError> {
+        let mut conn = self.store.conn().await?;
+        let rows = pay_store::for_resident(&mut conn, resident_id, limit).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for p in rows {
+            let items = pay_store::items(&mut conn, &p.id).await?;
+            out.push(self.view(p, items)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn payments_for_account(&self, account: &str, limit: i64) -> Result<Vec<PaymentView>, AppError> {
+        let mut conn = self.store.conn().await?;
+        let rows = pay_store::for_account(&mut conn, account, limit).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for p in rows {
+            let items = pay_store::items(&mut conn, &p.id).await?;
+            out.push(self.view(p, items)?);
+        }
+        Ok(out)
+    }
+}

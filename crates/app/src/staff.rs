@@ -1,0 +1,177 @@
+//! The staff back office's use cases (first cut: password login, search, timelines, outbox).
+
+use crate::ids::random_id;
+use crate::payments::PaymentView;
+use crate::sessions::{NewSession, Realm};
+use crate::{passwords, App, AppError};
+use store::staff::{self as st, StaffRow};
+use store::StoreError;
+
+pub const MAX_FAILURES: i64 = 10;
+pub const LOCK_SECS: i64 = 30 * 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Auditor,
+    Clerk,
+    Supervisor,
+    Administrator,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "auditor" => Some(Role::Auditor),
+            "clerk" => Some(Role::Clerk),
+            "supervisor" => Some(Role::Supervisor),
+            "administrator" => Some(Role::Administrator),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Auditor => "auditor",
+            Role::Clerk => "clerk",
+            Role::Supervisor => "supervisor",
+            Role::Administrator => "administrator",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StaffUser {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimelineEntry {
+    pub at: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+impl App {
+    fn staff_from_row(r: StaffRow) -> Result<StaffUser, AppError> {
+        Ok(StaffUser { role: Role::parse(&r.role).ok_or_else(|| AppError::Internal("stored role unknown".into()))?, id: r.id, username: r.username, display_name: r.display_name })
+    }
+
+    pub async fn create_staff(&self, username: &str, display_name: &str, password_plain: &str, role: Role) -> Result<StaffUser, AppError> {
+        let username = username.trim();
+        if username.is_empty() || username.len() > 64 || !username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(AppError::invalid("username", "use 1 to 64 letters, digits, dots, dashes or underscores"));
+        }
+        domain::password::check(password_plain, domain::password::STAFF_MIN_LEN, &[username])
+            .map_err(|p| AppError::invalid("password", crate::residents::password_message(p)))?;
+        let hash = passwords::hash(password_plain.to_owned()).await?;
+        let row = StaffRow {
+            id: domain::ids::StaffId::from_random(&random_id()).to_string(),
+            username: username.to_owned(),
+            display_name: display_name.to_owned(),
+            password_hash: hash,
+            role: role.as_str().into(),
+            disabled: 0,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: self.now_unix(),
+        };
+        let mut tx = self.store.begin().await?;
+        st::insert(&mut tx, &row).await?;
+        self.audit(&mut tx, "system", "staff.created", &row.id, "success", "-", &format!("role {}", role.as_str())).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Self::staff_from_row(row)
+    }
+
+    pub async fn staff_by_username(&self, username: &str) -> Result<Option<StaffUser>, AppError> {
+        let mut conn = self.store.conn().await?;
+        st::by_username(&mut conn, username).await?.map(Self::staff_from_row).transpose()
+    }
+
+    /// Password login. Locks the account for 30 minutes after 10 failures. Unknown user and
+    /// wrong password look the same.
+    pub async fn staff_login(&self, username: &str, password_plain: &str, source_ip: &str) -> Result<(StaffUser, NewSession), AppError> {
+        self.rate_limit(&format!("staff-login-ip:{source_ip}"), 50, 900).await?;
+        let row = {
+            let mut conn = self.store.conn().await?;
+            st::by_username(&mut conn, username.trim()).await?
+        };
+        let now = self.now_unix();
+        let locked = row.as_ref().is_some_and(|r| r.locked_until.is_some_and(|t| t > now));
+        let ok = passwords::verify(password_plain.to_owned(), row.as_ref().map(|r| r.password_hash.clone())).await;
+        let mut tx = self.store.begin().await?;
+        let row = match row {
+            Some(r) if locked => {
+                self.audit(&mut tx, &format!("staff:{}", r.id), "staff.login", &r.id, "failure", source_ip, "locked").await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                return Err(AppError::Locked);
+            }
+            Some(r) if ok && r.disabled == 0 => r,
+            other => {
+                if let Some(r) = &other {
+                    st::record_failure(&mut tx, &r.id, MAX_FAILURES, now + LOCK_SECS).await?;
+                }
+                let object = other.as_ref().map(|r| r.id.clone()).unwrap_or_else(|| "unknown".into());
+                self.audit(&mut tx, "anonymous", "staff.login", &object, "failure", source_ip, "").await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                return Err(AppError::BadCredentials);
+            }
+        };
+        st::record_success(&mut tx, &row.id).await?;
+        let session = self.create_session(&mut tx, Realm::Staff, &row.id).await?;
+        self.audit(&mut tx, &format!("staff:{}", row.id), "staff.login", &row.id, "success", source_ip, "").await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok((Self::staff_from_row(row)?, session))
+    }
+
+    pub async fn staff_user(&self, id: &str) -> Result<Option<StaffUser>, AppError> {
+        let mut conn = self.store.conn().await?;
+        match st::get(&mut conn, id).await? {
+            Some(r) if r.disabled == 0 => Ok(Some(Self::staff_from_row(r)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Search by confirmation number, account number, email or payment id; empty query lists
+    /// the most recent payments.
+    pub async fn search_payments(&self, q: &str, limit: i64) -> Result<Vec<PaymentView>, AppError> {
+        let q = q.trim();
+        let rows = {
+            let mut conn = self.store.conn().await?;
+            if q.is_empty() {
+                store::payments::recent(&mut conn, limit).await?
+            } else {
+                store::payments::search(&mut conn, q, limit).await?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for p in rows {
+            out.push(self.payment(&p.id).await?);
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(out)
+    }
+
+    /// A payment's timeline: our events and audit entries, in time order.
+    pub async fn payment_timeline(&self, payment_id: &str) -> Result<Vec<TimelineEntry>, AppError> {
+        let mut conn = self.store.conn().await?;
+        let mut out: Vec<TimelineEntry> = store::payments::events(&mut conn, payment_id)
+            .await?
+            .into_iter()
+            .map(|e| TimelineEntry { at: e.at, kind: e.kind, detail: e.detail })
+            .collect();
+        out.sort_by_key(|e| e.at);
+        Ok(out)
+    }
+
+    pub async fn outbox(&self, limit: i64) -> Result<Vec<store::outbox::EmailRow>, AppError> {
+        let mut conn = self.store.conn().await?;
+        Ok(store::outbox::recent(&mut conn, limit).await?)
+    }
+
+    pub async fn outbox_email(&self, id: &str) -> Result<store::outbox::EmailRow, AppError> {
+        let mut conn = self.store.conn().await?;
+        store::outbox::get(&mut conn, id).await?.ok_or(AppError::NotFound("email"))
+    }
+}
