@@ -1,1 +1,56 @@
-//! placeholder
+//! The HTTP edge: the resident portal (HTML), the public JSON API, the processor webhook,
+//! and the staff back office on its own listener. Holds no business rules: every handler
+//! parses input, calls one `app` use case and renders the answer.
+
+pub mod api;
+pub mod assets;
+mod cookies;
+pub mod error;
+pub mod i18n;
+pub mod portal;
+pub mod security;
+pub mod staff;
+
+use std::sync::Arc;
+
+use app::App;
+use axum::Router;
+
+/// How the edge is reached from outside.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// Origin of the resident portal, e.g. `https://pay.city.gov`.
+    pub portal_origin: String,
+    /// Origin of the staff back office.
+    pub staff_origin: String,
+    /// Origin of the payment processor's hosted page (allowed as a form target).
+    pub processor_origin: String,
+    /// `Secure` + `__Host-` cookies. Off only for plain-HTTP loopback demo and tests.
+    pub secure_cookies: bool,
+    /// Send HSTS (TLS on, directly or at a proxy).
+    pub hsts: bool,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+    pub cfg: Arc<WebConfig>,
+}
+
+impl AppState {
+    pub fn new(app: App, cfg: WebConfig) -> AppState {
+        AppState { app, cfg: Arc::new(cfg) }
+    }
+}
+
+/// Everything served on the public (resident) listener.
+pub fn portal_router(state: AppState) -> Router {
+    let html = portal::router().merge(assets::router());
+    let api = api::router();
+    security::public_layers(html.merge(api), state.clone()).with_state(state)
+}
+
+/// Everything served on the staff listener (loopback by default).
+pub fn staff_router(state: AppState) -> Router {
+    security::staff_layers(staff::router().merge(assets::router()), state.clone()).with_state(state)
+}

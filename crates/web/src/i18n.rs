@@ -1,0 +1,128 @@
+//! The message catalog. Every user-facing string of the pages comes from here, so a
+//! language is added by adding a file to `messages/`, not by touching templates.
+
+use axum::http::HeaderMap;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+type Catalog = HashMap<String, String>;
+
+const SOURCES: &[(&str, &str)] = &[("en", include_str!("../messages/en.toml")), ("es", include_str!("../messages/es.toml"))];
+
+fn catalogs() -> &'static HashMap<&'static str, Catalog> {
+    static C: OnceLock<HashMap<&'static str, Catalog>> = OnceLock::new();
+    C.get_or_init(|| {
+        SOURCES
+            .iter()
+            .map(|(lang, src)| {
+                // The catalogs are compiled in and checked by tests; a broken one yields
+                // keys instead of text rather than a crash.
+                let table: HashMap<String, String> = toml::from_str(src).unwrap_or_default();
+                (*lang, table)
+            })
+            .collect()
+    })
+}
+
+/// The languages offered, as (code, name in that language).
+pub const LANGUAGES: &[(&str, &str)] = &[("en", "English"), ("es", "Español")];
+
+/// Translations for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Tr {
+    pub lang: &'static str,
+}
+
+impl Tr {
+    pub fn new(lang: &str) -> Tr {
+        Tr { lang: LANGUAGES.iter().find(|(c, _)| *c == lang).map(|(c, _)| *c).unwrap_or("en") }
+    }
+
+    /// The text for `key`, falling back to English, then to the key itself.
+    pub fn s(&self, key: &str) -> &'static str {
+        let cats = catalogs();
+        cats.get(self.lang)
+            .and_then(|c| c.get(key))
+            .or_else(|| cats.get("en").and_then(|c| c.get(key)))
+            .map(String::as_str)
+            .unwrap_or("(missing text)")
+    }
+
+    /// The text for `key` with `{name}` placeholders filled.
+    pub fn f(&self, key: &str, args: &[(&str, &str)]) -> String {
+        args.iter().fold(self.s(key).to_owned(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v))
+    }
+
+    /// The other language, for the switcher.
+    pub fn other(&self) -> (&'static str, &'static str) {
+        if self.lang == "es" {
+            LANGUAGES[0]
+        } else {
+            LANGUAGES[1]
+        }
+    }
+}
+
+/// Picks the language: `?lang=` then the `lang` cookie, then `Accept-Language`.
+pub fn negotiate(query_lang: Option<&str>, headers: &HeaderMap) -> Tr {
+    if let Some(l) = query_lang {
+        return Tr::new(l);
+    }
+    if let Some(l) = crate::cookies::get(headers, "lang") {
+        return Tr::new(&l);
+    }
+    let accept = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let first = accept.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
+    Tr::new(if first.starts_with("es") { "es" } else { "en" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_used_in_templates() -> Vec<String> {
+        let mut keys = Vec::new();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut stack = vec![dir.join("templates"), dir.join("src")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                for marker in ["t.s(\"", "t.f(\""] {
+                    for part in text.split(marker).skip(1) {
+                        if let Some(end) = part.find('"') {
+                            keys.push(part[..end].to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    #[test]
+    fn catalogs_parse_and_cover_every_key() {
+        let cats = catalogs();
+        for (lang, src) in SOURCES {
+            assert!(toml::from_str::<HashMap<String, String>>(src).is_ok(), "{lang}.toml does not parse");
+        }
+        let en = &cats["en"];
+        let used = keys_used_in_templates();
+        assert!(used.len() > 20, "found only {} keys", used.len());
+        let missing: Vec<_> = used.iter().filter(|k| !en.contains_key(k.as_str())).collect();
+        assert!(missing.is_empty(), "keys missing from en.toml: {missing:?}");
+    }
+
+    #[test]
+    fn spanish_covers_english() {
+        let cats = catalogs();
+        let missing: Vec<_> = cats["en"].keys().filter(|k| !cats["es"].contains_key(k.as_str())).collect();
+        assert!(missing.is_empty(), "keys missing from es.toml: {missing:?}");
+    }
+}

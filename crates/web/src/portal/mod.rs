@@ -1,0 +1,326 @@
+//! The resident portal: quick pay without an account, the processor return pages, and
+//! (in `account`) registration, login and the dashboard.
+
+pub mod account;
+
+use crate::error::{Format, PageError, WebError};
+use crate::i18n::{self, Tr};
+use crate::{assets, cookies, AppState};
+use app::payments::{Channel, ItemProof, PaymentRequest, PaymentView, RequestedItem};
+use app::sessions::{Realm, Session};
+use app::AppError;
+use askama::Template;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use domain::{AccountNumber, EmailAddress, Money, PaymentStatus, PostalCode};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub const RESIDENT_COOKIE: &str = "sr_resident";
+pub const RESIDENT_COOKIE_SECURE: &str = "__Host-sr_resident";
+
+/// What every page's layout needs.
+pub struct Chrome {
+    pub t: Tr,
+    pub city: String,
+    pub sri: &'static str,
+    pub signed_in: bool,
+    pub staff: bool,
+    pub csrf: String,
+}
+
+/// Per-request context: language, the resident's session if any, the client address.
+pub struct Ctx {
+    pub t: Tr,
+    pub session: Option<Session>,
+    pub ip: String,
+    pub city: String,
+}
+
+#[derive(Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+pub fn client_ip(parts: &Parts) -> String {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+pub fn resident_cookie_name(st: &AppState) -> &'static str {
+    if st.cfg.secure_cookies {
+        RESIDENT_COOKIE_SECURE
+    } else {
+        RESIDENT_COOKIE
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Ctx, PageError> {
+        let q: Option<LangQuery> = parts.uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
+        let t = i18n::negotiate(q.as_ref().and_then(|q| q.lang.as_deref()), &parts.headers);
+        let session = match cookies::get(&parts.headers, resident_cookie_name(st)) {
+            Some(token) => st.app.session(Realm::Resident, &token).await?,
+            None => None,
+        };
+        Ok(Ctx { t, session, ip: client_ip(parts), city: st.app.config().city_name.clone() })
+    }
+}
+
+impl Ctx {
+    pub fn chrome(&self) -> Chrome {
+        Chrome {
+            t: self.t,
+            city: self.city.clone(),
+            sri: assets::uswds_js_integrity(),
+            signed_in: self.session.is_some(),
+            staff: false,
+            csrf: self.session.as_ref().map(|s| s.csrf_token.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The signed-in resident, or a redirect to the login page.
+    pub fn resident(&self) -> Result<&Session, Response> {
+        self.session.as_ref().ok_or_else(|| Redirect::to("/login").into_response())
+    }
+
+    /// Checks a form's CSRF token against the session's.
+    pub fn check_csrf(&self, token: &str) -> Result<(), PageError> {
+        match &self.session {
+            Some(s) if app::ids::token_hash(&s.csrf_token) == app::ids::token_hash(token) => Ok(()),
+            _ => Err(PageError(WebError::new(StatusCode::FORBIDDEN, "csrf_token_invalid", "This form has expired. Go back, reload the page and try again.", Format::Html))),
+        }
+    }
+}
+
+/// Renders a template with a status.
+pub fn render<T: Template>(status: StatusCode, t: &T) -> Result<Response, PageError> {
+    Ok((status, Html(t.render()?)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    c: Chrome,
+    code: &'a str,
+    message: &'a str,
+}
+
+/// A full error page (used by the edge error type, so it must not fail).
+pub fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
+    let c = Chrome { t: Tr::new("en"), city: String::new(), sri: assets::uswds_js_integrity(), signed_in: false, staff: false, csrf: String::new() };
+    match (ErrorPage { c, code, message }).render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, message.to_owned()).into_response(),
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/quick-pay", post(quick_pay_lookup))
+        .route("/quick-pay/pay", post(quick_pay_start))
+        .route("/payments/{id}/return", get(payment_return))
+        .route("/payments/{id}/cancel", get(payment_cancel))
+        .route("/payments/{id}/receipt", get(receipt))
+        .merge(account::router())
+        .layer(axum::middleware::from_fn(remember_language))
+}
+
+/// `?lang=es` sticks: it is remembered in a cookie.
+async fn remember_language(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let lang = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<LangQuery>(q).ok())
+        .and_then(|q| q.lang)
+        .filter(|l| i18n::LANGUAGES.iter().any(|(c, _)| c == l));
+    let mut res = next.run(req).await;
+    if let Some(l) = lang {
+        if let Ok(v) = format!("lang={l}; Path=/; SameSite=Lax; Max-Age=31536000").parse() {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    res
+}
+
+#[derive(Template)]
+#[template(path = "portal/home.html")]
+struct HomePage {
+    c: Chrome,
+    error: Option<String>,
+    account_number: String,
+    postal_code: String,
+}
+
+async fn home(ctx: Ctx) -> Result<Response, PageError> {
+    render(StatusCode::OK, &HomePage { c: ctx.chrome(), error: None, account_number: String::new(), postal_code: String::new() })
+}
+
+#[derive(Deserialize)]
+struct LookupForm {
+    #[serde(default)]
+    account_number: String,
+    #[serde(default)]
+    postal_code: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/quick_pay.html")]
+struct QuickPayPage {
+    c: Chrome,
+    s: app::billing::AccountSummary,
+    postal_code: String,
+    amount: String,
+    email: String,
+    error: Option<String>,
+}
+
+/// Turns a use-case refusal into the message shown next to the form (with its status).
+pub fn form_error(ctx: &Ctx, e: AppError) -> Result<(StatusCode, String), PageError> {
+    let status = crate::error::status_of(&e);
+    if status.is_server_error() {
+        return Err(e.into());
+    }
+    let msg = match &e {
+        AppError::AccountNotFound => ctx.t.s("quickpay.not_found").to_owned(),
+        AppError::RateLimited => ctx.t.s("error.rate_limited").to_owned(),
+        _ => crate::error::public_message(&e),
+    };
+    tracing::info!(code = e.code(), "form refused");
+    Ok((status, msg))
+}
+
+async fn quick_pay_lookup(State(st): State<AppState>, ctx: Ctx, Form(f): Form<LookupForm>) -> Result<Response, PageError> {
+    let result = match st.app.rate_limit(&format!("lookup-ip:{}", ctx.ip), 60, 900).await {
+        Ok(()) => st.app.lookup(&f.account_number, &f.postal_code).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(s) => {
+            let amount = if s.balance.is_positive() { s.balance.to_plain() } else { String::new() };
+            render(StatusCode::OK, &QuickPayPage { c: ctx.chrome(), s, postal_code: f.postal_code.trim().to_owned(), amount, email: String::new(), error: None })
+        }
+        Err(e) => {
+            let (status, msg) = form_error(&ctx, e)?;
+            render(status, &HomePage { c: ctx.chrome(), error: Some(msg), account_number: f.account_number, postal_code: f.postal_code })
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PayForm {
+    #[serde(default)]
+    account_number: String,
+    #[serde(default)]
+    postal_code: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    email: String,
+}
+
+async fn quick_pay_start(State(st): State<AppState>, ctx: Ctx, Form(f): Form<PayForm>) -> Result<Response, PageError> {
+    let summary = match st.app.lookup(&f.account_number, &f.postal_code).await {
+        Ok(s) => s,
+        Err(e) => {
+            let (status, msg) = form_error(&ctx, e)?;
+            return render(status, &HomePage { c: ctx.chrome(), error: Some(msg), account_number: f.account_number, postal_code: f.postal_code });
+        }
+    };
+    let attempt = build_quick_pay(&st, &ctx, &f);
+    let result = match attempt {
+        Ok(req) => st.app.start_payment(req).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(started) => Ok(Redirect::to(&started.checkout_url).into_response()),
+        Err(e) => {
+            let (status, msg) = form_error(&ctx, e)?;
+            render(status, &QuickPayPage { c: ctx.chrome(), s: summary, postal_code: f.postal_code.trim().to_owned(), amount: f.amount, email: f.email, error: Some(msg) })
+        }
+    }
+}
+
+fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentRequest, AppError> {
+    let currency = st.app.config().currency;
+    let account = AccountNumber::parse(&f.account_number).ok_or(AppError::AccountNotFound)?;
+    let zip = PostalCode::parse(&f.postal_code).ok_or(AppError::AccountNotFound)?;
+    let amount = Money::parse_dollars(&f.amount, currency).map_err(|e| AppError::invalid(ctx.t.s("field.amount"), e.to_string()))?;
+    let email = EmailAddress::parse(&f.email).ok_or_else(|| AppError::invalid(ctx.t.s("field.email"), ctx.t.s("error.email_shape")))?;
+    Ok(PaymentRequest {
+        items: vec![RequestedItem { account, proof: ItemProof::PostalCode(zip), amount }],
+        email,
+        resident_id: ctx.session.as_ref().map(|s| s.user_id.clone()),
+        channel: Channel::Portal,
+        return_url: None,
+        source_ip: ctx.ip.clone(),
+    })
+}
+
+fn valid_payment_id(id: &str) -> Result<(), PageError> {
+    domain::ids::PaymentId::parse(id).map(|_| ()).ok_or_else(|| PageError(WebError::new(StatusCode::NOT_FOUND, "not_found", "That payment was not found.", Format::Html)))
+}
+
+async fn payment_return(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, PageError> {
+    valid_payment_id(&id)?;
+    let p = st.app.complete_return(&id).await?;
+    match (&p.return_url, p.status) {
+        (Some(url), s) if s != PaymentStatus::Pending => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Ok(Redirect::to(&format!("{url}{sep}payment_id={}", p.id)).into_response())
+        }
+        _ => Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response()),
+    }
+}
+
+async fn payment_cancel(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, PageError> {
+    valid_payment_id(&id)?;
+    st.app.cancel_return(&id).await?;
+    Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "portal/receipt.html")]
+struct ReceiptPage {
+    c: Chrome,
+    p: PaymentView,
+    title: String,
+    status_label: String,
+    card: Option<String>,
+    failure: Option<String>,
+    checkout_url: Option<String>,
+    return_url: Option<String>,
+}
+
+pub fn status_label(t: &Tr, s: PaymentStatus) -> &'static str {
+    t.s(&format!("status.{}", s.as_str()))
+}
+
+async fn receipt(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response, PageError> {
+    valid_payment_id(&id)?;
+    let p = st.app.payment(&id).await?;
+    let title = ctx.t.s(match p.status {
+        PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded => "receipt.title",
+        PaymentStatus::Pending => "receipt.title_pending",
+        _ => "receipt.title_failed",
+    });
+    let card = match (&p.card_brand, &p.card_last4, p.status.captured()) {
+        (Some(b), Some(l), true) => Some(ctx.t.f("receipt.card_ending", &[("brand", app::email::brand_name(b)), ("last4", l)])),
+        _ => None,
+    };
+    let failure = match p.failure_code.as_deref() {
+        Some("insufficient_funds") => Some(ctx.t.s("decline.insufficient_funds").to_owned()),
+        Some("processor_unavailable") => Some(ctx.t.s("decline.processor_unavailable").to_owned()),
+        Some(_) => Some(ctx.t.s("decline.generic").to_owned()),
+        None => None,
+    };
+    let return_url = p.return_url.clone();
+    render(StatusCode::OK, &ReceiptPage { c: ctx.chrome(), status_label: status_label(&ctx.t, p.status).to_owned(), title: title.to_owned(), card, failure, checkout_url: None, return_url, p })
+}
+
