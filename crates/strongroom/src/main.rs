@@ -1,1 +1,223 @@
-fn main() {}
+//! `strongroom`: the city's payment portal in one binary.
+
+use anyhow::{bail, Context};
+use app::email::Mailer;
+use app::SystemClock;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use strongroom::{config, logging, server};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "strongroom", version, about = "A self-hosted payment portal for city governments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the portal with demo data, the sandbox processor and a demo staff user.
+    Demo {
+        #[arg(long, default_value = "./strongroom-demo")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        portal_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        staff_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        processor_addr: SocketAddr,
+        /// Number of demo utility accounts (seeded once, on first start).
+        #[arg(long, default_value_t = 1000)]
+        accounts: u32,
+    },
+    /// Run in production from a configuration file. Never seeds data.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Scan files or directories for card numbers; exits 1 if any is found.
+    ScanPan {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run only the sandbox payment processor.
+    SandboxProcessor {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        webhook_url: String,
+        #[arg(long)]
+        webhook_secret: String,
+        /// The API key callers must present.
+        #[arg(long, default_value = "sk_test_sandbox")]
+        secret_key: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Demo { data_dir, portal_addr, staff_addr, processor_addr, accounts } => demo(data_dir, portal_addr, staff_addr, processor_addr, accounts).await,
+            Command::Serve { config } => serve(&config).await,
+            Command::ScanPan { paths } => {
+                let (files, findings) = strongroom::scan::scan(&paths)?;
+                for f in &findings {
+                    println!("card number found: {} (near byte {})", f.path.display(), f.offset);
+                }
+                println!("scanned {files} files: {} with card numbers", findings.len());
+                if !findings.is_empty() {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+            Command::SandboxProcessor { addr, webhook_url, webhook_secret, secret_key } => {
+                logging::init(None)?;
+                let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let mut cfg = processor::sandbox::SandboxConfig::new(&secret_key, &format!("http://{addr}"), &webhook_secret);
+                cfg.webhook_url = Some(webhook_url);
+                println!("Sandbox processor on http://{addr}");
+                processor::sandbox::serve(listener, cfg).await?;
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for the {what} (is something else using it? pick another with --{what}-addr)"))
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads a per-data-dir secret, creating it (mode 600) on first use.
+fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    let p = dir.join(name);
+    if p.exists() {
+        return config::read_secret(&p);
+    }
+    let v = make();
+    write_private(&p, &v)?;
+    Ok(v)
+}
+
+fn write_private(p: &Path, v: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(p).with_context(|| format!("cannot create {}", p.display()))?;
+    f.write_all(v.as_bytes())?;
+    Ok(())
+}
+
+async fn demo(data_dir: PathBuf, portal_addr: SocketAddr, staff_addr: SocketAddr, processor_addr: SocketAddr, accounts: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    logging::init(Some(&data_dir.join("logs").join("strongroom.log")))?;
+    if is_root() {
+        tracing::warn!("demo is running as root; `strongroom serve` refuses to");
+    }
+    let audit_key = demo_secret(&data_dir, "audit.key", || random_hex(32))?;
+    let staff_password = demo_secret(&data_dir, "demo-staff-password", || format!("demo-{}", random_hex(8)))?;
+    let db = data_dir.join("strongroom.db");
+    let database_url = format!("sqlite://{}?mode=rwc", db.display());
+    let running = server::start(server::Options {
+        database_url,
+        portal_listener: bind(portal_addr, "portal").await?,
+        staff_listener: bind(staff_addr, "staff").await?,
+        portal_origin: None,
+        staff_origin: None,
+        city_name: "City of Bakersfield".into(),
+        sandbox: Some(server::SandboxOptions { listener: bind(processor_addr, "processor").await?, retry_base: Duration::from_secs(1) }),
+        processor_api_base: String::new(),
+        processor_hosted_origin: String::new(),
+        processor_secret_key: format!("sk_test_{}", random_hex(12)),
+        webhook_secret: format!("whsec_{}", random_hex(16)),
+        audit_key: audit_key.into_bytes(),
+        clock: Arc::new(SystemClock),
+        mailer: Mailer::OutboxOnly,
+        secure_cookies: false,
+        hsts: false,
+        allowed_return_origins: vec![],
+        worker_interval: Some(Duration::from_secs(2)),
+        payment_ttl_secs: 3600,
+    })
+    .await?;
+    let started = std::time::Instant::now();
+    let seeded = running.app.seed_demo(accounts).await?;
+    if running.app.staff_by_username("demo").await?.is_none() {
+        running.app.create_staff("demo", "Demo Supervisor", &staff_password, app::staff::Role::Supervisor).await?;
+    }
+    if seeded {
+        tracing::info!(accounts, ms = started.elapsed().as_millis() as u64, "seeded demo data");
+    }
+    println!(
+        "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Press Ctrl-C to stop.\n",
+        dir = data_dir.display(),
+        portal = running.portal_origin,
+        staff = running.staff_origin,
+        pw = staff_password,
+        proc = running.processor_origin,
+    );
+    tokio::signal::ctrl_c().await?;
+    running.stop();
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+async fn serve(path: &Path) -> anyhow::Result<()> {
+    let cfg = config::load(path, std::env::vars())?;
+    logging::init(None)?;
+    if is_root() {
+        bail!("refusing to run as root: create a dedicated user (the systemd unit does) and run as that user");
+    }
+    let loopback = cfg.server.portal_addr.ip().is_loopback();
+    let https = cfg.server.public_url.starts_with("https://");
+    if !loopback && !cfg.server.behind_tls_proxy {
+        bail!("refusing to serve plain HTTP on the public address {}: put a TLS proxy in front and set server.behind_tls_proxy = true", cfg.server.portal_addr);
+    }
+    let secret_key = config::read_secret(&cfg.processor.secret_key_file)?;
+    let webhook_secret = config::read_secret(&cfg.processor.webhook_secret_file)?;
+    let audit_key = config::read_secret(&cfg.security.audit_key_file)?;
+    let running = server::start(server::Options {
+        database_url: cfg.database.url.clone(),
+        portal_listener: bind(cfg.server.portal_addr, "portal").await?,
+        staff_listener: bind(cfg.server.staff_addr, "staff").await?,
+        portal_origin: Some(cfg.server.public_url.trim_end_matches('/').to_owned()),
+        staff_origin: Some(cfg.server.staff_url.trim_end_matches('/').to_owned()),
+        city_name: cfg.city.name.clone(),
+        sandbox: None,
+        processor_api_base: cfg.processor.api_base.clone(),
+        processor_hosted_origin: cfg.processor.hosted_origin.clone(),
+        processor_secret_key: secret_key,
+        webhook_secret,
+        audit_key: audit_key.into_bytes(),
+        clock: Arc::new(SystemClock),
+        mailer: Mailer::smtp(&cfg.email.smtp_host, cfg.email.smtp_port, &cfg.email.from)?,
+        secure_cookies: https,
+        hsts: https,
+        allowed_return_origins: cfg.api.return_url_origins.clone(),
+        worker_interval: Some(Duration::from_secs(5)),
+        payment_ttl_secs: 3600,
+    })
+    .await?;
+    tracing::info!(portal = %running.portal_addr, staff = %running.staff_addr, "serving");
+    tokio::signal::ctrl_c().await?;
+    running.stop();
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The one configuration file (TOML) with `STRONGROOM_SECTION__KEY` environment overrides.
+//! Unknown keys, in the file or the environment, are errors (fail closed).
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub city: City,
+    pub server: Server,
+    pub database: Database,
+    pub processor: Processor,
+    pub email: Email,
+    pub security: Security,
+    #[serde(default)]
+    pub api: Api,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct City {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub portal_addr: SocketAddr,
+    #[serde(default = "default_staff_addr")]
+    pub staff_addr: SocketAddr,
+    /// The portal's public origin, e.g. `https://pay.city.gov`.
+    pub public_url: String,
+    /// The staff back office's origin as staff browsers reach it.
+    pub staff_url: String,
+    /// A TLS-terminating proxy is in front of the listeners.
+    #[serde(default)]
+    pub behind_tls_proxy: bool,
+}
+
+fn default_staff_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// `sqlite:///var/lib/strongroom/strongroom.db` or `postgres://...`.
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Processor {
+    /// `https://api.stripe.com` or the sandbox's URL.
+    pub api_base: String,
+    /// Origin of the hosted payment page, e.g. `https://checkout.stripe.com`.
+    pub hosted_origin: String,
+    pub secret_key_file: PathBuf,
+    pub webhook_secret_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    pub smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    pub from: String,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// Key of the audit log's hash chain (32+ random bytes, any encoding).
+    pub audit_key_file: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Origins API clients may name in `return_url`.
+    #[serde(default)]
+    pub return_url_origins: Vec<String>,
+}
+
+/// Reads the file, applies `STRONGROOM_SECTION__KEY=value` overrides, and checks the
+/// result against the schema.
+pub fn load(path: &Path, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let mut value: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("STRONGROOM_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let table = value.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(table) = table.as_table_mut() else { bail!("{k}: [{section}] is not a table") };
+        let parsed = v.parse::<i64>().map(toml::Value::Integer).or_else(|_| v.parse::<bool>().map(toml::Value::Boolean)).unwrap_or(toml::Value::String(v));
+        table.insert(key, parsed);
+    }
+    let cfg: Config = toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("configuration error: {}", e.message()))?;
+    Ok(cfg)
+}
+
+/// Reads a secret file, refusing one that others may read or write.
+pub fn read_secret(path: &Path) -> anyhow::Result<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).with_context(|| format!("secret file {} is missing", path.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!("secret file {} is readable or writable by group or others (mode {:o}); run: chmod 600 {}", path.display(), mode & 0o777, path.display());
+        }
+    }
+    let s = std::fs::read_to_string(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
+    let s = s.trim().to_owned();
+    if s.is_empty() {
+        bail!("secret file {} is empty", path.display());
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[city]
+name = "City of Example"
+[server]
+portal_addr = "127.0.0.1:8080"
+public_url = "https://pay.example.gov"
+staff_url = "http://127.0.0.1:8081"
+[database]
+url = "sqlite:///tmp/x.db"
+[processor]
+api_base = "https://api.stripe.com"
+hosted_origin = "https://checkout.stripe.com"
+secret_key_file = "/etc/strongroom/sk"
+webhook_secret_file = "/etc/strongroom/whsec"
+[email]
+smtp_host = "localhost"
+from = "City <pay@example.gov>"
+[security]
+audit_key_file = "/etc/strongroom/audit"
+"#;
+
+    fn load_str(s: &str, env: Vec<(&str, &str)>) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, s)?;
+        load(&p, env.into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())))
+    }
+
+    #[test]
+    fn good_config_loads_and_env_overrides() {
+        let c = load_str(GOOD, vec![("STRONGROOM_SERVER__PORTAL_ADDR", "127.0.0.1:9999"), ("STRONGROOM_TEST_DATABASE_URL", "ignored")]).unwrap();
+        assert_eq!(c.server.portal_addr.port(), 9999);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = load_str(&GOOD.replace("[email]", "[email]\nlog_bodies = true"), vec![]).unwrap_err();
+        assert!(e.to_string().contains("log_bodies"), "{e}");
+        let e = load_str(GOOD, vec![("STRONGROOM_SERVER__DEBUG", "true")]).unwrap_err();
+        assert!(e.to_string().contains("debug"), "{e}");
+        assert!(load_str(&format!("{GOOD}\n[debug]\nverbose = true\n"), vec![]).is_err());
+    }
+
+    #[test]
+    fn world_readable_secret_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "whsec_x").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_secret(&p).unwrap_err().to_string().contains("chmod 600"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret(&p).unwrap(), "whsec_x");
+    }
+}

@@ -1,0 +1,7 @@
+//! The `strongroom` binary's library half: configuration, wiring and background workers,
+//! shared by `main.rs` and the integration tests.
+
+pub mod config;
+pub mod logging;
+pub mod scan;
+pub mod server;

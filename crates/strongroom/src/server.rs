@@ -1,0 +1,165 @@
+//! Wiring: store, processor client, app, the listeners and the background workers.
+
+use anyhow::Context;
+use app::email::Mailer;
+use app::{App, Clock};
+use processor::client::StripeClient;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The in-process sandbox processor (demo and tests).
+pub struct SandboxOptions {
+    pub listener: TcpListener,
+    pub retry_base: Duration,
+}
+
+pub struct Options {
+    pub database_url: String,
+    pub portal_listener: TcpListener,
+    pub staff_listener: TcpListener,
+    /// Origins as browsers reach them (`http://127.0.0.1:8080`); `None` derives them from
+    /// the listeners.
+    pub portal_origin: Option<String>,
+    pub staff_origin: Option<String>,
+    pub city_name: String,
+    /// `Some`: run the sandbox processor in-process and point the client at it.
+    pub sandbox: Option<SandboxOptions>,
+    /// Used when there is no in-process sandbox.
+    pub processor_api_base: String,
+    pub processor_hosted_origin: String,
+    pub processor_secret_key: String,
+    pub webhook_secret: String,
+    pub audit_key: Vec<u8>,
+    pub clock: Arc<dyn Clock>,
+    pub mailer: Mailer,
+    pub secure_cookies: bool,
+    pub hsts: bool,
+    pub allowed_return_origins: Vec<String>,
+    /// Interval of the email worker; `None` runs no workers (tests drive them).
+    pub worker_interval: Option<Duration>,
+    pub payment_ttl_secs: i64,
+}
+
+pub struct Running {
+    pub app: App,
+    pub portal_addr: SocketAddr,
+    pub staff_addr: SocketAddr,
+    pub processor_addr: Option<SocketAddr>,
+    pub portal_origin: String,
+    pub staff_origin: String,
+    pub processor_origin: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the listeners and workers.
+    pub fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub async fn start(o: Options) -> anyhow::Result<Running> {
+    let store = store::Store::connect(&o.database_url).await.context("cannot open the database")?;
+    let portal_addr = o.portal_listener.local_addr()?;
+    let staff_addr = o.staff_listener.local_addr()?;
+    let portal_origin = o.portal_origin.unwrap_or_else(|| format!("http://{portal_addr}"));
+    let staff_origin = o.staff_origin.unwrap_or_else(|| format!("http://{staff_addr}"));
+    let mut tasks = Vec::new();
+
+    let (processor_base, processor_origin, processor_addr) = match o.sandbox {
+        Some(sb) => {
+            let addr = sb.listener.local_addr()?;
+            let base = format!("http://{addr}");
+            let clock = o.clock.clone();
+            let cfg = processor::sandbox::SandboxConfig {
+                secret_key: o.processor_secret_key.clone(),
+                public_base_url: base.clone(),
+                webhook_url: Some(format!("{portal_origin}/webhooks/processor")),
+                webhook_secret: o.webhook_secret.clone(),
+                retry_base: sb.retry_base,
+                now: Arc::new(move || clock.now().unix_timestamp()),
+            };
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = processor::sandbox::serve(sb.listener, cfg).await {
+                    tracing::error!(error = %e, "sandbox processor stopped");
+                }
+            }));
+            (base.clone(), base, Some(addr))
+        }
+        None => (o.processor_api_base.clone(), o.processor_hosted_origin.clone(), None),
+    };
+    let client = StripeClient::new(&processor_base, o.processor_secret_key.clone()).context("processor client")?;
+
+    let app = App::new(
+        store,
+        Arc::new(client),
+        o.clock.clone(),
+        app::Config {
+            portal_base_url: portal_origin.clone(),
+            city_name: o.city_name.clone(),
+            currency: domain::Currency::Usd,
+            webhook_secret: o.webhook_secret.clone(),
+            webhook_tolerance_secs: 300,
+            payment_ttl_secs: o.payment_ttl_secs,
+            audit_key: o.audit_key.clone(),
+            allowed_return_origins: o.allowed_return_origins.clone(),
+        },
+    );
+    let web_cfg = web::WebConfig {
+        portal_origin: portal_origin.clone(),
+        staff_origin: staff_origin.clone(),
+        processor_origin: processor_origin.clone(),
+        secure_cookies: o.secure_cookies,
+        hsts: o.hsts,
+    };
+    let state = web::AppState::new(app.clone(), web_cfg);
+    let portal = web::portal_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let staff = web::staff_router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (pl, sl) = (o.portal_listener, o.staff_listener);
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(pl, portal).await {
+            tracing::error!(error = %e, "portal listener stopped");
+        }
+    }));
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(sl, staff).await {
+            tracing::error!(error = %e, "staff listener stopped");
+        }
+    }));
+
+    if let Some(every) = o.worker_interval {
+        let (a, mailer) = (app.clone(), o.mailer.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = a.deliver_emails(&mailer).await {
+                    tracing::warn!(error = %e, "email worker");
+                }
+            }
+        }));
+        let a = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = a.expire_stale_payments().await {
+                    tracing::warn!(error = %e, "expiry worker");
+                }
+            }
+        }));
+    }
+
+    Ok(Running { app, portal_addr, staff_addr, processor_addr, portal_origin, staff_origin, processor_origin, tasks })
+}
