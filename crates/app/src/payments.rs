@@ -433,10 +433,12 @@ impl App {
             }
         }
         if event.kind.starts_with("checkout.session.") {
-            let Some(s) = event.session() else {
-                return Err(AppError::invalid("data.object", "not a checkout session"));
+            // Only the id is taken from the event: the session itself is fetched from the
+            // processor, the source of truth.
+            let Some(sid) = event.object.get("id").and_then(|v| v.as_str()).filter(|s| s.starts_with("cs_")) else {
+                return Err(AppError::invalid("data.object.id", "not a checkout session id"));
             };
-            let session = match self.processor.retrieve_checkout_session(&s.id).await {
+            let session = match self.processor.retrieve_checkout_session(sid).await {
                 Ok(session) => session,
                 Err(ProcessorError::Api { status: 404, .. }) => return Ok(WebhookOutcome::Ignored("unknown checkout session")),
                 Err(e) => return Err(e.into()),

@@ -1,8 +1,772 @@
 //! The staff back office, on its own listener with its own cookie.
+//!
+//! First cut: password login and logout, payment search, a payment with its timeline, an
+//! account with its bills, ledger and payments, and the email outbox. Every route names the
+//! least role it needs ([`StaffCtx::require`]); the role is re-read from the store on every
+//! request, so disabling a user or changing a role takes effect at once. There are no
+//! writes yet besides login and logout.
 
-use crate::AppState;
-use axum::Router;
+use crate::error::{Format, PageError, WebError};
+use crate::i18n::{self, Tr};
+use crate::portal::{render, status_label, Chrome};
+use crate::{assets, cookies, AppState};
+use app::payments::PaymentView;
+use app::sessions::{Realm, Session};
+use app::staff::{Role, StaffUser, TimelineEntry};
+use app::AppError;
+use askama::Template;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use domain::ids::{EmailId, PaymentId};
+use domain::AccountNumber;
+use serde::Deserialize;
+
+pub const STAFF_COOKIE: &str = "sr_staff";
+pub const STAFF_COOKIE_SECURE: &str = "__Host-sr_staff";
+
+/// How many rows the list pages show.
+const LIST_LIMIT: i64 = 50;
+/// Longest search query accepted (a confirmation number, account number or email).
+const MAX_QUERY: usize = 254;
+const MAX_USERNAME: usize = 64;
+const MAX_PASSWORD: usize = 1024;
+
+pub fn staff_cookie_name(st: &AppState) -> &'static str {
+    if st.cfg.secure_cookies {
+        STAFF_COOKIE_SECURE
+    } else {
+        STAFF_COOKIE
+    }
+}
+
+#[derive(Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+/// Per-request context of the back office: language, client address, and the signed-in
+/// staff member (a live staff-realm session whose user exists and is not disabled).
+pub struct StaffCtx {
+    pub t: Tr,
+    pub ip: String,
+    pub city: String,
+    pub signed_in: Option<(Session, StaffUser)>,
+}
+
+impl FromRequestParts<AppState> for StaffCtx {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<StaffCtx, PageError> {
+        let q: Option<LangQuery> = parts
+            .uri
+            .query()
+            .and_then(|q| serde_urlencoded::from_str(q).ok());
+        let t = i18n::negotiate(q.as_ref().and_then(|q| q.lang.as_deref()), &parts.headers);
+        let session = match cookies::get(&parts.headers, staff_cookie_name(st)) {
+            Some(token) => st.app.session(Realm::Staff, &token).await?,
+            None => None,
+        };
+        let signed_in = match session {
+            Some(s) => st.app.staff_user(&s.user_id).await?.map(|u| (s, u)),
+            None => None,
+        };
+        Ok(StaffCtx {
+            t,
+            ip: crate::portal::client_ip(parts),
+            city: st.app.config().city_name.clone(),
+            signed_in,
+        })
+    }
+}
+
+/// Equality of two secrets without an early exit: compares their SHA-256 hashes (fixed
+/// length) byte by byte, folding the differences.
+fn secrets_equal(a: &str, b: &str) -> bool {
+    let (ha, hb) = (app::ids::token_hash(a), app::ids::token_hash(b));
+    ha.len() == hb.len()
+        && ha
+            .bytes()
+            .zip(hb.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// May a member with role `have` use a route that needs `need`?
+fn allowed(have: Role, need: Role) -> bool {
+    have >= need
+}
+
+impl StaffCtx {
+    pub fn chrome(&self) -> Chrome {
+        Chrome {
+            t: self.t,
+            city: self.city.clone(),
+            sri: assets::uswds_js_integrity(),
+            signed_in: self.signed_in.is_some(),
+            staff: true,
+            csrf: self
+                .signed_in
+                .as_ref()
+                .map(|(s, _)| s.csrf_token.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The signed-in staff member if their role is at least `need`; otherwise a redirect to
+    /// the login page (not signed in) or a 403 page (role too low).
+    pub fn require(&self, need: Role) -> Result<&StaffUser, Refusal> {
+        match &self.signed_in {
+            None => Err(Refusal::from(Redirect::to("/login").into_response())),
+            Some((_, u)) if allowed(u.role, need) => Ok(u),
+            Some((_, u)) => {
+                tracing::info!(staff_id = %u.id, role = u.role.as_str(), need = need.as_str(), "staff route refused: role too low");
+                Err(self.fail(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    self.t.s("staff.error.forbidden"),
+                ))
+            }
+        }
+    }
+
+    /// An error page with the back office's layout.
+    pub fn fail(&self, status: StatusCode, code: &'static str, message: &str) -> Refusal {
+        let page = StaffErrorPage {
+            c: self.chrome(),
+            code,
+            message,
+        };
+        Refusal::from(match render(status, &page) {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        })
+    }
+
+    pub fn not_found(&self) -> Refusal {
+        self.fail(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            self.t.s("staff.error.not_found"),
+        )
+    }
+
+    pub fn bad_request(&self) -> Refusal {
+        self.fail(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            self.t.s("staff.error.bad_request"),
+        )
+    }
+
+    /// A use case's refusal or failure as a page (the edge error type logs it).
+    pub fn app_error(&self, e: AppError) -> Refusal {
+        let we = WebError::from_app(e, Format::Html);
+        let message = if we.status == StatusCode::NOT_FOUND {
+            self.t.s("staff.error.not_found").to_owned()
+        } else if we.status.is_server_error() {
+            self.t.s("staff.error.internal").to_owned()
+        } else {
+            we.message
+        };
+        self.fail(we.status, we.code, &message)
+    }
+}
+
+/// A page handler's refusal: a redirect or an error page, boxed (responses are large).
+pub struct Refusal(Box<Response>);
+
+impl From<Response> for Refusal {
+    fn from(r: Response) -> Refusal {
+        Refusal(Box::new(r))
+    }
+}
+
+impl From<PageError> for Refusal {
+    fn from(e: PageError) -> Refusal {
+        Refusal::from(e.into_response())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+type Page = Result<Response, Refusal>;
+
+fn page<T: Template>(t: &T) -> Page {
+    Ok(render(StatusCode::OK, t)?)
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+pub fn utc(ts: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_else(|| ts.to_string())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC (timelines, where seconds matter).
+pub fn utc_seconds(ts: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_else(|| ts.to_string())
+}
+
+/// Events are stamped to the second and the store breaks ties by a random id, so events
+/// of the same second are put back in the order a payment lives through them.
+fn in_lifecycle_order(mut events: Vec<TimelineEntry>) -> Vec<TimelineEntry> {
+    fn rank(kind: &str) -> u8 {
+        match kind {
+            "created" => 0,
+            "checkout_opened" => 1,
+            "attempt_declined" => 2,
+            "posted" => 4,
+            "refund_reported" => 5,
+            _ => 3,
+        }
+    }
+    events.sort_by_key(|e| (e.at, rank(&e.kind)));
+    events
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(search))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/payments/{id}", get(payment))
+        .route("/accounts/{account}", get(account))
+        .route("/outbox", get(outbox))
+        .route("/outbox/{id}", get(outbox_email))
+        .fallback(no_such_page)
+        .method_not_allowed_fallback(wrong_method)
+}
+
+async fn no_such_page(ctx: StaffCtx) -> Refusal {
+    ctx.not_found()
+}
+
+async fn wrong_method(ctx: StaffCtx) -> Refusal {
+    ctx.fail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        ctx.t.s("staff.error.bad_request"),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct StaffErrorPage<'a> {
+    c: Chrome,
+    code: &'a str,
+    message: &'a str,
+}
+
+// ---- login / logout ----
+
+#[derive(Template)]
+#[template(path = "staff/login.html")]
+struct LoginPage {
+    c: Chrome,
+    username: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login_page(ctx: StaffCtx) -> Page {
+    if ctx.signed_in.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    page(&LoginPage {
+        c: ctx.chrome(),
+        username: String::new(),
+        error: None,
+    })
+}
+
+async fn login(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Page {
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    let username = f.username.trim().to_owned();
+    let result = if username.is_empty()
+        || username.len() > MAX_USERNAME
+        || f.password.is_empty()
+        || f.password.len() > MAX_PASSWORD
+    {
+        Err(AppError::BadCredentials)
+    } else {
+        st.app.staff_login(&username, &f.password, &ctx.ip).await
+    };
+    let (status, key) = match result {
+        Ok((user, new)) => {
+            // A session this browser already had is ended, not kept alongside the new one.
+            if let Some((old, _)) = &ctx.signed_in {
+                if let Err(e) = st.app.end_session(old).await {
+                    tracing::warn!(code = e.code(), "could not end the previous staff session");
+                }
+            }
+            tracing::info!(staff_id = %user.id, role = user.role.as_str(), "staff signed in");
+            let cookie = cookies::set(
+                staff_cookie_name(&st),
+                &new.token,
+                "Strict",
+                st.cfg.secure_cookies,
+                None,
+            );
+            return Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response());
+        }
+        Err(AppError::BadCredentials) => (StatusCode::UNAUTHORIZED, "staff.login.bad_credentials"),
+        Err(AppError::Locked) => (StatusCode::LOCKED, "staff.login.locked"),
+        Err(AppError::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "error.rate_limited"),
+        Err(e) => return Err(ctx.app_error(e)),
+    };
+    tracing::info!(status = status.as_u16(), "staff login refused");
+    let mut c = ctx.chrome();
+    // The form is shown signed out whatever cookie came with it.
+    c.signed_in = false;
+    Ok(render(
+        status,
+        &LoginPage {
+            c,
+            username,
+            error: Some(ctx.t.s(key).to_owned()),
+        },
+    )?)
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Page {
+    let Some((session, _)) = &ctx.signed_in else {
+        let clear = cookies::clear(staff_cookie_name(&st), "Strict", st.cfg.secure_cookies);
+        return Ok(([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response());
+    };
+    let token = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if token.is_empty() || !secrets_equal(&session.csrf_token, &token) {
+        return Err(ctx.fail(
+            StatusCode::FORBIDDEN,
+            "csrf_token_invalid",
+            ctx.t.s("staff.error.csrf"),
+        ));
+    }
+    st.app
+        .end_session(session)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let clear = cookies::clear(staff_cookie_name(&st), "Strict", st.cfg.secure_cookies);
+    Ok(([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response())
+}
+
+// ---- payments ----
+
+/// One payment as a row of a table.
+struct PaymentRow {
+    id: String,
+    confirmation_number: String,
+    created: String,
+    email: String,
+    accounts: String,
+    amount: String,
+    status: &'static str,
+}
+
+fn payment_row(t: &Tr, p: &PaymentView) -> PaymentRow {
+    let mut accounts: Vec<&str> = p.items.iter().map(|i| i.account_number.as_str()).collect();
+    accounts.dedup();
+    PaymentRow {
+        id: p.id.clone(),
+        confirmation_number: p.confirmation_number.clone(),
+        created: utc(p.created_at),
+        email: p.email.clone(),
+        accounts: accounts.join(", "),
+        amount: p.amount.to_string(),
+        status: status_label(t, p.status),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "staff/search.html")]
+struct SearchPage {
+    c: Chrome,
+    q: String,
+    payments: Vec<PaymentRow>,
+    payments_caption: String,
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// Who may search and view payments: auditors too (read-only).
+const VIEW_PAYMENTS: Role = Role::Auditor;
+/// Who may open accounts and the outbox.
+const VIEW_ACCOUNTS: Role = Role::Clerk;
+
+async fn search(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Page {
+    ctx.require(VIEW_PAYMENTS)?;
+    let Ok(Query(SearchQuery { q })) = query else {
+        return Err(ctx.bad_request());
+    };
+    let q = q.trim().to_owned();
+    if q.len() > MAX_QUERY || q.chars().any(char::is_control) {
+        return Err(ctx.bad_request());
+    }
+    let found = st
+        .app
+        .search_payments(&q, LIST_LIMIT)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let payments: Vec<PaymentRow> = found.iter().map(|p| payment_row(&ctx.t, p)).collect();
+    let payments_caption = if q.is_empty() {
+        ctx.t.f(
+            "staff.search.caption_recent",
+            &[("count", &payments.len().to_string())],
+        )
+    } else {
+        ctx.t.f(
+            "staff.search.caption",
+            &[("count", &payments.len().to_string()), ("q", &q)],
+        )
+    };
+    page(&SearchPage {
+        c: ctx.chrome(),
+        q,
+        payments,
+        payments_caption,
+    })
+}
+
+struct ItemRow {
+    kind: String,
+    account_number: String,
+    amount: String,
+}
+
+struct EventRow {
+    at: String,
+    kind: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff/payment.html")]
+struct PaymentPage {
+    c: Chrome,
+    p: PaymentRow,
+    refunded: Option<String>,
+    card: Option<String>,
+    decided: Option<String>,
+    channel: String,
+    failure_code: Option<String>,
+    failure_message: Option<String>,
+    items: Vec<ItemRow>,
+    link_accounts: bool,
+    events: Vec<EventRow>,
+}
+
+async fn payment(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<String>) -> Page {
+    let me = ctx.require(VIEW_PAYMENTS)?;
+    let link_accounts = allowed(me.role, VIEW_ACCOUNTS);
+    if PaymentId::parse(&id).is_none() {
+        return Err(ctx.not_found());
+    }
+    let p = st.app.payment(&id).await.map_err(|e| ctx.app_error(e))?;
+    let timeline = st
+        .app
+        .payment_timeline(&id)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let card = match (&p.card_brand, &p.card_last4) {
+        (Some(b), Some(l)) => Some(ctx.t.f(
+            "receipt.card_ending",
+            &[("brand", app::email::brand_name(b)), ("last4", l)],
+        )),
+        _ => None,
+    };
+    let page_data = PaymentPage {
+        c: ctx.chrome(),
+        refunded: (p.refunded.cents() != 0).then(|| p.refunded.to_string()),
+        card,
+        decided: p.decided_at.map(utc),
+        channel: p.channel.clone(),
+        failure_code: p.failure_code.clone(),
+        failure_message: p.failure_message.clone(),
+        items: p
+            .items
+            .iter()
+            .map(|i| ItemRow {
+                kind: i.item_type.clone(),
+                account_number: i.account_number.clone(),
+                amount: i.amount.to_string(),
+            })
+            .collect(),
+        link_accounts,
+        events: in_lifecycle_order(timeline)
+            .into_iter()
+            .map(|e| EventRow {
+                at: utc_seconds(e.at),
+                kind: e.kind,
+                detail: e.detail,
+            })
+            .collect(),
+        p: payment_row(&ctx.t, &p),
+    };
+    page(&page_data)
+}
+
+// ---- accounts ----
+
+struct BillRow {
+    issued_on: String,
+    period: String,
+    due_on: String,
+    amount: String,
+}
+
+struct LedgerRow {
+    posted: String,
+    kind: String,
+    description: String,
+    amount: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff/account.html")]
+struct AccountPage {
+    c: Chrome,
+    s: app::billing::AccountSummary,
+    bills: Vec<BillRow>,
+    ledger: Vec<LedgerRow>,
+    payments: Vec<PaymentRow>,
+    payments_caption: String,
+}
+
+fn ledger_kind(t: &Tr, kind: &str) -> String {
+    match kind {
+        "bill" => t.s("staff.ledger.kind.bill").to_owned(),
+        "payment" => t.s("staff.ledger.kind.payment").to_owned(),
+        "refund" => t.s("staff.ledger.kind.refund").to_owned(),
+        "adjustment" => t.s("staff.ledger.kind.adjustment").to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+async fn account(State(st): State<AppState>, ctx: StaffCtx, Path(account): Path<String>) -> Page {
+    ctx.require(VIEW_ACCOUNTS)?;
+    let Some(number) = AccountNumber::parse(&account).filter(|n| n.as_str() == account) else {
+        return Err(ctx.not_found());
+    };
+    let n = number.as_str();
+    let s = st
+        .app
+        .account_summary(n)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let bills = st
+        .app
+        .bills(n, LIST_LIMIT)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let ledger = st
+        .app
+        .ledger(n, LIST_LIMIT)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let payments = st
+        .app
+        .payments_for_account(n, LIST_LIMIT)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let data = AccountPage {
+        c: ctx.chrome(),
+        s,
+        bills: bills
+            .iter()
+            .map(|b| BillRow {
+                issued_on: b.issued_on.clone(),
+                period: ctx.t.f(
+                    "staff.account.period",
+                    &[("start", &b.period_start), ("end", &b.period_end)],
+                ),
+                due_on: b.due_on.clone(),
+                amount: b.amount.to_string(),
+            })
+            .collect(),
+        ledger: ledger
+            .iter()
+            .map(|l| LedgerRow {
+                posted: utc(l.posted_at),
+                kind: ledger_kind(&ctx.t, &l.kind),
+                description: l.description.clone(),
+                amount: l.amount.to_string(),
+            })
+            .collect(),
+        payments: payments.iter().map(|p| payment_row(&ctx.t, p)).collect(),
+        payments_caption: ctx.t.s("staff.account.payments_caption").to_owned(),
+    };
+    page(&data)
+}
+
+// ---- outbox ----
+
+struct EmailRow {
+    id: String,
+    created: String,
+    to: String,
+    subject: String,
+    kind: String,
+    status: String,
+    attempts: i64,
+}
+
+fn email_status(t: &Tr, status: &str) -> String {
+    match status {
+        "pending" => t.s("staff.outbox.status.pending").to_owned(),
+        "sent" => t.s("staff.outbox.status.sent").to_owned(),
+        "held_in_outbox" => t.s("staff.outbox.status.held_in_outbox").to_owned(),
+        "failed" => t.s("staff.outbox.status.failed").to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn email_row(t: &Tr, e: &app::store::outbox::EmailRow) -> EmailRow {
+    EmailRow {
+        id: e.id.clone(),
+        created: utc(e.created_at),
+        to: e.to_addr.clone(),
+        subject: e.subject.clone(),
+        kind: e.kind.clone(),
+        status: email_status(t, &e.status),
+        attempts: e.attempts,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "staff/outbox.html")]
+struct OutboxPage {
+    c: Chrome,
+    rows: Vec<EmailRow>,
+}
+
+async fn outbox(State(st): State<AppState>, ctx: StaffCtx) -> Page {
+    ctx.require(VIEW_ACCOUNTS)?;
+    let emails = st
+        .app
+        .outbox(LIST_LIMIT)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let rows = emails.iter().map(|e| email_row(&ctx.t, e)).collect();
+    page(&OutboxPage {
+        c: ctx.chrome(),
+        rows,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "staff/outbox_email.html")]
+struct OutboxEmailPage {
+    c: Chrome,
+    e: EmailRow,
+    sent: Option<String>,
+    last_error: Option<String>,
+    body: String,
+}
+
+async fn outbox_email(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<String>) -> Page {
+    ctx.require(VIEW_ACCOUNTS)?;
+    if EmailId::parse(&id).is_none() {
+        return Err(ctx.not_found());
+    }
+    let e = st
+        .app
+        .outbox_email(&id)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    let data = OutboxEmailPage {
+        c: ctx.chrome(),
+        e: email_row(&ctx.t, &e),
+        sent: e.sent_at.map(utc),
+        last_error: e.last_error.clone(),
+        body: e.body_text.clone(),
+    };
+    page(&data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_minutes() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13");
+    }
+
+    #[test]
+    fn same_second_events_follow_the_lifecycle() {
+        let e = |at, kind: &str| TimelineEntry {
+            at,
+            kind: kind.into(),
+            detail: String::new(),
+        };
+        let sorted = in_lifecycle_order(vec![
+            e(5, "posted"),
+            e(5, "succeeded"),
+            e(4, "checkout_opened"),
+            e(5, "created"),
+        ]);
+        let kinds: Vec<_> = sorted.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["checkout_opened", "created", "succeeded", "posted"]);
+    }
+
+    #[test]
+    fn secrets_compare() {
+        assert!(secrets_equal("abc", "abc"));
+        assert!(!secrets_equal("abc", "abd"));
+        assert!(!secrets_equal("abc", ""));
+    }
+
+    #[test]
+    fn roles_are_ordered_for_least_privilege() {
+        assert!(allowed(Role::Auditor, VIEW_PAYMENTS));
+        assert!(!allowed(Role::Auditor, VIEW_ACCOUNTS));
+        assert!(allowed(Role::Clerk, VIEW_ACCOUNTS));
+        assert!(allowed(Role::Administrator, VIEW_ACCOUNTS));
+    }
 }

@@ -1,9 +1,957 @@
 //! Resident accounts: register, verify, log in and out, reset a password, link utility
 //! accounts, the dashboard, bills, and paying several accounts in one checkout.
+//!
+//! Every page that shows an account first checks that the signed-in resident has linked
+//! it (`resident_owns`); an account of someone else is answered exactly like one that does
+//! not exist (404).
 
-use crate::AppState;
-use axum::Router;
+use super::{form_error, render, resident_cookie_name, status_label, Chrome, Ctx};
+use crate::error::{Format, PageError, WebError};
+use crate::i18n::Tr;
+use crate::{cookies, AppState};
+use app::billing::{AccountSummary, Bill};
+use app::payments::{Channel, ItemProof, PaymentRequest, PaymentView, RequestedItem};
+use app::sessions::Session;
+use app::AppError;
+use askama::Template;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use domain::password::{PasswordProblem, MAX_LEN, RESIDENT_MIN_LEN};
+use domain::{AccountNumber, EmailAddress, Money};
+use serde::Deserialize;
+
+/// How many rows the history tables show.
+const RECENT_PAYMENTS: i64 = 10;
+const HISTORY_ROWS: i64 = 100;
+const BILL_ROWS: i64 = 36;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/register", get(register_form).post(register))
+        .route("/verify", get(verify))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/forgot", get(forgot_form).post(forgot))
+        .route("/reset", get(reset_form).post(reset))
+        .route("/dashboard", get(dashboard))
+        .route("/accounts/link", get(link_form).post(link))
+        .route("/accounts/{account}", get(account_page))
+        .route("/accounts/{account}/bills/{bill_id}", get(bill_page))
+        .route("/pay", post(pay))
+        .route("/payments", get(payments_page))
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals: a use case's error as a message for the form, in the reader's language.
+
+/// A refused form: the status to answer with, the message, and the field it is about
+/// (`""` when it is about the form as a whole).
+struct Problem {
+    status: StatusCode,
+    field: &'static str,
+    message: String,
+}
+
+fn password_problem_message(t: &Tr, message: &str) -> Option<String> {
+    let known = [
+        (
+            PasswordProblem::TooShort {
+                min: RESIDENT_MIN_LEN,
+            },
+            t.f(
+                "account.error.password_short",
+                &[("min", &RESIDENT_MIN_LEN.to_string())],
+            ),
+        ),
+        (
+            PasswordProblem::TooLong,
+            t.f(
+                "account.error.password_long",
+                &[("max", &MAX_LEN.to_string())],
+            ),
+        ),
+        (
+            PasswordProblem::Common,
+            t.s("account.error.password_common").to_owned(),
+        ),
+        (
+            PasswordProblem::ContainsIdentifier,
+            t.s("account.error.password_email").to_owned(),
+        ),
+        (
+            PasswordProblem::Repetitive,
+            t.s("account.error.password_repetitive").to_owned(),
+        ),
+    ];
+    known
+        .into_iter()
+        .find(|(p, _)| app::residents::password_message(*p) == message)
+        .map(|(_, m)| m)
+}
+
+/// Turns a refusal into a [`Problem`]; failures of ours stay errors (an error page).
+fn problem(ctx: &Ctx, e: AppError) -> Result<Problem, PageError> {
+    let t = &ctx.t;
+    let (field, message) = match &e {
+        AppError::BadCredentials => ("", t.s("account.error.bad_credentials").to_owned()),
+        AppError::EmailNotVerified => ("", t.s("account.error.unverified").to_owned()),
+        AppError::Locked => ("", t.s("account.error.locked").to_owned()),
+        AppError::LinkProofMismatch => ("", t.s("account.error.link_mismatch").to_owned()),
+        AppError::BadToken => ("", t.s("account.error.bad_token").to_owned()),
+        AppError::Forbidden => ("", t.s("account.error.not_linked").to_owned()),
+        AppError::Invalid { field, message } => match field.as_str() {
+            "email" => ("email", t.s("account.error.email").to_owned()),
+            "password" => (
+                "password",
+                password_problem_message(t, message)
+                    .unwrap_or_else(|| format!("{}: {message}", t.s("account.field.password"))),
+            ),
+            "account_number" => (
+                "account_number",
+                t.s("account.error.account_number").to_owned(),
+            ),
+            "postal_code" => ("postal_code", t.s("account.error.postal_code").to_owned()),
+            "bill_amount" => ("bill_amount", t.s("account.error.bill_amount").to_owned()),
+            _ => ("", String::new()),
+        },
+        _ => ("", String::new()),
+    };
+    let (status, fallback) = form_error(ctx, e)?;
+    Ok(Problem {
+        status,
+        field,
+        message: if message.is_empty() {
+            fallback
+        } else {
+            message
+        },
+    })
+}
+
+fn not_found(t: &Tr) -> PageError {
+    PageError(WebError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        t.s("account.error.not_found"),
+        Format::Html,
+    ))
+}
+
+/// Where a signed-out visitor of a resident page is sent.
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+fn date_of(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|d| d.date().to_string())
+        .unwrap_or_default()
+}
+
+/// Parses `?name=value` pairs; a malformed query reads as empty.
+fn query_value(q: &Option<String>, name: &str) -> Option<String> {
+    q.as_deref()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v))
+}
+
+// ---------------------------------------------------------------------------------------
+// A page with a title and a message (check your email, email confirmed, ...).
+
+#[derive(Template)]
+#[template(path = "portal/account_notice.html")]
+struct NoticePage {
+    c: Chrome,
+    title: &'static str,
+    message: &'static str,
+    /// `success`, `info` or `error`.
+    kind: &'static str,
+    link_href: &'static str,
+    link_label: &'static str,
+}
+
+/// A notice page; the texts are already translated (so the catalog test sees their keys).
+fn notice(
+    ctx: &Ctx,
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+    kind: &'static str,
+    link_href: &'static str,
+    link_label: &'static str,
+) -> Result<Response, PageError> {
+    render(
+        status,
+        &NoticePage {
+            c: ctx.chrome(),
+            title,
+            message,
+            kind,
+            link_href,
+            link_label,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Register and verify.
+
+#[derive(Template)]
+#[template(path = "portal/account_register.html")]
+struct RegisterPage {
+    c: Chrome,
+    email: String,
+    error: String,
+    err_field: &'static str,
+}
+
+#[derive(Deserialize)]
+struct CredentialsForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn register_form(ctx: Ctx) -> Result<Response, PageError> {
+    render(
+        StatusCode::OK,
+        &RegisterPage {
+            c: ctx.chrome(),
+            email: String::new(),
+            error: String::new(),
+            err_field: "",
+        },
+    )
+}
+
+async fn register(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<CredentialsForm>,
+) -> Result<Response, PageError> {
+    match st.app.register(&f.email, &f.password, &ctx.ip).await {
+        // The same answer whether or not the address already had an account.
+        Ok(()) => notice(
+            &ctx,
+            StatusCode::OK,
+            ctx.t.s("account.register.done_title"),
+            ctx.t.s("account.register.done_text"),
+            "success",
+            "/login",
+            ctx.t.s("nav.login"),
+        ),
+        Err(e) => {
+            let p = problem(&ctx, e)?;
+            render(
+                p.status,
+                &RegisterPage {
+                    c: ctx.chrome(),
+                    email: f.email.trim().to_owned(),
+                    error: p.message,
+                    err_field: p.field,
+                },
+            )
+        }
+    }
+}
+
+async fn verify(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    RawQuery(q): RawQuery,
+) -> Result<Response, PageError> {
+    let token = query_value(&q, "token").unwrap_or_default();
+    let result = if token.is_empty() {
+        Err(AppError::BadToken)
+    } else {
+        st.app.verify_email(&token, &ctx.ip).await
+    };
+    match result {
+        Ok(()) => notice(
+            &ctx,
+            StatusCode::OK,
+            ctx.t.s("account.verify.done_title"),
+            ctx.t.s("account.verify.done_text"),
+            "success",
+            "/login",
+            ctx.t.s("nav.login"),
+        ),
+        Err(AppError::BadToken) => notice(
+            &ctx,
+            StatusCode::BAD_REQUEST,
+            ctx.t.s("account.verify.bad_title"),
+            ctx.t.s("account.verify.bad_text"),
+            "error",
+            "/login",
+            ctx.t.s("nav.login"),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Log in and out.
+
+#[derive(Template)]
+#[template(path = "portal/account_login.html")]
+struct LoginPage {
+    c: Chrome,
+    email: String,
+    error: String,
+}
+
+async fn login_form(ctx: Ctx) -> Result<Response, PageError> {
+    if ctx.session.is_some() {
+        return Ok(Redirect::to("/dashboard").into_response());
+    }
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            c: ctx.chrome(),
+            email: String::new(),
+            error: String::new(),
+        },
+    )
+}
+
+async fn login(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<CredentialsForm>,
+) -> Result<Response, PageError> {
+    match st.app.resident_login(&f.email, &f.password, &ctx.ip).await {
+        Ok((_, new)) => {
+            // A new session replaces any old one (no session fixation).
+            if let Some(old) = &ctx.session {
+                st.app.end_session(old).await?;
+            }
+            let cookie = cookies::set(
+                resident_cookie_name(&st),
+                &new.token,
+                "Lax",
+                st.cfg.secure_cookies,
+                None,
+            );
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response())
+        }
+        Err(e) => {
+            let p = problem(&ctx, e)?;
+            render(
+                p.status,
+                &LoginPage {
+                    c: ctx.chrome(),
+                    email: f.email.trim().to_owned(),
+                    error: p.message,
+                },
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if let Some(s) = &ctx.session {
+        ctx.check_csrf(&f.csrf)?;
+        st.app.end_session(s).await?;
+    }
+    let cookie = cookies::clear(resident_cookie_name(&st), "Lax", st.cfg.secure_cookies);
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Forgotten password.
+
+#[derive(Template)]
+#[template(path = "portal/account_forgot.html")]
+struct ForgotPage {
+    c: Chrome,
+    email: String,
+    error: String,
+}
+
+#[derive(Deserialize)]
+struct EmailForm {
+    #[serde(default)]
+    email: String,
+}
+
+async fn forgot_form(ctx: Ctx) -> Result<Response, PageError> {
+    render(
+        StatusCode::OK,
+        &ForgotPage {
+            c: ctx.chrome(),
+            email: String::new(),
+            error: String::new(),
+        },
+    )
+}
+
+async fn forgot(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<EmailForm>,
+) -> Result<Response, PageError> {
+    match st.app.request_password_reset(&f.email, &ctx.ip).await {
+        Ok(()) => notice(
+            &ctx,
+            StatusCode::OK,
+            ctx.t.s("account.forgot.done_title"),
+            ctx.t.s("account.forgot.done_text"),
+            "info",
+            "/login",
+            ctx.t.s("nav.login"),
+        ),
+        Err(e) => {
+            let p = problem(&ctx, e)?;
+            render(
+                p.status,
+                &ForgotPage {
+                    c: ctx.chrome(),
+                    email: f.email.trim().to_owned(),
+                    error: p.message,
+                },
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/account_reset.html")]
+struct ResetPage {
+    c: Chrome,
+    token: String,
+    error: String,
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn bad_reset_link(ctx: &Ctx) -> Result<Response, PageError> {
+    notice(
+        ctx,
+        StatusCode::BAD_REQUEST,
+        ctx.t.s("account.reset.bad_title"),
+        ctx.t.s("account.reset.bad_text"),
+        "error",
+        "/forgot",
+        ctx.t.s("account.forgot.title"),
+    )
+}
+
+async fn reset_form(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, PageError> {
+    match query_value(&q, "token").filter(|t| !t.is_empty()) {
+        Some(token) => render(
+            StatusCode::OK,
+            &ResetPage {
+                c: ctx.chrome(),
+                token,
+                error: String::new(),
+            },
+        ),
+        None => bad_reset_link(&ctx),
+    }
+}
+
+async fn reset(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<ResetForm>,
+) -> Result<Response, PageError> {
+    if f.token.is_empty() {
+        return bad_reset_link(&ctx);
+    }
+    match st.app.reset_password(&f.token, &f.password, &ctx.ip).await {
+        Ok(()) => notice(
+            &ctx,
+            StatusCode::OK,
+            ctx.t.s("account.reset.done_title"),
+            ctx.t.s("account.reset.done_text"),
+            "success",
+            "/login",
+            ctx.t.s("nav.login"),
+        ),
+        Err(AppError::BadToken) => bad_reset_link(&ctx),
+        Err(e) => {
+            let p = problem(&ctx, e)?;
+            render(
+                p.status,
+                &ResetPage {
+                    c: ctx.chrome(),
+                    token: f.token,
+                    error: p.message,
+                },
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dashboard and paying several accounts at once.
+
+/// One payment in a history table.
+struct PaymentLine {
+    id: String,
+    date: String,
+    confirmation: String,
+    accounts: String,
+    amount: Money,
+    status: &'static str,
+}
+
+impl PaymentLine {
+    fn of(t: &Tr, p: &PaymentView) -> PaymentLine {
+        let mut accounts: Vec<&str> = p.items.iter().map(|i| i.account_number.as_str()).collect();
+        accounts.dedup();
+        PaymentLine {
+            id: p.id.clone(),
+            date: date_of(p.created_at),
+            confirmation: p.confirmation_number.clone(),
+            accounts: accounts.join(", "),
+            amount: p.amount,
+            status: status_label(t, p.status),
+        }
+    }
+
+    /// The part of the payment applied to `account`.
+    fn for_account(t: &Tr, p: &PaymentView, account: &str) -> PaymentLine {
+        let mut line = PaymentLine::of(t, p);
+        let mine = p
+            .items
+            .iter()
+            .filter(|i| i.account_number == account)
+            .map(|i| i.amount);
+        if let Ok(sum) = Money::sum(p.amount.currency(), mine) {
+            line.amount = sum;
+        }
+        line.accounts = account.to_owned();
+        line
+    }
+}
+
+/// A linked account on the dashboard, with the state of its row of the pay form.
+struct DashRow {
+    s: AccountSummary,
+    checked: bool,
+    amount: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/dashboard.html")]
+struct DashboardPage {
+    c: Chrome,
+    email: String,
+    rows: Vec<DashRow>,
+    payable: usize,
+    payments: Vec<PaymentLine>,
+    error: String,
+}
+
+async fn dashboard_page(
+    st: &AppState,
+    ctx: &Ctx,
+    s: &Session,
+    status: StatusCode,
+    form: Option<&[(String, String)]>,
+    error: String,
+    row_errors: &[(String, String)],
+) -> Result<Response, PageError> {
+    let resident = st.app.resident(&s.user_id).await?;
+    let accounts = st.app.dashboard(&s.user_id).await?;
+    let payments = st
+        .app
+        .payments_for_resident(&s.user_id, RECENT_PAYMENTS)
+        .await?;
+    let value = |name: String| {
+        form.and_then(|f| f.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    };
+    let rows: Vec<DashRow> = accounts
+        .into_iter()
+        .map(|a| {
+            let n = a.account_number.as_str().to_owned();
+            let (checked, amount) = match form {
+                Some(_) => (
+                    value(format!("pay_{n}")).is_some(),
+                    value(format!("amount_{n}")).unwrap_or_default(),
+                ),
+                None => (true, a.balance.to_plain()),
+            };
+            let error = row_errors
+                .iter()
+                .find(|(acct, _)| *acct == n)
+                .map(|(_, m)| m.clone())
+                .unwrap_or_default();
+            DashRow {
+                s: a,
+                checked,
+                amount,
+                error,
+            }
+        })
+        .collect();
+    let payable = rows.iter().filter(|r| r.s.balance.is_positive()).count();
+    let payments = payments
+        .iter()
+        .map(|p| PaymentLine::of(&ctx.t, p))
+        .collect();
+    render(
+        status,
+        &DashboardPage {
+            c: ctx.chrome(),
+            email: resident.email,
+            rows,
+            payable,
+            payments,
+            error,
+        },
+    )
+}
+
+async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> Result<Response, PageError> {
+    let Some(s) = ctx.session.clone() else {
+        return Ok(to_login());
+    };
+    dashboard_page(&st, &ctx, &s, StatusCode::OK, None, String::new(), &[]).await
+}
+
+/// What the pay form asked for, or the first thing wrong with it: (account, message).
+fn requested_items(
+    st: &AppState,
+    t: &Tr,
+    form: &[(String, String)],
+) -> Result<Vec<RequestedItem>, (String, String)> {
+    let currency = st.app.config().currency;
+    let mut items = Vec::new();
+    for (key, _) in form.iter().filter(|(k, _)| k.starts_with("pay_")) {
+        let raw = key.trim_start_matches("pay_");
+        let account = AccountNumber::parse(raw).ok_or_else(|| {
+            (
+                String::new(),
+                t.s("account.error.account_number").to_owned(),
+            )
+        })?;
+        if items.iter().any(|i: &RequestedItem| i.account == account) {
+            continue;
+        }
+        let amount_key = format!("amount_{raw}");
+        let typed = form
+            .iter()
+            .find(|(k, _)| *k == amount_key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let amount = match Money::parse_dollars(typed, currency) {
+            Ok(m) if m.is_positive() => m,
+            _ => {
+                return Err((
+                    raw.to_owned(),
+                    t.f("account.error.pay_amount", &[("account", raw)]),
+                ))
+            }
+        };
+        items.push(RequestedItem {
+            account,
+            proof: ItemProof::Linked,
+            amount,
+        });
+    }
+    if items.is_empty() {
+        return Err((String::new(), t.s("account.error.pay_none").to_owned()));
+    }
+    Ok(items)
+}
+
+async fn pay(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let Some(s) = ctx.session.clone() else {
+        return Ok(to_login());
+    };
+    let csrf = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    ctx.check_csrf(csrf)?;
+    let items = match requested_items(&st, &ctx.t, &form) {
+        Ok(items) => items,
+        Err((account, message)) => {
+            let rows = if account.is_empty() {
+                vec![]
+            } else {
+                vec![(account, message.clone())]
+            };
+            return dashboard_page(
+                &st,
+                &ctx,
+                &s,
+                StatusCode::BAD_REQUEST,
+                Some(&form),
+                message,
+                &rows,
+            )
+            .await;
+        }
+    };
+    let resident = st.app.resident(&s.user_id).await?;
+    let email = EmailAddress::parse(&resident.email)
+        .ok_or_else(|| AppError::Internal("stored resident email is malformed".into()))?;
+    let accounts: Vec<String> = items
+        .iter()
+        .map(|i| i.account.as_str().to_owned())
+        .collect();
+    let req = PaymentRequest {
+        items,
+        email,
+        resident_id: Some(s.user_id.clone()),
+        channel: Channel::Portal,
+        return_url: None,
+        source_ip: ctx.ip.clone(),
+    };
+    match st.app.start_payment(req).await {
+        Ok(started) => Ok(Redirect::to(&started.checkout_url).into_response()),
+        Err(e) => {
+            // `items[i].amount_cents` names the row the use case refused.
+            let row = match &e {
+                AppError::Invalid { field, .. } => field
+                    .strip_prefix("items[")
+                    .and_then(|r| r.split_once(']'))
+                    .and_then(|(i, _)| i.parse::<usize>().ok())
+                    .and_then(|i| accounts.get(i).cloned()),
+                _ => None,
+            };
+            let detail = match &e {
+                AppError::Invalid { message, .. } => Some(message.clone()),
+                _ => None,
+            };
+            let p = problem(&ctx, e)?;
+            let (message, rows) = match (row, detail) {
+                (Some(acct), Some(detail)) => {
+                    let m = ctx.t.f(
+                        "account.error.pay_refused",
+                        &[("account", &acct), ("reason", &detail)],
+                    );
+                    (m.clone(), vec![(acct, m)])
+                }
+                _ => (p.message, vec![]),
+            };
+            dashboard_page(&st, &ctx, &s, p.status, Some(&form), message, &rows).await
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/account_payments.html")]
+struct PaymentsPage {
+    c: Chrome,
+    payments: Vec<PaymentLine>,
+}
+
+async fn payments_page(State(st): State<AppState>, ctx: Ctx) -> Result<Response, PageError> {
+    let Some(s) = ctx.session.clone() else {
+        return Ok(to_login());
+    };
+    let payments = st
+        .app
+        .payments_for_resident(&s.user_id, HISTORY_ROWS)
+        .await?;
+    let payments = payments
+        .iter()
+        .map(|p| PaymentLine::of(&ctx.t, p))
+        .collect();
+    render(
+        StatusCode::OK,
+        &PaymentsPage {
+            c: ctx.chrome(),
+            payments,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Linking an account.
+
+#[derive(Template)]
+#[template(path = "portal/account_link.html")]
+struct LinkPage {
+    c: Chrome,
+    account_number: String,
+    postal_code: String,
+    bill_amount: String,
+    error: String,
+    err_field: &'static str,
+}
+
+#[derive(Deserialize)]
+struct LinkForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    account_number: String,
+    #[serde(default)]
+    postal_code: String,
+    #[serde(default)]
+    bill_amount: String,
+}
+
+async fn link_form(ctx: Ctx) -> Result<Response, PageError> {
+    if ctx.session.is_none() {
+        return Ok(to_login());
+    }
+    render(
+        StatusCode::OK,
+        &LinkPage {
+            c: ctx.chrome(),
+            account_number: String::new(),
+            postal_code: String::new(),
+            bill_amount: String::new(),
+            error: String::new(),
+            err_field: "",
+        },
+    )
+}
+
+async fn link(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<LinkForm>,
+) -> Result<Response, PageError> {
+    let Some(s) = ctx.session.clone() else {
+        return Ok(to_login());
+    };
+    ctx.check_csrf(&f.csrf)?;
+    match st
+        .app
+        .link_account(
+            &s.user_id,
+            &f.account_number,
+            &f.postal_code,
+            &f.bill_amount,
+            &ctx.ip,
+        )
+        .await
+    {
+        Ok(account) => Ok(Redirect::to(&format!("/accounts/{account}?linked=1")).into_response()),
+        Err(e) => {
+            let p = problem(&ctx, e)?;
+            render(
+                p.status,
+                &LinkPage {
+                    c: ctx.chrome(),
+                    account_number: f.account_number.trim().to_owned(),
+                    postal_code: f.postal_code.trim().to_owned(),
+                    bill_amount: f.bill_amount.trim().to_owned(),
+                    error: p.message,
+                    err_field: p.field,
+                },
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One account, one bill.
+
+/// The account of the path, if the signed-in resident has linked it; 404 otherwise
+/// (the same answer for an account that exists but is someone else's).
+async fn owned_account(
+    st: &AppState,
+    ctx: &Ctx,
+    s: &Session,
+    raw: &str,
+) -> Result<AccountNumber, PageError> {
+    let account = AccountNumber::parse(raw).ok_or_else(|| not_found(&ctx.t))?;
+    if !st.app.resident_owns(&s.user_id, account.as_str()).await? {
+        return Err(not_found(&ctx.t));
+    }
+    Ok(account)
+}
+
+#[derive(Template)]
+#[template(path = "portal/account_detail.html")]
+struct AccountPage {
+    c: Chrome,
+    s: AccountSummary,
+    linked: bool,
+    bills: Vec<Bill>,
+    payments: Vec<PaymentLine>,
+}
+
+async fn account_page(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, PageError> {
+    let Some(s) = ctx.session.clone() else {
+        return Ok(to_login());
+    };
+    let account = owned_account(&st, &ctx, &s, &raw).await?;
+    let summary = st.app.account_summary(account.as_str()).await?;
+    let bills = st.app.bills(account.as_str(), BILL_ROWS).await?;
+    let payments = st
+        .app
+        .payments_for_account(account.as_str(), HISTORY_ROWS)
+        .await?;
+    let payments = payments
+        .iter()
+        .map(|p| PaymentLine::for_account(&ctx.t, p, account.as_str()))
+        .collect();
+    let linked = query_value(&q, "linked").is_some();
+    render(
+        StatusCode::OK,
+        &AccountPage {
+            c: ctx.chrome(),
+            s: summary,
+            linked,
+            bills,
+            payments,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "portal/account_bill.html")]
+struct BillPage {
+    c: Chrome,
+    b: Bill,
+}
+
+async fn bill_page(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path((raw, bill_id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let Some(s) = ctx.session.clone() else {
+        return Ok(to_login());
+    };
+    let account = owned_account(&st, &ctx, &s, &raw).await?;
+    if bill_id.is_empty() || bill_id.len() > 128 {
+        return Err(not_found(&ctx.t));
+    }
+    let b = match st.app.bill(&bill_id).await {
+        Ok(b) if b.account_number == account.as_str() => b,
+        Ok(_) | Err(AppError::NotFound(_)) => return Err(not_found(&ctx.t)),
+        Err(e) => return Err(e.into()),
+    };
+    render(StatusCode::OK, &BillPage { c: ctx.chrome(), b })
 }
