@@ -58,7 +58,11 @@ impl App {
             amount: self.money(b.amount_cents),
             lines: lines
                 .into_iter()
-                .map(|l| BillLine { kind: l.kind, description: l.description, amount: self.money(l.amount_cents) })
+                .map(|l| BillLine {
+                    kind: l.kind,
+                    description: l.description,
+                    amount: self.money(l.amount_cents),
+                })
                 .collect(),
             id: b.id,
             account_number: b.account_number,
@@ -72,7 +76,11 @@ impl App {
         }
     }
 
-    pub(crate) async fn summary_of(&self, conn: &mut store::Conn, a: &AccountRow) -> Result<AccountSummary, AppError> {
+    pub(crate) async fn summary_of(
+        &self,
+        conn: &mut store::Conn,
+        a: &AccountRow,
+    ) -> Result<AccountSummary, AppError> {
         let balance = self.money(accounts::balance_cents(conn, &a.account_number).await?);
         let latest = match accounts::latest_bill(conn, &a.account_number).await? {
             Some(b) => {
@@ -83,7 +91,8 @@ impl App {
         };
         let today = self.now().date().to_string();
         let due_date = latest.as_ref().map(|b| b.due_on.clone());
-        let past_due = balance.is_positive() && due_date.as_deref().is_some_and(|d| d < today.as_str());
+        let past_due =
+            balance.is_positive() && due_date.as_deref().is_some_and(|d| d < today.as_str());
         Ok(AccountSummary {
             account_number: AccountNumber::parse(&a.account_number)
                 .ok_or_else(|| AppError::Internal("stored account number is malformed".into()))?,
@@ -98,9 +107,23 @@ impl App {
 
     /// Quick pay: account number and service ZIP must both match. An unknown account and a
     /// wrong ZIP give the same answer.
-    pub async fn lookup(&self, account: &str, postal_code: &str) -> Result<AccountSummary, AppError> {
-        let account = AccountNumber::parse(account).ok_or_else(|| AppError::invalid("account_number", "enter the 4 to 12 digit account number shown on your bill"))?;
-        let zip = PostalCode::parse(postal_code).ok_or_else(|| AppError::invalid("postal_code", "enter the 5 digit ZIP code of the service address"))?;
+    pub async fn lookup(
+        &self,
+        account: &str,
+        postal_code: &str,
+    ) -> Result<AccountSummary, AppError> {
+        let account = AccountNumber::parse(account).ok_or_else(|| {
+            AppError::invalid(
+                "account_number",
+                "enter the 4 to 12 digit account number shown on your bill",
+            )
+        })?;
+        let zip = PostalCode::parse(postal_code).ok_or_else(|| {
+            AppError::invalid(
+                "postal_code",
+                "enter the 5 digit ZIP code of the service address",
+            )
+        })?;
         let mut conn = self.store.conn().await?;
         match accounts::get(&mut conn, account.as_str()).await? {
             Some(a) if a.postal_code == zip.as_str() => self.summary_of(&mut conn, &a).await,
@@ -111,7 +134,9 @@ impl App {
     /// An account by number, for staff or for a resident who has linked it (callers check).
     pub async fn account_summary(&self, account: &str) -> Result<AccountSummary, AppError> {
         let mut conn = self.store.conn().await?;
-        let a = accounts::get(&mut conn, account).await?.ok_or(AppError::NotFound("account"))?;
+        let a = accounts::get(&mut conn, account)
+            .await?
+            .ok_or(AppError::NotFound("account"))?;
         self.summary_of(&mut conn, &a).await
     }
 
@@ -128,7 +153,9 @@ impl App {
 
     pub async fn bill(&self, bill_id: &str) -> Result<Bill, AppError> {
         let mut conn = self.store.conn().await?;
-        let b = accounts::bill(&mut conn, bill_id).await?.ok_or(AppError::NotFound("bill"))?;
+        let b = accounts::bill(&mut conn, bill_id)
+            .await?
+            .ok_or(AppError::NotFound("bill"))?;
         let lines = accounts::bill_lines(&mut conn, &b.id).await?;
         Ok(self.bill_from_rows(b, lines))
     }
@@ -138,12 +165,22 @@ impl App {
         Ok(accounts::ledger(&mut conn, account, limit)
             .await?
             .into_iter()
-            .map(|l| LedgerEntry { kind: l.kind, description: l.description, amount: self.money(l.amount_cents), posted_at: l.posted_at })
+            .map(|l| LedgerEntry {
+                kind: l.kind,
+                description: l.description,
+                amount: self.money(l.amount_cents),
+                posted_at: l.posted_at,
+            })
             .collect())
     }
 
     /// Counts a hit against a rate-limit bucket; refuses once over `max` per window.
-    pub async fn rate_limit(&self, bucket: &str, max: i64, window_secs: i64) -> Result<(), AppError> {
+    pub async fn rate_limit(
+        &self,
+        bucket: &str,
+        max: i64,
+        window_secs: i64,
+    ) -> Result<(), AppError> {
         let mut conn = self.store.conn().await?;
         let hits = store::ratelimit::hit(&mut conn, bucket, self.now_unix(), window_secs).await?;
         if hits > max {

@@ -38,6 +38,9 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        self.0.lock().map(|t| *t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        self.0
+            .lock()
+            .map(|t| *t)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 }

@@ -8,10 +8,79 @@ use store::accounts::{self, AccountRow, BillLineRow, BillRow, LedgerRow};
 use store::StoreError;
 use time::{Date, Duration, Month};
 
-const FIRST: &[&str] = &["Maria", "James", "Linda", "Robert", "Patricia", "Michael", "Jennifer", "David", "Elizabeth", "Jose", "Susan", "Daniel", "Jessica", "Thomas", "Sarah", "Carlos", "Karen", "Anthony", "Nancy", "Kevin", "Ana", "Brian", "Lisa", "Luis"];
-const LAST: &[&str] = &["Garcia", "Smith", "Johnson", "Martinez", "Brown", "Lopez", "Davis", "Hernandez", "Wilson", "Gonzalez", "Anderson", "Nguyen", "Thomas", "Ramirez", "Moore", "Jackson", "Lee", "Perez", "Harris", "Clark", "Sanchez", "Lewis", "Walker", "Torres"];
-const STREETS: &[&str] = &["Chester Ave", "Truxtun Ave", "F St", "Oak St", "California Ave", "Ming Ave", "Brundage Ln", "Union Ave", "Columbus St", "Niles St", "Mt Vernon Ave", "Panorama Dr", "Stockdale Hwy", "Olive Dr", "Coffee Rd", "Gosford Rd"];
-const ZIPS: &[&str] = &["93301", "93304", "93305", "93306", "93307", "93308", "93309", "93311", "93312", "93313"];
+const FIRST: &[&str] = &[
+    "Maria",
+    "James",
+    "Linda",
+    "Robert",
+    "Patricia",
+    "Michael",
+    "Jennifer",
+    "David",
+    "Elizabeth",
+    "Jose",
+    "Susan",
+    "Daniel",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Carlos",
+    "Karen",
+    "Anthony",
+    "Nancy",
+    "Kevin",
+    "Ana",
+    "Brian",
+    "Lisa",
+    "Luis",
+];
+const LAST: &[&str] = &[
+    "Garcia",
+    "Smith",
+    "Johnson",
+    "Martinez",
+    "Brown",
+    "Lopez",
+    "Davis",
+    "Hernandez",
+    "Wilson",
+    "Gonzalez",
+    "Anderson",
+    "Nguyen",
+    "Thomas",
+    "Ramirez",
+    "Moore",
+    "Jackson",
+    "Lee",
+    "Perez",
+    "Harris",
+    "Clark",
+    "Sanchez",
+    "Lewis",
+    "Walker",
+    "Torres",
+];
+const STREETS: &[&str] = &[
+    "Chester Ave",
+    "Truxtun Ave",
+    "F St",
+    "Oak St",
+    "California Ave",
+    "Ming Ave",
+    "Brundage Ln",
+    "Union Ave",
+    "Columbus St",
+    "Niles St",
+    "Mt Vernon Ave",
+    "Panorama Dr",
+    "Stockdale Hwy",
+    "Olive Dr",
+    "Coffee Rd",
+    "Gosford Rd",
+];
+const ZIPS: &[&str] = &[
+    "93301", "93304", "93305", "93306", "93307", "93308", "93309", "93311", "93312", "93313",
+];
 
 /// How an account has paid.
 #[derive(Clone, Copy, PartialEq)]
@@ -47,7 +116,11 @@ impl App {
         let currency = self.config().currency.code();
         for i in 0..n_accounts {
             let number = (100_001 + i).to_string();
-            let zip = if i < 2 { "93301" } else { ZIPS[rng.gen_range(0..ZIPS.len())] };
+            let zip = if i < 2 {
+                "93301"
+            } else {
+                ZIPS[rng.gen_range(0..ZIPS.len())]
+            };
             let habit = match i {
                 0 => Habit::Current,
                 1 => Habit::PaidUp,
@@ -57,11 +130,27 @@ impl App {
                     _ => Habit::PastDue,
                 },
             };
-            let name = format!("{} {}", FIRST[rng.gen_range(0..FIRST.len())], LAST[rng.gen_range(0..LAST.len())]);
-            let street = format!("{} {}", rng.gen_range(100..9900), STREETS[rng.gen_range(0..STREETS.len())]);
+            let name = format!(
+                "{} {}",
+                FIRST[rng.gen_range(0..FIRST.len())],
+                LAST[rng.gen_range(0..LAST.len())]
+            );
+            let street = format!(
+                "{} {}",
+                rng.gen_range(100..9900),
+                STREETS[rng.gen_range(0..STREETS.len())]
+            );
             accounts::insert(
                 &mut tx,
-                &AccountRow { account_number: number.clone(), postal_code: zip.into(), holder_name: name, service_street: street, service_city: "Bakersfield, CA".into(), currency: currency.into(), created_at: now },
+                &AccountRow {
+                    account_number: number.clone(),
+                    postal_code: zip.into(),
+                    holder_name: name,
+                    service_street: street,
+                    service_city: "Bakersfield, CA".into(),
+                    currency: currency.into(),
+                    created_at: now,
+                },
             )
             .await?;
             let mut meter: i64 = rng.gen_range(10_000..90_000);
@@ -99,11 +188,29 @@ impl App {
                 let lines: Vec<BillLineRow> = lines
                     .into_iter()
                     .enumerate()
-                    .map(|(n, (kind, description, amount_cents))| BillLineRow { bill_id: bill_id.clone(), line_no: n as i64 + 1, kind: kind.into(), description, amount_cents })
+                    .map(|(n, (kind, description, amount_cents))| BillLineRow {
+                        bill_id: bill_id.clone(),
+                        line_no: n as i64 + 1,
+                        kind: kind.into(),
+                        description,
+                        amount_cents,
+                    })
                     .collect();
                 accounts::insert_bill(&mut tx, &bill, &lines).await?;
                 let issued_at = issued.midnight().assume_utc().unix_timestamp();
-                accounts::post_ledger(&mut tx, &LedgerRow { id: random_id(), account_number: number.clone(), kind: "bill".into(), reference: bill_id.clone(), amount_cents: bill.amount_cents, description: format!("Bill issued {issued}"), posted_at: issued_at }).await?;
+                accounts::post_ledger(
+                    &mut tx,
+                    &LedgerRow {
+                        id: random_id(),
+                        account_number: number.clone(),
+                        kind: "bill".into(),
+                        reference: bill_id.clone(),
+                        amount_cents: bill.amount_cents,
+                        description: format!("Bill issued {issued}"),
+                        posted_at: issued_at,
+                    },
+                )
+                .await?;
                 let unpaid = match habit {
                     Habit::PaidUp => false,
                     Habit::Current => k == 0,
@@ -128,7 +235,16 @@ impl App {
                 }
             }
         }
-        self.audit(&mut tx, "system", "demo.seeded", "demo", "success", "-", &format!("{n_accounts} accounts")).await?;
+        self.audit(
+            &mut tx,
+            "system",
+            "demo.seeded",
+            "demo",
+            "success",
+            "-",
+            &format!("{n_accounts} accounts"),
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(true)
     }

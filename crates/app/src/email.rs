@@ -12,7 +12,10 @@ pub const MAX_ATTEMPTS: i64 = 8;
 /// Where the worker sends mail.
 #[derive(Clone)]
 pub enum Mailer {
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+    },
     /// Demo mode: mail is not sent anywhere; staff read it in the outbox view.
     OutboxOnly,
 }
@@ -20,20 +23,39 @@ pub enum Mailer {
 impl Mailer {
     /// Plain SMTP to a relay the city runs (or the test sink). TLS relays come with config.
     pub fn smtp(host: &str, port: u16, from: &str) -> Result<Mailer, AppError> {
-        let from: Mailbox = from.parse().map_err(|_| AppError::invalid("email.from", "not a valid mailbox like \"City <pay@city.gov>\""))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).timeout(Some(std::time::Duration::from_secs(20))).build();
+        let from: Mailbox = from.parse().map_err(|_| {
+            AppError::invalid(
+                "email.from",
+                "not a valid mailbox like \"City <pay@city.gov>\"",
+            )
+        })?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(port)
+            .timeout(Some(std::time::Duration::from_secs(20)))
+            .build();
         Ok(Mailer::Smtp { transport, from })
     }
 }
 
 impl App {
-    pub(crate) async fn enqueue_email(&self, conn: &mut store::Conn, to: &str, subject: &str, body: &str, kind: &str) -> Result<(), AppError> {
+    pub(crate) async fn enqueue_email(
+        &self,
+        conn: &mut store::Conn,
+        to: &str,
+        subject: &str,
+        body: &str,
+        kind: &str,
+    ) -> Result<(), AppError> {
         let id = domain::ids::EmailId::from_random(&random_id()).to_string();
         store::outbox::enqueue(conn, &id, to, subject, body, kind, self.now_unix()).await?;
         Ok(())
     }
 
-    pub(crate) async fn enqueue_receipt(&self, conn: &mut store::Conn, p: &PaymentView) -> Result<(), AppError> {
+    pub(crate) async fn enqueue_receipt(
+        &self,
+        conn: &mut store::Conn,
+        p: &PaymentView,
+    ) -> Result<(), AppError> {
         let mut body = format!(
             "Thank you. {} received your payment.\n\nConfirmation number: {}\nAmount paid: {}\n",
             self.config().city_name,
@@ -41,14 +63,32 @@ impl App {
             p.amount
         );
         if let (Some(brand), Some(last4)) = (&p.card_brand, &p.card_last4) {
-            body.push_str(&format!("Card: {} ending in {}\n", brand_name(brand), last4));
+            body.push_str(&format!(
+                "Card: {} ending in {}\n",
+                brand_name(brand),
+                last4
+            ));
         }
         body.push_str("\nApplied to:\n");
         for i in &p.items {
-            body.push_str(&format!("  Utility account {}: {}\n", i.account_number, i.amount));
+            body.push_str(&format!(
+                "  Utility account {}: {}\n",
+                i.account_number, i.amount
+            ));
         }
-        body.push_str(&format!("\nView your receipt: {}/payments/{}/receipt\n\nKeep this email for your records.\n", self.config().portal_base_url, p.id));
-        self.enqueue_email(conn, &p.email, &format!("Payment receipt {}", p.confirmation_number), &body, "receipt").await
+        body.push_str(&format!(
+            "\nView your receipt: {}/payments/{}/receipt\n\nKeep this email for your records.\n",
+            self.config().portal_base_url,
+            p.id
+        ));
+        self.enqueue_email(
+            conn,
+            &p.email,
+            &format!("Payment receipt {}", p.confirmation_number),
+            &body,
+            "receipt",
+        )
+        .await
     }
 
     /// Delivers due emails; returns how many were delivered.
@@ -73,7 +113,14 @@ impl App {
                 Err(err) => {
                     let backoff = 30i64.saturating_mul(1 << e.attempts.clamp(0, 10));
                     tracing::warn!(email_id = %e.id, attempt = e.attempts + 1, error = %err, "email delivery failed");
-                    store::outbox::mark_retry(&mut conn, &e.id, &err, self.now_unix() + backoff, MAX_ATTEMPTS).await?;
+                    store::outbox::mark_retry(
+                        &mut conn,
+                        &e.id,
+                        &err,
+                        self.now_unix() + backoff,
+                        MAX_ATTEMPTS,
+                    )
+                    .await?;
                 }
             }
         }
@@ -86,15 +133,26 @@ impl App {
     }
 }
 
-async fn send(transport: &AsyncSmtpTransport<Tokio1Executor>, from: &Mailbox, e: &store::outbox::EmailRow) -> Result<(), String> {
-    let to: Mailbox = e.to_addr.parse().map_err(|_| "recipient address is not valid".to_owned())?;
+async fn send(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Mailbox,
+    e: &store::outbox::EmailRow,
+) -> Result<(), String> {
+    let to: Mailbox = e
+        .to_addr
+        .parse()
+        .map_err(|_| "recipient address is not valid".to_owned())?;
     let msg = Message::builder()
         .from(from.clone())
         .to(to)
         .subject(e.subject.clone())
         .body(e.body_text.clone())
         .map_err(|err| format!("could not build message: {err}"))?;
-    transport.send(msg).await.map(|_| ()).map_err(|err| format!("smtp: {err}"))
+    transport
+        .send(msg)
+        .await
+        .map(|_| ())
+        .map_err(|err| format!("smtp: {err}"))
 }
 
 pub fn brand_name(brand: &str) -> &str {

@@ -44,7 +44,10 @@ pub enum AppError {
 
 impl AppError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> AppError {
-        AppError::Invalid { field: field.into(), message: message.into() }
+        AppError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> &'static str {

@@ -65,8 +65,18 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Store, processor: Arc<dyn Processor>, clock: Arc<dyn Clock>, cfg: Config) -> App {
-        App { store, processor, clock, cfg: Arc::new(cfg) }
+    pub fn new(
+        store: Store,
+        processor: Arc<dyn Processor>,
+        clock: Arc<dyn Clock>,
+        cfg: Config,
+    ) -> App {
+        App {
+            store,
+            processor,
+            clock,
+            cfg: Arc::new(cfg),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -81,6 +91,8 @@ impl App {
         self.clock.now().unix_timestamp()
     }
 
+    // The audit entry's fields, spelled out at each call site so none is forgotten.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn audit(
         &self,
         conn: &mut store::Conn,
@@ -94,7 +106,15 @@ impl App {
         store::audit::append(
             conn,
             &self.cfg.audit_key,
-            &store::audit::AuditEntry { at: self.now_unix(), actor, event, object, outcome, source_ip, detail },
+            &store::audit::AuditEntry {
+                at: self.now_unix(),
+                actor,
+                event,
+                object,
+                outcome,
+                source_ip,
+                detail,
+            },
         )
         .await?;
         Ok(())

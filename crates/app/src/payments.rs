@@ -6,7 +6,10 @@ use crate::ids::{confirmation_number, random_id};
 use crate::{App, AppError};
 use domain::payment::PaymentEvent;
 use domain::{AccountNumber, EmailAddress, Money, PaymentStatus, PostalCode};
-use processor::{CheckoutSession, CreateCheckoutSession, LineItem, ProcessorError, SessionPaymentStatus, SessionStatus};
+use processor::{
+    CheckoutSession, CreateCheckoutSession, LineItem, ProcessorError, SessionPaymentStatus,
+    SessionStatus,
+};
 use store::payments::{self as pay_store, PaymentEventRow, PaymentItemRow, PaymentRow};
 use store::{accounts, Conn};
 
@@ -118,14 +121,21 @@ const MAX_ITEMS: usize = 20;
 
 impl App {
     fn view(&self, p: PaymentRow, items: Vec<PaymentItemRow>) -> Result<PaymentView, AppError> {
-        let currency = domain::Currency::parse(&p.currency).ok_or_else(|| AppError::Internal("stored currency unknown".into()))?;
+        let currency = domain::Currency::parse(&p.currency)
+            .ok_or_else(|| AppError::Internal("stored currency unknown".into()))?;
         Ok(PaymentView {
-            status: PaymentStatus::parse(&p.status).ok_or_else(|| AppError::Internal(format!("stored status {:?} unknown", p.status)))?,
+            status: PaymentStatus::parse(&p.status).ok_or_else(|| {
+                AppError::Internal(format!("stored status {:?} unknown", p.status))
+            })?,
             amount: Money::from_cents(p.amount_cents, currency),
             refunded: Money::from_cents(p.refunded_cents, currency),
             items: items
                 .into_iter()
-                .map(|i| PaymentItemView { item_type: i.item_type, account_number: i.account_number, amount: Money::from_cents(i.amount_cents, currency) })
+                .map(|i| PaymentItemView {
+                    item_type: i.item_type,
+                    account_number: i.account_number,
+                    amount: Money::from_cents(i.amount_cents, currency),
+                })
                 .collect(),
             id: p.id,
             confirmation_number: p.confirmation_number,
@@ -145,15 +155,29 @@ impl App {
 
     pub async fn payment(&self, id: &str) -> Result<PaymentView, AppError> {
         let mut conn = self.store.conn().await?;
-        let p = pay_store::get(&mut conn, id).await?.ok_or(AppError::NotFound("payment"))?;
+        let p = pay_store::get(&mut conn, id)
+            .await?
+            .ok_or(AppError::NotFound("payment"))?;
         let items = pay_store::items(&mut conn, id).await?;
         self.view(p, items)
     }
 
-    async fn add_event(&self, conn: &mut Conn, payment_id: &str, kind: &str, detail: &str) -> Result<(), AppError> {
+    async fn add_event(
+        &self,
+        conn: &mut Conn,
+        payment_id: &str,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), AppError> {
         pay_store::add_event(
             conn,
-            &PaymentEventRow { id: random_id(), payment_id: payment_id.to_owned(), at: self.now_unix(), kind: kind.to_owned(), detail: detail.to_owned() },
+            &PaymentEventRow {
+                id: random_id(),
+                payment_id: payment_id.to_owned(),
+                at: self.now_unix(),
+                kind: kind.to_owned(),
+                detail: detail.to_owned(),
+            },
         )
         .await?;
         Ok(())
@@ -162,13 +186,26 @@ impl App {
     fn check_return_url(&self, url: &str) -> Result<(), AppError> {
         let ok_scheme = url.starts_with("https://") || url.starts_with("http://");
         let origin_ok = std::iter::once(self.config().portal_base_url.as_str())
-            .chain(self.config().allowed_return_origins.iter().map(String::as_str))
-            .any(|o| url == o || url.starts_with(&format!("{o}/")) || url.starts_with(&format!("{o}?")));
+            .chain(
+                self.config()
+                    .allowed_return_origins
+                    .iter()
+                    .map(String::as_str),
+            )
+            .any(|o| {
+                url == o || url.starts_with(&format!("{o}/")) || url.starts_with(&format!("{o}?"))
+            });
         if !ok_scheme || url.len() > 2000 || url.chars().any(char::is_control) {
-            return Err(AppError::invalid("return_url", "must be an http(s) URL of at most 2000 characters"));
+            return Err(AppError::invalid(
+                "return_url",
+                "must be an http(s) URL of at most 2000 characters",
+            ));
         }
         if !origin_ok {
-            return Err(AppError::invalid("return_url", "this origin is not allowed; ask the city to add it to api.return_url_origins"));
+            return Err(AppError::invalid(
+                "return_url",
+                "this origin is not allowed; ask the city to add it to api.return_url_origins",
+            ));
         }
         Ok(())
     }
@@ -178,10 +215,16 @@ impl App {
     /// checkout session at the processor. Returns where to send the resident.
     pub async fn start_payment(&self, req: PaymentRequest) -> Result<StartedPayment, AppError> {
         if req.items.is_empty() {
-            return Err(AppError::invalid("items", "choose at least one bill to pay"));
+            return Err(AppError::invalid(
+                "items",
+                "choose at least one bill to pay",
+            ));
         }
         if req.items.len() > MAX_ITEMS {
-            return Err(AppError::invalid("items", format!("at most {MAX_ITEMS} items per payment")));
+            return Err(AppError::invalid(
+                "items",
+                format!("at most {MAX_ITEMS} items per payment"),
+            ));
         }
         if let Some(u) = &req.return_url {
             self.check_return_url(u)?;
@@ -195,13 +238,19 @@ impl App {
         for (i, item) in req.items.iter().enumerate() {
             let field = |f: &str| format!("items[{i}].{f}");
             if !seen.insert(item.account.clone()) {
-                return Err(AppError::invalid(field("account_number"), "the same account appears twice"));
+                return Err(AppError::invalid(
+                    field("account_number"),
+                    "the same account appears twice",
+                ));
             }
             if item.amount.currency() != currency {
                 return Err(AppError::invalid(field("amount_cents"), "wrong currency"));
             }
             if !item.amount.is_positive() {
-                return Err(AppError::invalid(field("amount_cents"), "the amount must be more than zero"));
+                return Err(AppError::invalid(
+                    field("amount_cents"),
+                    "the amount must be more than zero",
+                ));
             }
             let acct = accounts::get(&mut tx, item.account.as_str()).await?;
             let acct = match (&item.proof, acct) {
@@ -217,12 +266,18 @@ impl App {
             };
             let balance = accounts::balance_cents(&mut tx, &acct.account_number).await?;
             if balance <= 0 {
-                return Err(AppError::invalid(field("amount_cents"), format!("account {} has nothing to pay", acct.account_number)));
+                return Err(AppError::invalid(
+                    field("amount_cents"),
+                    format!("account {} has nothing to pay", acct.account_number),
+                ));
             }
             if item.amount.cents() > balance {
                 return Err(AppError::invalid(
                     field("amount_cents"),
-                    format!("the amount is more than the balance due ({})", Money::from_cents(balance, currency)),
+                    format!(
+                        "the amount is more than the balance due ({})",
+                        Money::from_cents(balance, currency)
+                    ),
                 ));
             }
             item_rows.push(PaymentItemRow {
@@ -233,7 +288,8 @@ impl App {
                 amount_cents: item.amount.cents(),
             });
         }
-        let total = Money::sum(currency, req.items.iter().map(|i| i.amount)).map_err(|_| AppError::invalid("items", "the total is too large"))?;
+        let total = Money::sum(currency, req.items.iter().map(|i| i.amount))
+            .map_err(|_| AppError::invalid("items", "the total is too large"))?;
         let row = PaymentRow {
             id: payment_id.clone(),
             confirmation_number: confirmation_number(),
@@ -256,10 +312,29 @@ impl App {
             decided_at: None,
         };
         pay_store::insert(&mut tx, &row, &item_rows).await?;
-        let detail = format!("{} for {} item(s) via {}", total, item_rows.len(), req.channel.as_str());
-        self.add_event(&mut tx, &payment_id, "created", &detail).await?;
-        let actor = req.resident_id.as_deref().map(|r| format!("resident:{r}")).unwrap_or_else(|| req.channel.as_str().to_owned());
-        self.audit(&mut tx, &actor, "payment.created", &payment_id, "success", &req.source_ip, &detail).await?;
+        let detail = format!(
+            "{} for {} item(s) via {}",
+            total,
+            item_rows.len(),
+            req.channel.as_str()
+        );
+        self.add_event(&mut tx, &payment_id, "created", &detail)
+            .await?;
+        let actor = req
+            .resident_id
+            .as_deref()
+            .map(|r| format!("resident:{r}"))
+            .unwrap_or_else(|| req.channel.as_str().to_owned());
+        self.audit(
+            &mut tx,
+            &actor,
+            "payment.created",
+            &payment_id,
+            "success",
+            &req.source_ip,
+            &detail,
+        )
+        .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
 
         // Outside any transaction: never hold the database while waiting on the network.
@@ -267,39 +342,92 @@ impl App {
         let create = CreateCheckoutSession {
             line_items: item_rows
                 .iter()
-                .map(|i| LineItem { name: format!("{} utility account {}", self.config().city_name, i.account_number), unit_amount: i.amount_cents, quantity: 1 })
+                .map(|i| LineItem {
+                    name: format!(
+                        "{} utility account {}",
+                        self.config().city_name,
+                        i.account_number
+                    ),
+                    unit_amount: i.amount_cents,
+                    quantity: 1,
+                })
                 .collect(),
             currency: currency.code().into(),
-            success_url: format!("{base}/payments/{payment_id}/return?session_id={{CHECKOUT_SESSION_ID}}"),
+            success_url: format!(
+                "{base}/payments/{payment_id}/return?session_id={{CHECKOUT_SESSION_ID}}"
+            ),
             cancel_url: format!("{base}/payments/{payment_id}/cancel"),
             client_reference_id: payment_id.clone(),
-            metadata: vec![("payment_id".into(), payment_id.clone()), ("confirmation_number".into(), row.confirmation_number.clone())],
+            metadata: vec![
+                ("payment_id".into(), payment_id.clone()),
+                (
+                    "confirmation_number".into(),
+                    row.confirmation_number.clone(),
+                ),
+            ],
             customer_email: Some(req.email.to_string()),
             expires_at: Some(now + self.config().payment_ttl_secs.max(1800)),
         };
-        let session = match self.processor.create_checkout_session(&create, &payment_id).await {
+        let session = match self
+            .processor
+            .create_checkout_session(&create, &payment_id)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 self.fail_unstarted(&payment_id, &e).await?;
                 return Err(AppError::Processor(e));
             }
         };
-        let url = session.url.clone().ok_or_else(|| AppError::Processor(ProcessorError::Decode("checkout session has no url".into())))?;
+        let url = session.url.clone().ok_or_else(|| {
+            AppError::Processor(ProcessorError::Decode("checkout session has no url".into()))
+        })?;
         let mut tx = self.store.begin().await?;
         pay_store::set_session(&mut tx, &payment_id, &session.id, self.now_unix()).await?;
-        self.add_event(&mut tx, &payment_id, "checkout_opened", &format!("processor session {}", session.id)).await?;
+        self.add_event(
+            &mut tx,
+            &payment_id,
+            "checkout_opened",
+            &format!("processor session {}", session.id),
+        )
+        .await?;
         tx.commit().await.map_err(store::StoreError::from)?;
         let payment = self.payment(&payment_id).await?;
-        Ok(StartedPayment { payment, checkout_url: url })
+        Ok(StartedPayment {
+            payment,
+            checkout_url: url,
+        })
     }
 
     async fn fail_unstarted(&self, payment_id: &str, e: &ProcessorError) -> Result<(), AppError> {
         tracing::warn!(payment_id, error = %e, "could not open a checkout session");
         let mut tx = self.store.begin().await?;
         if pay_store::transition(&mut tx, payment_id, "pending", "failed", self.now_unix()).await? {
-            pay_store::set_failure(&mut tx, payment_id, "processor_unavailable", "The payment processor could not be reached. Nothing was charged.", self.now_unix()).await?;
-            self.add_event(&mut tx, payment_id, "failed", "processor unavailable when opening checkout").await?;
-            self.audit(&mut tx, "system", "payment.failed", payment_id, "failure", "-", "processor unavailable").await?;
+            pay_store::set_failure(
+                &mut tx,
+                payment_id,
+                "processor_unavailable",
+                "The payment processor could not be reached. Nothing was charged.",
+                self.now_unix(),
+            )
+            .await?;
+            self.add_event(
+                &mut tx,
+                payment_id,
+                "failed",
+                "processor unavailable when opening checkout",
+            )
+            .await?;
+            self.audit(
+                &mut tx,
+                "system",
+                "payment.failed",
+                payment_id,
+                "failure",
+                "-",
+                "processor unavailable",
+            )
+            .await?;
         }
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok(())
@@ -307,7 +435,12 @@ impl App {
 
     /// Applies what the processor says about a checkout session. Safe to call any number
     /// of times, from any number of places at once.
-    pub async fn settle(&self, session: &CheckoutSession, source: SettleSource, event_id: Option<(&str, &str)>) -> Result<WebhookOutcome, AppError> {
+    pub async fn settle(
+        &self,
+        session: &CheckoutSession,
+        source: SettleSource,
+        event_id: Option<(&str, &str)>,
+    ) -> Result<WebhookOutcome, AppError> {
         let mut tx = self.store.begin().await?;
         if let Some((id, kind)) = event_id {
             if !store::webhooks::mark_processed(&mut tx, id, kind, self.now_unix()).await? {
@@ -318,26 +451,81 @@ impl App {
             tx.commit().await.map_err(store::StoreError::from)?;
             return Ok(WebhookOutcome::Ignored("unknown checkout session"));
         };
-        if session.client_reference_id.as_deref().is_some_and(|r| r != p.id) {
+        if session
+            .client_reference_id
+            .as_deref()
+            .is_some_and(|r| r != p.id)
+        {
             tracing::error!(payment_id = %p.id, "checkout session reference does not match its payment");
-            return Err(AppError::Internal("checkout session does not belong to this payment".into()));
+            return Err(AppError::Internal(
+                "checkout session does not belong to this payment".into(),
+            ));
         }
-        let status = PaymentStatus::parse(&p.status).ok_or_else(|| AppError::Internal("stored status unknown".into()))?;
+        let status = PaymentStatus::parse(&p.status)
+            .ok_or_else(|| AppError::Internal("stored status unknown".into()))?;
         let now = self.now_unix();
         let outcome = match (session.status, session.payment_status) {
             (SessionStatus::Complete, SessionPaymentStatus::Paid) => {
-                if session.amount_total != p.amount_cents || !session.currency.eq_ignore_ascii_case(&p.currency) {
-                    self.add_event(&mut tx, &p.id, "amount_mismatch", &format!("processor captured {} {}", session.amount_total, session.currency)).await?;
-                    self.audit(&mut tx, "processor", "payment.amount_mismatch", &p.id, "failure", "-", "captured amount differs from the payment; not posted").await?;
+                if session.amount_total != p.amount_cents
+                    || !session.currency.eq_ignore_ascii_case(&p.currency)
+                {
+                    self.add_event(
+                        &mut tx,
+                        &p.id,
+                        "amount_mismatch",
+                        &format!(
+                            "processor captured {} {}",
+                            session.amount_total, session.currency
+                        ),
+                    )
+                    .await?;
+                    self.audit(
+                        &mut tx,
+                        "processor",
+                        "payment.amount_mismatch",
+                        &p.id,
+                        "failure",
+                        "-",
+                        "captured amount differs from the payment; not posted",
+                    )
+                    .await?;
                     tx.commit().await.map_err(store::StoreError::from)?;
-                    return Err(AppError::Internal(format!("payment {} captured amount differs", p.id)));
+                    return Err(AppError::Internal(format!(
+                        "payment {} captured amount differs",
+                        p.id
+                    )));
                 }
-                if status.apply(PaymentEvent::Succeed).is_ok() && pay_store::transition(&mut tx, &p.id, "pending", "succeeded", now).await? {
+                if status.apply(PaymentEvent::Succeed).is_ok()
+                    && pay_store::transition(&mut tx, &p.id, "pending", "succeeded", now).await?
+                {
                     let card = session.card.as_ref();
-                    pay_store::set_processor_details(&mut tx, &p.id, session.payment_intent_id.as_deref(), card.map(|c| c.brand.as_str()), card.map(|c| c.last4.as_str()), now).await?;
-                    self.add_event(&mut tx, &p.id, "succeeded", &format!("captured, confirmed by {}", source.as_str())).await?;
+                    pay_store::set_processor_details(
+                        &mut tx,
+                        &p.id,
+                        session.payment_intent_id.as_deref(),
+                        card.map(|c| c.brand.as_str()),
+                        card.map(|c| c.last4.as_str()),
+                        now,
+                    )
+                    .await?;
+                    self.add_event(
+                        &mut tx,
+                        &p.id,
+                        "succeeded",
+                        &format!("captured, confirmed by {}", source.as_str()),
+                    )
+                    .await?;
                     self.post_payment(&mut tx, &p).await?;
-                    self.audit(&mut tx, "processor", "payment.succeeded", &p.id, "success", "-", &format!("{} cents via {}", p.amount_cents, source.as_str())).await?;
+                    self.audit(
+                        &mut tx,
+                        "processor",
+                        "payment.succeeded",
+                        &p.id,
+                        "success",
+                        "-",
+                        &format!("{} cents via {}", p.amount_cents, source.as_str()),
+                    )
+                    .await?;
                     let mut fresh = p.clone();
                     fresh.status = "succeeded".into();
                     fresh.card_brand = card.map(|c| c.brand.clone());
@@ -351,8 +539,23 @@ impl App {
                 } else {
                     // Captured by the processor after we closed the payment: never silently
                     // drop money. Recorded for reconciliation and staff follow-up.
-                    self.add_event(&mut tx, &p.id, "capture_after_close", &format!("processor captured a {} payment", status.as_str())).await?;
-                    self.audit(&mut tx, "processor", "payment.capture_after_close", &p.id, "failure", "-", "needs reconciliation").await?;
+                    self.add_event(
+                        &mut tx,
+                        &p.id,
+                        "capture_after_close",
+                        &format!("processor captured a {} payment", status.as_str()),
+                    )
+                    .await?;
+                    self.audit(
+                        &mut tx,
+                        "processor",
+                        "payment.capture_after_close",
+                        &p.id,
+                        "failure",
+                        "-",
+                        "needs reconciliation",
+                    )
+                    .await?;
                     tracing::error!(payment_id = %p.id, status = status.as_str(), "processor captured a closed payment");
                     WebhookOutcome::Ignored("payment already closed")
                 }
@@ -363,7 +566,9 @@ impl App {
                 let closed_early = p.created_at + self.config().payment_ttl_secs > now;
                 let to = if p.failure_code.is_some() {
                     "failed"
-                } else if matches!(source, SettleSource::Cancel) || (closed_early && !matches!(source, SettleSource::ExpiryJob)) {
+                } else if matches!(source, SettleSource::Cancel)
+                    || (closed_early && !matches!(source, SettleSource::ExpiryJob))
+                {
                     "canceled"
                 } else {
                     "expired"
@@ -373,9 +578,26 @@ impl App {
                     "canceled" => PaymentEvent::Cancel,
                     _ => PaymentEvent::Expire,
                 };
-                if status.apply(event).is_ok() && pay_store::transition(&mut tx, &p.id, "pending", to, now).await? {
-                    self.add_event(&mut tx, &p.id, to, &format!("checkout session closed ({})", source.as_str())).await?;
-                    self.audit(&mut tx, "processor", &format!("payment.{to}"), &p.id, "success", "-", source.as_str()).await?;
+                if status.apply(event).is_ok()
+                    && pay_store::transition(&mut tx, &p.id, "pending", to, now).await?
+                {
+                    self.add_event(
+                        &mut tx,
+                        &p.id,
+                        to,
+                        &format!("checkout session closed ({})", source.as_str()),
+                    )
+                    .await?;
+                    self.audit(
+                        &mut tx,
+                        "processor",
+                        &format!("payment.{to}"),
+                        &p.id,
+                        "success",
+                        "-",
+                        source.as_str(),
+                    )
+                    .await?;
                     WebhookOutcome::Applied
                 } else {
                     WebhookOutcome::Ignored("payment already decided")
@@ -387,7 +609,13 @@ impl App {
                     let code = err.decline_code.clone().unwrap_or_else(|| err.code.clone());
                     if p.failure_code.as_deref() != Some(code.as_str()) {
                         pay_store::set_failure(&mut tx, &p.id, &code, &err.message, now).await?;
-                        self.add_event(&mut tx, &p.id, "attempt_declined", &format!("{code}: {}", err.message)).await?;
+                        self.add_event(
+                            &mut tx,
+                            &p.id,
+                            "attempt_declined",
+                            &format!("{code}: {}", err.message),
+                        )
+                        .await?;
                     }
                 }
                 WebhookOutcome::Ignored("checkout still open")
@@ -414,7 +642,11 @@ impl App {
             )
             .await?;
             if added {
-                let detail = format!("posted {} to account {}", Money::from_cents(item.amount_cents, self.config().currency), item.account_number);
+                let detail = format!(
+                    "posted {} to account {}",
+                    Money::from_cents(item.amount_cents, self.config().currency),
+                    item.account_number
+                );
                 self.add_event(tx, &p.id, "posted", &detail).await?;
             }
         }
@@ -423,9 +655,21 @@ impl App {
 
     /// A processor webhook: verified (signature and age), de-duplicated by event id, then
     /// the session is fetched from the processor, which is the source of truth.
-    pub async fn handle_webhook(&self, body: &[u8], signature: Option<&str>) -> Result<WebhookOutcome, AppError> {
-        let header = signature.ok_or(AppError::Webhook(processor::webhook::WebhookError::MissingHeader))?;
-        let event = processor::webhook::verify(body, header, &self.config().webhook_secret, self.now_unix(), self.config().webhook_tolerance_secs)?;
+    pub async fn handle_webhook(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> Result<WebhookOutcome, AppError> {
+        let header = signature.ok_or(AppError::Webhook(
+            processor::webhook::WebhookError::MissingHeader,
+        ))?;
+        let event = processor::webhook::verify(
+            body,
+            header,
+            &self.config().webhook_secret,
+            self.now_unix(),
+            self.config().webhook_tolerance_secs,
+        )?;
         {
             let mut conn = self.store.conn().await?;
             if store::webhooks::was_processed(&mut conn, &event.id).await? {
@@ -435,35 +679,74 @@ impl App {
         if event.kind.starts_with("checkout.session.") {
             // Only the id is taken from the event: the session itself is fetched from the
             // processor, the source of truth.
-            let Some(sid) = event.object.get("id").and_then(|v| v.as_str()).filter(|s| s.starts_with("cs_")) else {
-                return Err(AppError::invalid("data.object.id", "not a checkout session id"));
+            let Some(sid) = event
+                .object
+                .get("id")
+                .and_then(|v| v.as_str())
+                .filter(|s| s.starts_with("cs_"))
+            else {
+                return Err(AppError::invalid(
+                    "data.object.id",
+                    "not a checkout session id",
+                ));
             };
             let session = match self.processor.retrieve_checkout_session(sid).await {
                 Ok(session) => session,
-                Err(ProcessorError::Api { status: 404, .. }) => return Ok(WebhookOutcome::Ignored("unknown checkout session")),
+                Err(ProcessorError::Api { status: 404, .. }) => {
+                    return Ok(WebhookOutcome::Ignored("unknown checkout session"))
+                }
                 Err(e) => return Err(e.into()),
             };
-            return self.settle(&session, SettleSource::Webhook, Some((&event.id, &event.kind))).await;
+            return self
+                .settle(
+                    &session,
+                    SettleSource::Webhook,
+                    Some((&event.id, &event.kind)),
+                )
+                .await;
         }
         let mut conn = self.store.conn().await?;
         if event.kind == "charge.refunded" {
-            if let Some((charge, intent)) = event.refunded_charge().and_then(|c| c.payment_intent.clone().map(|i| (c, i))) {
+            if let Some((charge, intent)) = event
+                .refunded_charge()
+                .and_then(|c| c.payment_intent.clone().map(|i| (c, i)))
+            {
                 if let Some(p) = pay_store::by_payment_intent(&mut conn, &intent).await? {
                     drop(conn);
                     let mut tx = self.store.begin().await?;
-                    if store::webhooks::mark_processed(&mut tx, &event.id, &event.kind, self.now_unix()).await? {
-                        self.add_event(&mut tx, &p.id, "refund_reported", &format!("processor reports {} cents refunded", charge.amount_refunded)).await?;
+                    if store::webhooks::mark_processed(
+                        &mut tx,
+                        &event.id,
+                        &event.kind,
+                        self.now_unix(),
+                    )
+                    .await?
+                    {
+                        self.add_event(
+                            &mut tx,
+                            &p.id,
+                            "refund_reported",
+                            &format!(
+                                "processor reports {} cents refunded",
+                                charge.amount_refunded
+                            ),
+                        )
+                        .await?;
                     }
                     tx.commit().await.map_err(store::StoreError::from)?;
                     return Ok(WebhookOutcome::Applied);
                 }
             }
         }
-        Ok(if store::webhooks::mark_processed(&mut conn, &event.id, &event.kind, self.now_unix()).await? {
-            WebhookOutcome::Ignored("event type not used")
-        } else {
-            WebhookOutcome::Duplicate
-        })
+        Ok(
+            if store::webhooks::mark_processed(&mut conn, &event.id, &event.kind, self.now_unix())
+                .await?
+            {
+                WebhookOutcome::Ignored("event type not used")
+            } else {
+                WebhookOutcome::Duplicate
+            },
+        )
     }
 
     /// The resident is back on the success URL: if the webhook has not arrived yet, ask
@@ -477,7 +760,9 @@ impl App {
                         self.settle(&session, SettleSource::Return, None).await?;
                     }
                     // The webhook will settle it; the receipt page says "confirming".
-                    Err(e) => tracing::warn!(payment_id, error = %e, "processor unreachable on return"),
+                    Err(e) => {
+                        tracing::warn!(payment_id, error = %e, "processor unreachable on return")
+                    }
                 }
             }
         }
@@ -494,12 +779,26 @@ impl App {
         self.payment(payment_id).await
     }
 
-    async fn close_at_processor(&self, p: &PaymentView, source: SettleSource) -> Result<(), AppError> {
+    async fn close_at_processor(
+        &self,
+        p: &PaymentView,
+        source: SettleSource,
+    ) -> Result<(), AppError> {
         let Some(sid) = &p.processor_session_id else {
             let mut tx = self.store.begin().await?;
             if pay_store::transition(&mut tx, &p.id, "pending", "expired", self.now_unix()).await? {
-                self.add_event(&mut tx, &p.id, "expired", "no checkout session was opened").await?;
-                self.audit(&mut tx, "system", "payment.expired", &p.id, "success", "-", source.as_str()).await?;
+                self.add_event(&mut tx, &p.id, "expired", "no checkout session was opened")
+                    .await?;
+                self.audit(
+                    &mut tx,
+                    "system",
+                    "payment.expired",
+                    &p.id,
+                    "success",
+                    "-",
+                    source.as_str(),
+                )
+                .await?;
             }
             tx.commit().await.map_err(store::StoreError::from)?;
             return Ok(());
@@ -510,7 +809,9 @@ impl App {
                 self.settle(&s, source, None).await?; // records a decline, if any
                 match self.processor.expire_checkout_session(sid).await {
                     Ok(s) => s,
-                    Err(ProcessorError::Api { status, .. }) if status < 500 => self.processor.retrieve_checkout_session(sid).await?,
+                    Err(ProcessorError::Api { status, .. }) if status < 500 => {
+                        self.processor.retrieve_checkout_session(sid).await?
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -535,14 +836,21 @@ impl App {
                 pay_store::items(&mut conn, &p.id).await?
             };
             let view = self.view(p, items)?;
-            if let Err(e) = self.close_at_processor(&view, SettleSource::ExpiryJob).await {
+            if let Err(e) = self
+                .close_at_processor(&view, SettleSource::ExpiryJob)
+                .await
+            {
                 tracing::warn!(payment_id = %view.id, error = %e, "could not expire payment");
             }
         }
         Ok(n)
     }
 
-    pub async fn payments_for_resident(&self, resident_id: &str, limit: i64) -> Result<Vec<PaymentView>, AppError> {
+    pub async fn payments_for_resident(
+        &self,
+        resident_id: &str,
+        limit: i64,
+    ) -> Result<Vec<PaymentView>, AppError> {
         let mut conn = self.store.conn().await?;
         let rows = pay_store::for_resident(&mut conn, resident_id, limit).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -553,7 +861,11 @@ impl App {
         Ok(out)
     }
 
-    pub async fn payments_for_account(&self, account: &str, limit: i64) -> Result<Vec<PaymentView>, AppError> {
+    pub async fn payments_for_account(
+        &self,
+        account: &str,
+        limit: i64,
+    ) -> Result<Vec<PaymentView>, AppError> {
         let mut conn = self.store.conn().await?;
         let rows = pay_store::for_account(&mut conn, account, limit).await?;
         let mut out = Vec::with_capacity(rows.len());

@@ -22,10 +22,16 @@ pub struct Resident {
 
 pub fn password_message(p: PasswordProblem) -> String {
     match p {
-        PasswordProblem::TooShort { min } => format!("use at least {min} characters; a few unrelated words make a good password"),
+        PasswordProblem::TooShort { min } => {
+            format!("use at least {min} characters; a few unrelated words make a good password")
+        }
         PasswordProblem::TooLong => format!("use at most {} characters", password::MAX_LEN),
-        PasswordProblem::Common => "this password appears in lists of common or breached passwords; choose another".into(),
-        PasswordProblem::ContainsIdentifier => "do not use your email address in your password".into(),
+        PasswordProblem::Common => {
+            "this password appears in lists of common or breached passwords; choose another".into()
+        }
+        PasswordProblem::ContainsIdentifier => {
+            "do not use your email address in your password".into()
+        }
         PasswordProblem::Repetitive => "avoid repeated or sequential characters".into(),
     }
 }
@@ -37,64 +43,157 @@ impl App {
 
     /// Registers a resident and emails a verification link. An address that is already
     /// registered gets an email saying so, and the caller sees the same answer either way.
-    pub async fn register(&self, email: &str, password_plain: &str, source_ip: &str) -> Result<(), AppError> {
-        let email = EmailAddress::parse(email).ok_or_else(|| AppError::invalid("email", "enter an email address like name@example.com"))?;
-        password::check(password_plain, password::RESIDENT_MIN_LEN, &[email.as_str()]).map_err(|p| AppError::invalid("password", password_message(p)))?;
-        self.rate_limit(&format!("register:{source_ip}"), 20, 3600).await?;
+    pub async fn register(
+        &self,
+        email: &str,
+        password_plain: &str,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        let email = EmailAddress::parse(email).ok_or_else(|| {
+            AppError::invalid("email", "enter an email address like name@example.com")
+        })?;
+        password::check(
+            password_plain,
+            password::RESIDENT_MIN_LEN,
+            &[email.as_str()],
+        )
+        .map_err(|p| AppError::invalid("password", password_message(p)))?;
+        self.rate_limit(&format!("register:{source_ip}"), 20, 3600)
+            .await?;
         let hash = passwords::hash(password_plain.to_owned()).await?;
         let now = self.now_unix();
         let mut tx = self.store.begin().await?;
-        if res::by_email_key(&mut tx, &email.normalized()).await?.is_some() {
+        if res::by_email_key(&mut tx, &email.normalized())
+            .await?
+            .is_some()
+        {
             let body = format!(
                 "Someone tried to create a {} payments account with this email address, which already has one.\n\nIf it was you, log in or reset your password at {}/forgot.\nIf it was not you, you can ignore this email.\n",
                 self.config().city_name,
                 self.config().portal_base_url
             );
-            self.enqueue_email(&mut tx, email.as_str(), "You already have an account", &body, "account_exists").await?;
+            self.enqueue_email(
+                &mut tx,
+                email.as_str(),
+                "You already have an account",
+                &body,
+                "account_exists",
+            )
+            .await?;
             tx.commit().await.map_err(StoreError::from)?;
             return Ok(());
         }
         let id = domain::ids::ResidentId::from_random(&random_id()).to_string();
-        res::insert(&mut tx, &ResidentRow { id: id.clone(), email: email.to_string(), email_key: email.normalized(), password_hash: hash, email_verified_at: None, disabled: 0, created_at: now }).await?;
+        res::insert(
+            &mut tx,
+            &ResidentRow {
+                id: id.clone(),
+                email: email.to_string(),
+                email_key: email.normalized(),
+                password_hash: hash,
+                email_verified_at: None,
+                disabled: 0,
+                created_at: now,
+            },
+        )
+        .await?;
         let token = random_token();
-        res::insert_token(&mut tx, &token_hash(&token), &id, "verify", now + VERIFY_TTL, now).await?;
+        res::insert_token(
+            &mut tx,
+            &token_hash(&token),
+            &id,
+            "verify",
+            now + VERIFY_TTL,
+            now,
+        )
+        .await?;
         let body = format!(
             "Welcome to {} online payments.\n\nConfirm your email address by opening this link within 24 hours:\n{}\n\nIf you did not create this account, ignore this email.\n",
             self.config().city_name,
             self.link("/verify", &token)
         );
-        self.enqueue_email(&mut tx, email.as_str(), "Confirm your email address", &body, "verify_email").await?;
-        self.audit(&mut tx, &format!("resident:{id}"), "resident.registered", &id, "success", source_ip, "").await?;
+        self.enqueue_email(
+            &mut tx,
+            email.as_str(),
+            "Confirm your email address",
+            &body,
+            "verify_email",
+        )
+        .await?;
+        self.audit(
+            &mut tx,
+            &format!("resident:{id}"),
+            "resident.registered",
+            &id,
+            "success",
+            source_ip,
+            "",
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 
     pub async fn verify_email(&self, token: &str, source_ip: &str) -> Result<(), AppError> {
         let mut tx = self.store.begin().await?;
-        let id = res::consume_token(&mut tx, &token_hash(token), "verify", self.now_unix()).await?.ok_or(AppError::BadToken)?;
+        let id = res::consume_token(&mut tx, &token_hash(token), "verify", self.now_unix())
+            .await?
+            .ok_or(AppError::BadToken)?;
         res::set_verified(&mut tx, &id, self.now_unix()).await?;
-        self.audit(&mut tx, &format!("resident:{id}"), "resident.email_verified", &id, "success", source_ip, "").await?;
+        self.audit(
+            &mut tx,
+            &format!("resident:{id}"),
+            "resident.email_verified",
+            &id,
+            "success",
+            source_ip,
+            "",
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 
     /// Logs a resident in. Unknown email and wrong password look the same, in answer and in
     /// time (a dummy hash is verified for unknown emails).
-    pub async fn resident_login(&self, email: &str, password_plain: &str, source_ip: &str) -> Result<(Resident, NewSession), AppError> {
+    pub async fn resident_login(
+        &self,
+        email: &str,
+        password_plain: &str,
+        source_ip: &str,
+    ) -> Result<(Resident, NewSession), AppError> {
         let key = email.trim().to_lowercase();
-        self.rate_limit(&format!("login-ip:{source_ip}"), 30, 900).await?;
-        self.rate_limit(&format!("login-user:{key}"), 10, 900).await?;
+        self.rate_limit(&format!("login-ip:{source_ip}"), 30, 900)
+            .await?;
+        self.rate_limit(&format!("login-user:{key}"), 10, 900)
+            .await?;
         let row = {
             let mut conn = self.store.conn().await?;
             res::by_email_key(&mut conn, &key).await?
         };
-        let ok = passwords::verify(password_plain.to_owned(), row.as_ref().map(|r| r.password_hash.clone())).await;
+        let ok = passwords::verify(
+            password_plain.to_owned(),
+            row.as_ref().map(|r| r.password_hash.clone()),
+        )
+        .await;
         let mut tx = self.store.begin().await?;
         let row = match row {
             Some(r) if ok && r.disabled == 0 => r,
             other => {
-                let object = other.as_ref().map(|r| r.id.clone()).unwrap_or_else(|| "unknown".into());
-                self.audit(&mut tx, "anonymous", "resident.login", &object, "failure", source_ip, "").await?;
+                let object = other
+                    .as_ref()
+                    .map(|r| r.id.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                self.audit(
+                    &mut tx,
+                    "anonymous",
+                    "resident.login",
+                    &object,
+                    "failure",
+                    source_ip,
+                    "",
+                )
+                .await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Err(AppError::BadCredentials);
             }
@@ -102,35 +201,91 @@ impl App {
         if row.email_verified_at.is_none() {
             return Err(AppError::EmailNotVerified);
         }
-        let session = self.create_session(&mut tx, Realm::Resident, &row.id).await?;
-        self.audit(&mut tx, &format!("resident:{}", row.id), "resident.login", &row.id, "success", source_ip, "").await?;
+        let session = self
+            .create_session(&mut tx, Realm::Resident, &row.id)
+            .await?;
+        self.audit(
+            &mut tx,
+            &format!("resident:{}", row.id),
+            "resident.login",
+            &row.id,
+            "success",
+            source_ip,
+            "",
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok((Resident { id: row.id, email: row.email, verified: true }, session))
+        Ok((
+            Resident {
+                id: row.id,
+                email: row.email,
+                verified: true,
+            },
+            session,
+        ))
     }
 
     pub async fn resident(&self, id: &str) -> Result<Resident, AppError> {
         let mut conn = self.store.conn().await?;
-        let r = res::get(&mut conn, id).await?.ok_or(AppError::NotFound("resident"))?;
-        Ok(Resident { id: r.id, email: r.email, verified: r.email_verified_at.is_some() })
+        let r = res::get(&mut conn, id)
+            .await?
+            .ok_or(AppError::NotFound("resident"))?;
+        Ok(Resident {
+            id: r.id,
+            email: r.email,
+            verified: r.email_verified_at.is_some(),
+        })
     }
 
     /// Emails a single-use reset link if the address has an account; says nothing either way.
-    pub async fn request_password_reset(&self, email: &str, source_ip: &str) -> Result<(), AppError> {
-        let email = EmailAddress::parse(email).ok_or_else(|| AppError::invalid("email", "enter an email address like name@example.com"))?;
-        self.rate_limit(&format!("reset-ip:{source_ip}"), 20, 3600).await?;
-        self.rate_limit(&format!("reset-user:{}", email.normalized()), 5, 3600).await?;
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        let email = EmailAddress::parse(email).ok_or_else(|| {
+            AppError::invalid("email", "enter an email address like name@example.com")
+        })?;
+        self.rate_limit(&format!("reset-ip:{source_ip}"), 20, 3600)
+            .await?;
+        self.rate_limit(&format!("reset-user:{}", email.normalized()), 5, 3600)
+            .await?;
         let now = self.now_unix();
         let mut tx = self.store.begin().await?;
         if let Some(r) = res::by_email_key(&mut tx, &email.normalized()).await? {
             let token = random_token();
-            res::insert_token(&mut tx, &token_hash(&token), &r.id, "reset", now + RESET_TTL, now).await?;
+            res::insert_token(
+                &mut tx,
+                &token_hash(&token),
+                &r.id,
+                "reset",
+                now + RESET_TTL,
+                now,
+            )
+            .await?;
             let body = format!(
                 "Someone asked to reset the password of your {} payments account.\n\nTo choose a new password, open this link within one hour (it works once):\n{}\n\nIf you did not ask, ignore this email; your password has not changed.\n",
                 self.config().city_name,
                 self.link("/reset", &token)
             );
-            self.enqueue_email(&mut tx, &r.email, "Reset your password", &body, "password_reset").await?;
-            self.audit(&mut tx, &format!("resident:{}", r.id), "resident.reset_requested", &r.id, "success", source_ip, "").await?;
+            self.enqueue_email(
+                &mut tx,
+                &r.email,
+                "Reset your password",
+                &body,
+                "password_reset",
+            )
+            .await?;
+            self.audit(
+                &mut tx,
+                &format!("resident:{}", r.id),
+                "resident.reset_requested",
+                &r.id,
+                "success",
+                source_ip,
+                "",
+            )
+            .await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
@@ -138,12 +293,23 @@ impl App {
 
     /// Sets a new password with a reset token; ends every session of that resident. A
     /// password refused by the rules does not use up the token.
-    pub async fn reset_password(&self, token: &str, new_password: &str, source_ip: &str) -> Result<(), AppError> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
         let hash = token_hash(token);
         let mut tx = self.store.begin().await?;
-        let id = res::consume_token(&mut tx, &hash, "reset", self.now_unix()).await?.ok_or(AppError::BadToken)?;
+        let id = res::consume_token(&mut tx, &hash, "reset", self.now_unix())
+            .await?
+            .ok_or(AppError::BadToken)?;
         let r = res::get(&mut tx, &id).await?.ok_or(AppError::BadToken)?;
-        if let Err(p) = password::check(new_password, password::RESIDENT_MIN_LEN, &[r.email.as_str()]) {
+        if let Err(p) = password::check(
+            new_password,
+            password::RESIDENT_MIN_LEN,
+            &[r.email.as_str()],
+        ) {
             tx.rollback().await.map_err(StoreError::from)?;
             return Err(AppError::invalid("password", password_message(p)));
         }
@@ -153,32 +319,81 @@ impl App {
         // A reset proves control of the mailbox.
         res::set_verified(&mut tx, &id, self.now_unix()).await?;
         store::sessions::delete_for_user(&mut tx, Realm::Resident.as_str(), &id).await?;
-        self.audit(&mut tx, &format!("resident:{id}"), "resident.password_reset", &id, "success", source_ip, "").await?;
+        self.audit(
+            &mut tx,
+            &format!("resident:{id}"),
+            "resident.password_reset",
+            &id,
+            "success",
+            source_ip,
+            "",
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 
     /// Links a utility account to a resident. Proof: account number, service ZIP and the
     /// amount of the most recent bill. A wrong proof does not say which part was wrong.
-    pub async fn link_account(&self, resident_id: &str, account: &str, postal_code: &str, latest_bill_amount: &str, source_ip: &str) -> Result<String, AppError> {
-        let account = AccountNumber::parse(account).ok_or_else(|| AppError::invalid("account_number", "enter the 4 to 12 digit account number shown on your bill"))?;
-        let zip = PostalCode::parse(postal_code).ok_or_else(|| AppError::invalid("postal_code", "enter the 5 digit ZIP code of the service address"))?;
-        let amount = Money::parse_dollars(latest_bill_amount, self.config().currency).map_err(|e| AppError::invalid("bill_amount", e.to_string()))?;
-        self.rate_limit(&format!("link-user:{resident_id}"), 5, 900).await?;
-        self.rate_limit(&format!("link-ip:{source_ip}"), 20, 900).await?;
+    pub async fn link_account(
+        &self,
+        resident_id: &str,
+        account: &str,
+        postal_code: &str,
+        latest_bill_amount: &str,
+        source_ip: &str,
+    ) -> Result<String, AppError> {
+        let account = AccountNumber::parse(account).ok_or_else(|| {
+            AppError::invalid(
+                "account_number",
+                "enter the 4 to 12 digit account number shown on your bill",
+            )
+        })?;
+        let zip = PostalCode::parse(postal_code).ok_or_else(|| {
+            AppError::invalid(
+                "postal_code",
+                "enter the 5 digit ZIP code of the service address",
+            )
+        })?;
+        let amount = Money::parse_dollars(latest_bill_amount, self.config().currency)
+            .map_err(|e| AppError::invalid("bill_amount", e.to_string()))?;
+        self.rate_limit(&format!("link-user:{resident_id}"), 5, 900)
+            .await?;
+        self.rate_limit(&format!("link-ip:{source_ip}"), 20, 900)
+            .await?;
         let mut tx = self.store.begin().await?;
         let acct = store::accounts::get(&mut tx, account.as_str()).await?;
         let latest = match &acct {
-            Some(a) if a.postal_code == zip.as_str() => store::accounts::latest_bill(&mut tx, &a.account_number).await?,
+            Some(a) if a.postal_code == zip.as_str() => {
+                store::accounts::latest_bill(&mut tx, &a.account_number).await?
+            }
             _ => None,
         };
-        if !latest.is_some_and(|b| b.amount_cents == amount.cents()) {
-            self.audit(&mut tx, &format!("resident:{resident_id}"), "resident.link_account", account.as_str(), "failure", source_ip, "proof did not match").await?;
+        if latest.is_none_or(|b| b.amount_cents != amount.cents()) {
+            self.audit(
+                &mut tx,
+                &format!("resident:{resident_id}"),
+                "resident.link_account",
+                account.as_str(),
+                "failure",
+                source_ip,
+                "proof did not match",
+            )
+            .await?;
             tx.commit().await.map_err(StoreError::from)?;
             return Err(AppError::LinkProofMismatch);
         }
         if res::link_account(&mut tx, resident_id, account.as_str(), self.now_unix()).await? {
-            self.audit(&mut tx, &format!("resident:{resident_id}"), "resident.link_account", account.as_str(), "success", source_ip, "").await?;
+            self.audit(
+                &mut tx,
+                &format!("resident:{resident_id}"),
+                "resident.link_account",
+                account.as_str(),
+                "success",
+                source_ip,
+                "",
+            )
+            .await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(account.to_string())

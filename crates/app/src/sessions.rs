@@ -43,7 +43,12 @@ pub struct NewSession {
 }
 
 impl App {
-    pub async fn create_session(&self, conn: &mut store::Conn, realm: Realm, user_id: &str) -> Result<NewSession, AppError> {
+    pub async fn create_session(
+        &self,
+        conn: &mut store::Conn,
+        realm: Realm,
+        user_id: &str,
+    ) -> Result<NewSession, AppError> {
         let token = random_token();
         let csrf_token = random_token();
         let now = self.now_unix();
@@ -71,9 +76,20 @@ impl App {
         }
         let (idle, _) = realm.timeouts();
         let mut conn = self.store.conn().await?;
-        Ok(sess::touch(&mut conn, &token_hash(token), realm.as_str(), self.now_unix(), idle)
-            .await?
-            .map(|s| Session { realm, user_id: s.user_id, csrf_token: s.csrf_token, token_hash: s.token_hash }))
+        Ok(sess::touch(
+            &mut conn,
+            &token_hash(token),
+            realm.as_str(),
+            self.now_unix(),
+            idle,
+        )
+        .await?
+        .map(|s| Session {
+            realm,
+            user_id: s.user_id,
+            csrf_token: s.csrf_token,
+            token_hash: s.token_hash,
+        }))
     }
 
     pub async fn end_session(&self, session: &Session) -> Result<(), AppError> {

@@ -55,13 +55,33 @@ pub struct TimelineEntry {
 
 impl App {
     fn staff_from_row(r: StaffRow) -> Result<StaffUser, AppError> {
-        Ok(StaffUser { role: Role::parse(&r.role).ok_or_else(|| AppError::Internal("stored role unknown".into()))?, id: r.id, username: r.username, display_name: r.display_name })
+        Ok(StaffUser {
+            role: Role::parse(&r.role)
+                .ok_or_else(|| AppError::Internal("stored role unknown".into()))?,
+            id: r.id,
+            username: r.username,
+            display_name: r.display_name,
+        })
     }
 
-    pub async fn create_staff(&self, username: &str, display_name: &str, password_plain: &str, role: Role) -> Result<StaffUser, AppError> {
+    pub async fn create_staff(
+        &self,
+        username: &str,
+        display_name: &str,
+        password_plain: &str,
+        role: Role,
+    ) -> Result<StaffUser, AppError> {
         let username = username.trim();
-        if username.is_empty() || username.len() > 64 || !username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(AppError::invalid("username", "use 1 to 64 letters, digits, dots, dashes or underscores"));
+        if username.is_empty()
+            || username.len() > 64
+            || !username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(AppError::invalid(
+                "username",
+                "use 1 to 64 letters, digits, dots, dashes or underscores",
+            ));
         }
         domain::password::check(password_plain, domain::password::STAFF_MIN_LEN, &[username])
             .map_err(|p| AppError::invalid("password", crate::residents::password_message(p)))?;
@@ -79,31 +99,64 @@ impl App {
         };
         let mut tx = self.store.begin().await?;
         st::insert(&mut tx, &row).await?;
-        self.audit(&mut tx, "system", "staff.created", &row.id, "success", "-", &format!("role {}", role.as_str())).await?;
+        self.audit(
+            &mut tx,
+            "system",
+            "staff.created",
+            &row.id,
+            "success",
+            "-",
+            &format!("role {}", role.as_str()),
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Self::staff_from_row(row)
     }
 
     pub async fn staff_by_username(&self, username: &str) -> Result<Option<StaffUser>, AppError> {
         let mut conn = self.store.conn().await?;
-        st::by_username(&mut conn, username).await?.map(Self::staff_from_row).transpose()
+        st::by_username(&mut conn, username)
+            .await?
+            .map(Self::staff_from_row)
+            .transpose()
     }
 
     /// Password login. Locks the account for 30 minutes after 10 failures. Unknown user and
     /// wrong password look the same.
-    pub async fn staff_login(&self, username: &str, password_plain: &str, source_ip: &str) -> Result<(StaffUser, NewSession), AppError> {
-        self.rate_limit(&format!("staff-login-ip:{source_ip}"), 50, 900).await?;
+    pub async fn staff_login(
+        &self,
+        username: &str,
+        password_plain: &str,
+        source_ip: &str,
+    ) -> Result<(StaffUser, NewSession), AppError> {
+        self.rate_limit(&format!("staff-login-ip:{source_ip}"), 50, 900)
+            .await?;
         let row = {
             let mut conn = self.store.conn().await?;
             st::by_username(&mut conn, username.trim()).await?
         };
         let now = self.now_unix();
-        let locked = row.as_ref().is_some_and(|r| r.locked_until.is_some_and(|t| t > now));
-        let ok = passwords::verify(password_plain.to_owned(), row.as_ref().map(|r| r.password_hash.clone())).await;
+        let locked = row
+            .as_ref()
+            .is_some_and(|r| r.locked_until.is_some_and(|t| t > now));
+        let ok = passwords::verify(
+            password_plain.to_owned(),
+            row.as_ref().map(|r| r.password_hash.clone()),
+        )
+        .await;
         let mut tx = self.store.begin().await?;
         let row = match row {
             Some(r) if locked => {
-                self.audit(&mut tx, &format!("staff:{}", r.id), "staff.login", &r.id, "failure", source_ip, "locked").await?;
+                self.audit(
+                    &mut tx,
+                    &format!("staff:{}", r.id),
+                    "staff.login",
+                    &r.id,
+                    "failure",
+                    source_ip,
+                    "locked",
+                )
+                .await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Err(AppError::Locked);
             }
@@ -112,15 +165,36 @@ impl App {
                 if let Some(r) = &other {
                     st::record_failure(&mut tx, &r.id, MAX_FAILURES, now + LOCK_SECS).await?;
                 }
-                let object = other.as_ref().map(|r| r.id.clone()).unwrap_or_else(|| "unknown".into());
-                self.audit(&mut tx, "anonymous", "staff.login", &object, "failure", source_ip, "").await?;
+                let object = other
+                    .as_ref()
+                    .map(|r| r.id.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                self.audit(
+                    &mut tx,
+                    "anonymous",
+                    "staff.login",
+                    &object,
+                    "failure",
+                    source_ip,
+                    "",
+                )
+                .await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Err(AppError::BadCredentials);
             }
         };
         st::record_success(&mut tx, &row.id).await?;
         let session = self.create_session(&mut tx, Realm::Staff, &row.id).await?;
-        self.audit(&mut tx, &format!("staff:{}", row.id), "staff.login", &row.id, "success", source_ip, "").await?;
+        self.audit(
+            &mut tx,
+            &format!("staff:{}", row.id),
+            "staff.login",
+            &row.id,
+            "success",
+            source_ip,
+            "",
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok((Self::staff_from_row(row)?, session))
     }
@@ -149,7 +223,7 @@ impl App {
         for p in rows {
             out.push(self.payment(&p.id).await?);
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        out.sort_by_key(|p| std::cmp::Reverse(p.created_at));
         Ok(out)
     }
 
@@ -159,7 +233,11 @@ impl App {
         let mut out: Vec<TimelineEntry> = store::payments::events(&mut conn, payment_id)
             .await?
             .into_iter()
-            .map(|e| TimelineEntry { at: e.at, kind: e.kind, detail: e.detail })
+            .map(|e| TimelineEntry {
+                at: e.at,
+                kind: e.kind,
+                detail: e.detail,
+            })
             .collect();
         out.sort_by_key(|e| e.at);
         Ok(out)
@@ -172,6 +250,8 @@ impl App {
 
     pub async fn outbox_email(&self, id: &str) -> Result<store::outbox::EmailRow, AppError> {
         let mut conn = self.store.conn().await?;
-        store::outbox::get(&mut conn, id).await?.ok_or(AppError::NotFound("email"))
+        store::outbox::get(&mut conn, id)
+            .await?
+            .ok_or(AppError::NotFound("email"))
     }
 }

@@ -3,14 +3,17 @@
 use std::fmt;
 
 /// A utility account number: 4 to 12 digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct AccountNumber(String);
 
 impl AccountNumber {
     pub fn parse(input: &str) -> Option<AccountNumber> {
         let s = input.trim();
-        (4..=12).contains(&s.len())
+        (4..=12)
+            .contains(&s.len())
             .then_some(())
             .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
             .map(|_| AccountNumber(s.to_owned()))
@@ -39,7 +42,8 @@ impl PostalCode {
             Some(_) => return None,
             None => s,
         };
-        (five.len() == 5 && five.bytes().all(|b| b.is_ascii_digit())).then(|| PostalCode(five.to_owned()))
+        (five.len() == 5 && five.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| PostalCode(five.to_owned()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -83,8 +87,14 @@ mod tests {
 
     #[test]
     fn postal_codes() {
-        assert_eq!(PostalCode::parse("93301").map(|p| p.0), Some("93301".into()));
-        assert_eq!(PostalCode::parse("93301-1234").map(|p| p.0), Some("93301".into()));
+        assert_eq!(
+            PostalCode::parse("93301").map(|p| p.0),
+            Some("93301".into())
+        );
+        assert_eq!(
+            PostalCode::parse("93301-1234").map(|p| p.0),
+            Some("93301".into())
+        );
         assert!(PostalCode::parse("9330").is_none());
         assert!(PostalCode::parse("93301-12").is_none());
     }

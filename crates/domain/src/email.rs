@@ -11,7 +11,11 @@ impl EmailAddress {
     /// The domain is lower-cased; the local part is kept as typed.
     pub fn parse(input: &str) -> Option<EmailAddress> {
         let s = input.trim();
-        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"' || c == ',') {
+        if s.len() > 254
+            || s.chars().any(|c| {
+                c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"' || c == ','
+            })
+        {
             return None;
         }
         let (local, domain) = s.rsplit_once('@')?;
@@ -19,12 +23,18 @@ impl EmailAddress {
             return None;
         }
         let labels_ok = domain.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
         });
         if !labels_ok || !domain.contains('.') {
             return None;
         }
-        Some(EmailAddress(format!("{local}@{}", domain.to_ascii_lowercase())))
+        Some(EmailAddress(format!(
+            "{local}@{}",
+            domain.to_ascii_lowercase()
+        )))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -47,8 +57,12 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert!(EmailAddress::parse("a.b@Example.ORG").is_some_and(|e| e.as_str() == "a.b@example.org"));
-        for bad in ["", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@b..c", "a@-b.c", "<a@b.c>"] {
+        assert!(
+            EmailAddress::parse("a.b@Example.ORG").is_some_and(|e| e.as_str() == "a.b@example.org")
+        );
+        for bad in [
+            "", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@b..c", "a@-b.c", "<a@b.c>",
+        ] {
             assert!(EmailAddress::parse(bad).is_none(), "{bad:?}");
         }
     }

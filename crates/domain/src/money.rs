@@ -82,7 +82,10 @@ impl Money {
     }
 
     /// Sum of amounts in one currency.
-    pub fn sum<I: IntoIterator<Item = Money>>(currency: Currency, items: I) -> Result<Money, MoneyError> {
+    pub fn sum<I: IntoIterator<Item = Money>>(
+        currency: Currency,
+        items: I,
+    ) -> Result<Money, MoneyError> {
         items
             .into_iter()
             .try_fold(Money::zero(currency), |acc, m| acc.checked_add(m))
@@ -173,15 +176,37 @@ mod tests {
 
     #[test]
     fn parse_accepts_usual_forms() {
-        assert_eq!(Money::parse_dollars("12", Currency::Usd), Ok(Money::usd(1200)));
-        assert_eq!(Money::parse_dollars("12.3", Currency::Usd), Ok(Money::usd(1230)));
-        assert_eq!(Money::parse_dollars("$1,234.05", Currency::Usd), Ok(Money::usd(123405)));
-        assert_eq!(Money::parse_dollars(".5", Currency::Usd), Ok(Money::usd(50)));
+        assert_eq!(
+            Money::parse_dollars("12", Currency::Usd),
+            Ok(Money::usd(1200))
+        );
+        assert_eq!(
+            Money::parse_dollars("12.3", Currency::Usd),
+            Ok(Money::usd(1230))
+        );
+        assert_eq!(
+            Money::parse_dollars("$1,234.05", Currency::Usd),
+            Ok(Money::usd(123405))
+        );
+        assert_eq!(
+            Money::parse_dollars(".5", Currency::Usd),
+            Ok(Money::usd(50))
+        );
     }
 
     #[test]
     fn parse_refuses_garbage() {
-        for bad in ["", "abc", "1.234", "1e3", "-5", "12.3.4", "NaN", "1 000", "99999999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "1.234",
+            "1e3",
+            "-5",
+            "12.3.4",
+            "NaN",
+            "1 000",
+            "99999999999999999999",
+        ] {
             assert!(Money::parse_dollars(bad, Currency::Usd).is_err(), "{bad}");
         }
     }

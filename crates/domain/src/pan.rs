@@ -29,12 +29,20 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
 /// American Express, Discover, JCB, Diners Club, UnionPay. Checking the prefix as well as
 /// Luhn keeps dates, ids and packed database records from looking like cards.
 fn known_prefix(d: &[u8]) -> bool {
-    let n = |k: usize| -> u32 { d.iter().take(k).fold(0, |acc, c| acc * 10 + u32::from(c - b'0')) };
+    let n = |k: usize| -> u32 {
+        d.iter()
+            .take(k)
+            .fold(0, |acc, c| acc * 10 + u32::from(c - b'0'))
+    };
     match d.first() {
         Some(b'4') => true,
         Some(b'5') => (51..=55).contains(&n(2)),
         Some(b'2') => (2221..=2720).contains(&n(4)),
-        Some(b'3') => matches!(n(2), 34 | 36 | 37 | 38 | 39) || (300..=305).contains(&n(3)) || (3528..=3589).contains(&n(4)),
+        Some(b'3') => {
+            matches!(n(2), 34 | 36 | 37 | 38 | 39)
+                || (300..=305).contains(&n(3))
+                || (3528..=3589).contains(&n(4))
+        }
         Some(b'6') => n(4) == 6011 || (644..=649).contains(&n(3)) || matches!(n(2), 62 | 65),
         _ => false,
     }
@@ -45,13 +53,21 @@ fn digits_look_like_pan(digits: &[u8]) -> bool {
         0..=12 => false,
         13..=19 => known_prefix(digits) && luhn_valid(digits),
         // A card number glued into a longer run of digits: look at every window.
-        _ => (13..=19).any(|w| digits.windows(w).any(|win| known_prefix(win) && luhn_valid(win))),
+        _ => (13..=19).any(|w| {
+            digits
+                .windows(w)
+                .any(|win| known_prefix(win) && luhn_valid(win))
+        }),
     }
 }
 
 /// Length of the run of digits ending just before `i`.
 fn seg_len(b: &[u8], i: usize) -> usize {
-    b[..i].iter().rev().take_while(|c| c.is_ascii_digit()).count()
+    b[..i]
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .count()
 }
 
 /// Byte spans `[start, end)` of digit groups (digits joined by single spaces or dashes)
@@ -73,7 +89,12 @@ fn pan_spans(s: &str) -> Vec<(usize, usize)> {
                 digits.push(b[i]);
                 i += 1;
                 end = i;
-            } else if (b[i] == b' ' || b[i] == b'-') && seg_len(b, i) >= 3 && i + 1 < b.len() && b[i + 1].is_ascii_digit() && b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count() >= 3 {
+            } else if (b[i] == b' ' || b[i] == b'-')
+                && seg_len(b, i) >= 3
+                && i + 1 < b.len()
+                && b[i + 1].is_ascii_digit()
+                && b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count() >= 3
+            {
                 // Separators join groups of three or more digits (4242 4242 ..., 3782 822463
                 // 10005), not the two-digit parts of dates.
                 i += 1;
@@ -104,7 +125,11 @@ pub fn mask_pans(s: &str) -> Cow<'_, str> {
     let mut last = 0;
     for (a, e) in spans {
         out.push_str(&s[last..a]);
-        out.extend(s[a..e].chars().map(|c| if c.is_ascii_digit() { '*' } else { c }));
+        out.extend(
+            s[a..e]
+                .chars()
+                .map(|c| if c.is_ascii_digit() { '*' } else { c }),
+        );
         last = e;
     }
     out.push_str(&s[last..]);
@@ -113,7 +138,9 @@ pub fn mask_pans(s: &str) -> Cow<'_, str> {
 
 /// Prefixes of secrets that must never appear in logs (processor keys, webhook secrets,
 /// our own session and API tokens).
-const SECRET_PREFIXES: &[&str] = &["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "srk_", "srs_"];
+const SECRET_PREFIXES: &[&str] = &[
+    "sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "srk_", "srs_",
+];
 
 /// Masks card numbers and secret-shaped tokens: the last line of defence for log output.
 pub fn scrub(s: &str) -> Cow<'_, str> {
@@ -141,13 +168,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const CARDS: &[&str] = &["4242424242424242", "4000000000000002", "4000000000009995", "378282246310005", "6011111111111117", "5555555555554444"];
+    const CARDS: &[&str] = &[
+        "4242424242424242",
+        "4000000000000002",
+        "4000000000009995",
+        "378282246310005",
+        "6011111111111117",
+        "5555555555554444",
+    ];
 
     #[test]
     fn finds_test_cards_in_all_spellings() {
         for c in CARDS {
             assert!(contains_pan(c), "{c}");
-            let spaced: String = c.chars().collect::<Vec<_>>().chunks(4).map(|ch| ch.iter().collect::<String>()).collect::<Vec<_>>().join(" ");
+            let spaced: String = c
+                .chars()
+                .collect::<Vec<_>>()
+                .chunks(4)
+                .map(|ch| ch.iter().collect::<String>())
+                .collect::<Vec<_>>()
+                .join(" ");
             assert!(contains_pan(&spaced), "{spaced}");
             assert!(contains_pan(&spaced.replace(' ', "-")), "{spaced}");
             assert!(contains_pan(&format!("card={c}&x=1")), "{c}");
@@ -158,14 +198,28 @@ mod tests {
 
     #[test]
     fn ignores_ordinary_numbers() {
-        for s in ["100001", "93301", "4242 4242", "amount 12.34", "2026-11-23", "1764000000", "424242424241", "555-123-4567", "bill_100007_202610131000072026-09-132026-10-12", "4242-42-42-4242-4242"] {
+        for s in [
+            "100001",
+            "93301",
+            "4242 4242",
+            "amount 12.34",
+            "2026-11-23",
+            "1764000000",
+            "424242424241",
+            "555-123-4567",
+            "bill_100007_202610131000072026-09-132026-10-12",
+            "4242-42-42-4242-4242",
+        ] {
             assert!(!contains_pan(s), "{s}");
         }
     }
 
     #[test]
     fn masks_only_the_card() {
-        assert_eq!(mask_pans("pay 4242 4242 4242 4242 now"), "pay **** **** **** **** now");
+        assert_eq!(
+            mask_pans("pay 4242 4242 4242 4242 now"),
+            "pay **** **** **** **** now"
+        );
         assert_eq!(mask_pans("acct 100001"), "acct 100001");
     }
 
@@ -176,7 +230,14 @@ mod tests {
     }
 
     fn luhn_complete(prefix: &[u8]) -> Vec<u8> {
-        (b'0'..=b'9').map(|d| { let mut v = prefix.to_vec(); v.push(d); v }).find(|v| luhn_valid(v)).unwrap_or_default()
+        (b'0'..=b'9')
+            .map(|d| {
+                let mut v = prefix.to_vec();
+                v.push(d);
+                v
+            })
+            .find(|v| luhn_valid(v))
+            .unwrap_or_default()
     }
 
     proptest! {

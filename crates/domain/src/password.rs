@@ -25,7 +25,10 @@ pub enum PasswordProblem {
 fn is_common(lower: &str) -> bool {
     // Lines are sorted by byte, so a binary search over the line list works.
     static LINES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    LINES.get_or_init(|| COMMON.lines().collect()).binary_search(&lower).is_ok()
+    LINES
+        .get_or_init(|| COMMON.lines().collect())
+        .binary_search(&lower)
+        .is_ok()
 }
 
 fn repetitive(p: &str) -> bool {
@@ -40,7 +43,10 @@ fn repetitive(p: &str) -> bool {
         return true;
     }
     // Every step +1 or every step -1 (abcdef..., 987654...).
-    let steps: Vec<i64> = chars.windows(2).map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0]))).collect();
+    let steps: Vec<i64> = chars
+        .windows(2)
+        .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0])))
+        .collect();
     steps.iter().all(|s| *s == 1) || steps.iter().all(|s| *s == -1)
 }
 
@@ -61,7 +67,9 @@ pub fn check(password: &str, min_len: usize, identifiers: &[&str]) -> Result<(),
     for id in identifiers {
         let id = id.to_lowercase();
         let local = id.split('@').next().unwrap_or_default();
-        if (local.chars().count() >= 4 && lower.contains(local)) || (!id.is_empty() && lower.contains(&id)) {
+        if (local.chars().count() >= 4 && lower.contains(local))
+            || (!id.is_empty() && lower.contains(&id))
+        {
             return Err(PasswordProblem::ContainsIdentifier);
         }
     }
@@ -84,15 +92,39 @@ mod tests {
 
     #[test]
     fn rules() {
-        assert_eq!(check("short", 15, &[]), Err(PasswordProblem::TooShort { min: 15 }));
-        assert_eq!(check("passwordpassword", 15, &[]), Err(PasswordProblem::Common));
-        assert_eq!(check("123456789012345", 15, &[]), Err(PasswordProblem::Common));
-        assert_eq!(check("aaaaaaaaaaaaaaaaaa", 15, &[]), Err(PasswordProblem::Repetitive));
-        assert_eq!(check("abcdefghijklmnopq", 15, &[]), Err(PasswordProblem::Repetitive));
-        assert_eq!(check("maria.lopez-rocks-2026", 15, &["maria.lopez@example.org"]), Err(PasswordProblem::ContainsIdentifier));
-        assert_eq!(check("correct horse battery staple", 15, &["maria@example.org"]), Ok(()));
+        assert_eq!(
+            check("short", 15, &[]),
+            Err(PasswordProblem::TooShort { min: 15 })
+        );
+        assert_eq!(
+            check("passwordpassword", 15, &[]),
+            Err(PasswordProblem::Common)
+        );
+        assert_eq!(
+            check("123456789012345", 15, &[]),
+            Err(PasswordProblem::Common)
+        );
+        assert_eq!(
+            check("aaaaaaaaaaaaaaaaaa", 15, &[]),
+            Err(PasswordProblem::Repetitive)
+        );
+        assert_eq!(
+            check("abcdefghijklmnopq", 15, &[]),
+            Err(PasswordProblem::Repetitive)
+        );
+        assert_eq!(
+            check("maria.lopez-rocks-2026", 15, &["maria.lopez@example.org"]),
+            Err(PasswordProblem::ContainsIdentifier)
+        );
+        assert_eq!(
+            check("correct horse battery staple", 15, &["maria@example.org"]),
+            Ok(())
+        );
         // No composition rules: lower-case words only are fine; spaces and unicode allowed.
         assert_eq!(check("über grüne äpfel im herbst", 15, &[]), Ok(()));
-        assert_eq!(check(&"x1".repeat(70), 15, &[]), Err(PasswordProblem::TooLong));
+        assert_eq!(
+            check(&"x1".repeat(70), 15, &[]),
+            Err(PasswordProblem::TooLong)
+        );
     }
 }

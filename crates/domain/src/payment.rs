@@ -30,7 +30,10 @@ pub enum PaymentEvent {
     Cancel,
     Expire,
     /// A refund of `amount`, bringing the total refunded to `refunded_after`, of `captured`.
-    Refund { refunded_after: Money, captured: Money },
+    Refund {
+        refunded_after: Money,
+        captured: Money,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,24 +72,42 @@ impl PaymentStatus {
 
     /// True once money was captured (whatever has been refunded since).
     pub fn captured(self) -> bool {
-        matches!(self, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded)
+        matches!(
+            self,
+            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
+        )
     }
 
     pub fn is_final(self) -> bool {
-        !matches!(self, PaymentStatus::Pending | PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
+        !matches!(
+            self,
+            PaymentStatus::Pending | PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded
+        )
     }
 
     pub fn apply(self, event: PaymentEvent) -> Result<PaymentStatus, TransitionError> {
         use PaymentEvent as E;
         use PaymentStatus as S;
-        let err = |name| TransitionError { from: self, event: name };
+        let err = |name| TransitionError {
+            from: self,
+            event: name,
+        };
         match (self, event) {
             (S::Pending, E::Succeed) => Ok(S::Succeeded),
             (S::Pending, E::Fail) => Ok(S::Failed),
             (S::Pending, E::Cancel) => Ok(S::Canceled),
             (S::Pending, E::Expire) => Ok(S::Expired),
-            (S::Succeeded | S::PartiallyRefunded, E::Refund { refunded_after, captured }) => {
-                if !refunded_after.is_positive() || refunded_after.currency() != captured.currency() || refunded_after.cents() > captured.cents() {
+            (
+                S::Succeeded | S::PartiallyRefunded,
+                E::Refund {
+                    refunded_after,
+                    captured,
+                },
+            ) => {
+                if !refunded_after.is_positive()
+                    || refunded_after.currency() != captured.currency()
+                    || refunded_after.cents() > captured.cents()
+                {
                     Err(err("be refunded by that amount"))
                 } else if refunded_after.cents() == captured.cents() {
                     Ok(S::Refunded)
@@ -114,7 +135,10 @@ mod tests {
             Just(PaymentEvent::Fail),
             Just(PaymentEvent::Cancel),
             Just(PaymentEvent::Expire),
-            (0i64..=20_000).prop_map(|r| PaymentEvent::Refund { refunded_after: Money::usd(r), captured: Money::usd(10_000) }),
+            (0i64..=20_000).prop_map(|r| PaymentEvent::Refund {
+                refunded_after: Money::usd(r),
+                captured: Money::usd(10_000)
+            }),
         ]
     }
 
@@ -127,12 +151,28 @@ mod tests {
 
     #[test]
     fn refunds() {
-        let ok = PaymentStatus::Succeeded.apply(PaymentEvent::Refund { refunded_after: Money::usd(500), captured: Money::usd(1000) });
+        let ok = PaymentStatus::Succeeded.apply(PaymentEvent::Refund {
+            refunded_after: Money::usd(500),
+            captured: Money::usd(1000),
+        });
         assert_eq!(ok, Ok(PaymentStatus::PartiallyRefunded));
-        let full = PaymentStatus::PartiallyRefunded.apply(PaymentEvent::Refund { refunded_after: Money::usd(1000), captured: Money::usd(1000) });
+        let full = PaymentStatus::PartiallyRefunded.apply(PaymentEvent::Refund {
+            refunded_after: Money::usd(1000),
+            captured: Money::usd(1000),
+        });
         assert_eq!(full, Ok(PaymentStatus::Refunded));
-        assert!(PaymentStatus::Succeeded.apply(PaymentEvent::Refund { refunded_after: Money::usd(1001), captured: Money::usd(1000) }).is_err());
-        assert!(PaymentStatus::Pending.apply(PaymentEvent::Refund { refunded_after: Money::usd(1), captured: Money::usd(1000) }).is_err());
+        assert!(PaymentStatus::Succeeded
+            .apply(PaymentEvent::Refund {
+                refunded_after: Money::usd(1001),
+                captured: Money::usd(1000)
+            })
+            .is_err());
+        assert!(PaymentStatus::Pending
+            .apply(PaymentEvent::Refund {
+                refunded_after: Money::usd(1),
+                captured: Money::usd(1000)
+            })
+            .is_err());
     }
 
     proptest! {

@@ -77,7 +77,9 @@ pub async fn insert(conn: &mut AnyConnection, a: &AccountRow) -> Result<()> {
 }
 
 pub async fn count(conn: &mut AnyConnection) -> Result<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM utility_accounts").fetch_one(conn).await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM utility_accounts")
+        .fetch_one(conn)
+        .await?;
     Ok(n)
 }
 
@@ -92,7 +94,11 @@ pub async fn balance_cents(conn: &mut AnyConnection, account_number: &str) -> Re
     Ok(n)
 }
 
-pub async fn insert_bill(conn: &mut AnyConnection, b: &BillRow, lines: &[BillLineRow]) -> Result<()> {
+pub async fn insert_bill(
+    conn: &mut AnyConnection,
+    b: &BillRow,
+    lines: &[BillLineRow],
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO bills (id, account_number, period_start, period_end, issued_on, due_on, amount_cents,
                             meter_previous, meter_current, usage_units, created_at)
@@ -125,7 +131,11 @@ pub async fn insert_bill(conn: &mut AnyConnection, b: &BillRow, lines: &[BillLin
 }
 
 /// Bills of an account, newest first.
-pub async fn bills(conn: &mut AnyConnection, account_number: &str, limit: i64) -> Result<Vec<BillRow>> {
+pub async fn bills(
+    conn: &mut AnyConnection,
+    account_number: &str,
+    limit: i64,
+) -> Result<Vec<BillRow>> {
     Ok(sqlx::query_as(
         "SELECT id, account_number, period_start, period_end, issued_on, due_on, amount_cents,
                 meter_previous, meter_current, usage_units, created_at
@@ -137,7 +147,10 @@ pub async fn bills(conn: &mut AnyConnection, account_number: &str, limit: i64) -
     .await?)
 }
 
-pub async fn latest_bill(conn: &mut AnyConnection, account_number: &str) -> Result<Option<BillRow>> {
+pub async fn latest_bill(
+    conn: &mut AnyConnection,
+    account_number: &str,
+) -> Result<Option<BillRow>> {
     Ok(bills(conn, account_number, 1).await?.into_iter().next())
 }
 
@@ -181,7 +194,11 @@ pub async fn post_ledger(conn: &mut AnyConnection, e: &LedgerRow) -> Result<bool
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn ledger(conn: &mut AnyConnection, account_number: &str, limit: i64) -> Result<Vec<LedgerRow>> {
+pub async fn ledger(
+    conn: &mut AnyConnection,
+    account_number: &str,
+    limit: i64,
+) -> Result<Vec<LedgerRow>> {
     Ok(sqlx::query_as(
         "SELECT id, account_number, kind, reference, amount_cents, description, posted_at
          FROM account_ledger WHERE account_number = $1 ORDER BY posted_at DESC, id DESC LIMIT $2",

@@ -42,7 +42,17 @@ fn mac(key: &[u8], seq: i64, prev: &str, e: &AuditEntry<'_>) -> String {
         Ok(m) => m,
         Err(_) => return String::new(), // HMAC accepts keys of any length
     };
-    for part in [seq.to_string().as_str(), prev, &e.at.to_string(), e.actor, e.event, e.object, e.outcome, e.source_ip, e.detail] {
+    for part in [
+        seq.to_string().as_str(),
+        prev,
+        &e.at.to_string(),
+        e.actor,
+        e.event,
+        e.object,
+        e.outcome,
+        e.source_ip,
+        e.detail,
+    ] {
         m.update(&(part.len() as u64).to_be_bytes());
         m.update(part.as_bytes());
     }
@@ -53,11 +63,14 @@ fn mac(key: &[u8], seq: i64, prev: &str, e: &AuditEntry<'_>) -> String {
 pub async fn append(conn: &mut AnyConnection, key: &[u8], e: &AuditEntry<'_>) -> Result<i64> {
     if backend_of(conn).await == Backend::Postgres {
         // Serialise appenders so the chain never forks (released at commit).
-        sqlx::query("SELECT pg_advisory_xact_lock(7120001)").execute(&mut *conn).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7120001)")
+            .execute(&mut *conn)
+            .await?;
     }
-    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
     let (seq, prev) = match head {
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS.to_owned()),
@@ -118,10 +131,12 @@ pub async fn verify(conn: &mut AnyConnection, key: &[u8]) -> Result<Result<i64, 
     .fetch_all(conn)
     .await?;
     let mut prev = GENESIS.to_owned();
-    let mut expected = 1;
-    for r in &rows {
+    for (expected, r) in (1i64..).zip(&rows) {
         if r.seq != expected {
-            return Ok(Err(ChainBreak::Gap { expected, found: r.seq }));
+            return Ok(Err(ChainBreak::Gap {
+                expected,
+                found: r.seq,
+            }));
         }
         if r.prev_hash != prev {
             return Ok(Err(ChainBreak::Link { seq: r.seq }));
@@ -139,7 +154,6 @@ pub async fn verify(conn: &mut AnyConnection, key: &[u8]) -> Result<Result<i64, 
             return Ok(Err(ChainBreak::Edited { seq: r.seq }));
         }
         prev.clone_from(&r.hash);
-        expected += 1;
     }
     Ok(Ok(rows.len() as i64))
 }

@@ -16,7 +16,13 @@ pub enum Reservation {
     Mismatch,
 }
 
-pub async fn reserve(conn: &mut AnyConnection, scope: &str, key: &str, request_hash: &str, now: i64) -> Result<Reservation> {
+pub async fn reserve(
+    conn: &mut AnyConnection,
+    scope: &str,
+    key: &str,
+    request_hash: &str,
+    now: i64,
+) -> Result<Reservation> {
     let r = sqlx::query(
         "INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (scope, idem_key) DO NOTHING",
@@ -44,7 +50,13 @@ pub async fn reserve(conn: &mut AnyConnection, scope: &str, key: &str, request_h
     })
 }
 
-pub async fn complete(conn: &mut AnyConnection, scope: &str, key: &str, status: i64, body: &str) -> Result<()> {
+pub async fn complete(
+    conn: &mut AnyConnection,
+    scope: &str,
+    key: &str,
+    status: i64,
+    body: &str,
+) -> Result<()> {
     sqlx::query("UPDATE idempotency_keys SET response_status = $1, response_body = $2 WHERE scope = $3 AND idem_key = $4")
         .bind(status)
         .bind(body)

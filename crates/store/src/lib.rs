@@ -89,7 +89,12 @@ impl Store {
                     .connect_with(opts)
                     .await?
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(10).connect_with(opts).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(10)
+                    .connect_with(opts)
+                    .await?
+            }
         };
         MIGRATOR.run(&pool).await?;
         Ok(Store { pool, backend })

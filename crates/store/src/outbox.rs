@@ -20,7 +20,15 @@ pub struct EmailRow {
 
 const COLS: &str = "id, to_addr, subject, body_text, kind, status, attempts, next_attempt_at, last_error, created_at, sent_at";
 
-pub async fn enqueue(conn: &mut AnyConnection, id: &str, to: &str, subject: &str, body: &str, kind: &str, now: i64) -> Result<()> {
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    id: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+    kind: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO outbox_emails (id, to_addr, subject, body_text, kind, status, attempts, next_attempt_at, created_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
@@ -57,7 +65,13 @@ pub async fn mark_sent(conn: &mut AnyConnection, id: &str, status: &str, now: i6
 }
 
 /// Records a failed attempt; gives up (status `failed`) after `max_attempts`.
-pub async fn mark_retry(conn: &mut AnyConnection, id: &str, error: &str, next_at: i64, max_attempts: i64) -> Result<()> {
+pub async fn mark_retry(
+    conn: &mut AnyConnection,
+    id: &str,
+    error: &str,
+    next_at: i64,
+    max_attempts: i64,
+) -> Result<()> {
     sqlx::query(
         "UPDATE outbox_emails SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2,
             status = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END WHERE id = $4",
@@ -72,20 +86,28 @@ pub async fn mark_retry(conn: &mut AnyConnection, id: &str, error: &str, next_at
 }
 
 pub async fn recent(conn: &mut AnyConnection, limit: i64) -> Result<Vec<EmailRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM outbox_emails ORDER BY created_at DESC, id DESC LIMIT $1"))
-        .bind(limit)
-        .fetch_all(conn)
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM outbox_emails ORDER BY created_at DESC, id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<EmailRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM outbox_emails WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLS} FROM outbox_emails WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
-pub async fn for_recipient(conn: &mut AnyConnection, to: &str, limit: i64) -> Result<Vec<EmailRow>> {
+pub async fn for_recipient(
+    conn: &mut AnyConnection,
+    to: &str,
+    limit: i64,
+) -> Result<Vec<EmailRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM outbox_emails WHERE LOWER(to_addr) = LOWER($1) ORDER BY created_at DESC, id DESC LIMIT $2"
     ))

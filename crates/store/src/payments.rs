@@ -48,7 +48,11 @@ const COLS: &str = "id, confirmation_number, status, amount_cents, currency, ema
     processor_session_id, processor_payment_intent, card_brand, card_last4, failure_code, failure_message,
     refunded_cents, return_url, created_at, updated_at, decided_at";
 
-pub async fn insert(conn: &mut AnyConnection, p: &PaymentRow, items: &[PaymentItemRow]) -> Result<()> {
+pub async fn insert(
+    conn: &mut AnyConnection,
+    p: &PaymentRow,
+    items: &[PaymentItemRow],
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO payments (id, confirmation_number, status, amount_cents, currency, email, resident_id, channel,
             processor_session_id, processor_payment_intent, card_brand, card_last4, failure_code, failure_message,
@@ -92,24 +96,33 @@ pub async fn insert(conn: &mut AnyConnection, p: &PaymentRow, items: &[PaymentIt
 }
 
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<PaymentRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM payments WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLS} FROM payments WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 pub async fn by_session(conn: &mut AnyConnection, session_id: &str) -> Result<Option<PaymentRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM payments WHERE processor_session_id = $1"))
-        .bind(session_id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM payments WHERE processor_session_id = $1"
+    ))
+    .bind(session_id)
+    .fetch_optional(conn)
+    .await?)
 }
 
-pub async fn by_payment_intent(conn: &mut AnyConnection, intent: &str) -> Result<Option<PaymentRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM payments WHERE processor_payment_intent = $1"))
-        .bind(intent)
-        .fetch_optional(conn)
-        .await?)
+pub async fn by_payment_intent(
+    conn: &mut AnyConnection,
+    intent: &str,
+) -> Result<Option<PaymentRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM payments WHERE processor_payment_intent = $1"
+    ))
+    .bind(intent)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn items(conn: &mut AnyConnection, payment_id: &str) -> Result<Vec<PaymentItemRow>> {
@@ -121,7 +134,12 @@ pub async fn items(conn: &mut AnyConnection, payment_id: &str) -> Result<Vec<Pay
     .await?)
 }
 
-pub async fn set_session(conn: &mut AnyConnection, id: &str, session_id: &str, now: i64) -> Result<()> {
+pub async fn set_session(
+    conn: &mut AnyConnection,
+    id: &str,
+    session_id: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query("UPDATE payments SET processor_session_id = $1, updated_at = $2 WHERE id = $3")
         .bind(session_id)
         .bind(now)
@@ -134,7 +152,13 @@ pub async fn set_session(conn: &mut AnyConnection, id: &str, session_id: &str, n
 /// Moves a payment from `from` to `to` only if it is still in `from`. Returns whether it
 /// moved: the compare-and-set that makes concurrent deciders (webhook, return, expiry job)
 /// agree on one winner.
-pub async fn transition(conn: &mut AnyConnection, id: &str, from: &str, to: &str, now: i64) -> Result<bool> {
+pub async fn transition(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<bool> {
     let r = sqlx::query("UPDATE payments SET status = $1, updated_at = $2, decided_at = $2 WHERE id = $3 AND status = $4")
         .bind(to)
         .bind(now)
@@ -168,7 +192,13 @@ pub async fn set_processor_details(
     Ok(())
 }
 
-pub async fn set_failure(conn: &mut AnyConnection, id: &str, code: &str, message: &str, now: i64) -> Result<()> {
+pub async fn set_failure(
+    conn: &mut AnyConnection,
+    id: &str,
+    code: &str,
+    message: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query("UPDATE payments SET failure_code = $1, failure_message = $2, updated_at = $3 WHERE id = $4")
         .bind(code)
         .bind(message)
@@ -180,14 +210,16 @@ pub async fn set_failure(conn: &mut AnyConnection, id: &str, code: &str, message
 }
 
 pub async fn add_event(conn: &mut AnyConnection, e: &PaymentEventRow) -> Result<()> {
-    sqlx::query("INSERT INTO payment_events (id, payment_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&e.id)
-        .bind(&e.payment_id)
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.detail)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO payment_events (id, payment_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&e.id)
+    .bind(&e.payment_id)
+    .bind(e.at)
+    .bind(&e.kind)
+    .bind(&e.detail)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -201,7 +233,11 @@ pub async fn events(conn: &mut AnyConnection, payment_id: &str) -> Result<Vec<Pa
 }
 
 /// Pending payments created before `cutoff`, oldest first.
-pub async fn stale_pending(conn: &mut AnyConnection, cutoff: i64, limit: i64) -> Result<Vec<PaymentRow>> {
+pub async fn stale_pending(
+    conn: &mut AnyConnection,
+    cutoff: i64,
+    limit: i64,
+) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM payments WHERE status = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2"
     ))
@@ -211,7 +247,11 @@ pub async fn stale_pending(conn: &mut AnyConnection, cutoff: i64, limit: i64) ->
     .await?)
 }
 
-pub async fn for_resident(conn: &mut AnyConnection, resident_id: &str, limit: i64) -> Result<Vec<PaymentRow>> {
+pub async fn for_resident(
+    conn: &mut AnyConnection,
+    resident_id: &str,
+    limit: i64,
+) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM payments WHERE resident_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
     ))
@@ -221,7 +261,11 @@ pub async fn for_resident(conn: &mut AnyConnection, resident_id: &str, limit: i6
     .await?)
 }
 
-pub async fn for_account(conn: &mut AnyConnection, account_number: &str, limit: i64) -> Result<Vec<PaymentRow>> {
+pub async fn for_account(
+    conn: &mut AnyConnection,
+    account_number: &str,
+    limit: i64,
+) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM payments WHERE id IN (SELECT payment_id FROM payment_items WHERE account_number = $1)
          ORDER BY created_at DESC, id DESC LIMIT $2"
@@ -247,8 +291,10 @@ pub async fn search(conn: &mut AnyConnection, q: &str, limit: i64) -> Result<Vec
 }
 
 pub async fn recent(conn: &mut AnyConnection, limit: i64) -> Result<Vec<PaymentRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM payments ORDER BY created_at DESC, id DESC LIMIT $1"))
-        .bind(limit)
-        .fetch_all(conn)
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM payments ORDER BY created_at DESC, id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
 }

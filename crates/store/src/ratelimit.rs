@@ -4,7 +4,12 @@ use crate::Result;
 use sqlx::AnyConnection;
 
 /// Counts one hit in `bucket`'s current window; returns the count including this hit.
-pub async fn hit(conn: &mut AnyConnection, bucket: &str, now: i64, window_secs: i64) -> Result<i64> {
+pub async fn hit(
+    conn: &mut AnyConnection,
+    bucket: &str,
+    now: i64,
+    window_secs: i64,
+) -> Result<i64> {
     let window_start = now - now.rem_euclid(window_secs.max(1));
     sqlx::query(
         "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)

@@ -33,26 +33,35 @@ pub async fn insert(conn: &mut AnyConnection, r: &ResidentRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn by_email_key(conn: &mut AnyConnection, email_key: &str) -> Result<Option<ResidentRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM residents WHERE email_key = $1"))
-        .bind(email_key)
-        .fetch_optional(conn)
-        .await?)
+pub async fn by_email_key(
+    conn: &mut AnyConnection,
+    email_key: &str,
+) -> Result<Option<ResidentRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM residents WHERE email_key = $1"
+    ))
+    .bind(email_key)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<ResidentRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM residents WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLS} FROM residents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 pub async fn set_verified(conn: &mut AnyConnection, id: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE residents SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE residents SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -65,7 +74,14 @@ pub async fn set_password(conn: &mut AnyConnection, id: &str, hash: &str) -> Res
     Ok(())
 }
 
-pub async fn insert_token(conn: &mut AnyConnection, token_hash: &str, resident_id: &str, purpose: &str, expires_at: i64, now: i64) -> Result<()> {
+pub async fn insert_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    resident_id: &str,
+    purpose: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO resident_tokens (token_hash, resident_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -81,7 +97,12 @@ pub async fn insert_token(conn: &mut AnyConnection, token_hash: &str, resident_i
 
 /// Marks an unused, unexpired token of `purpose` as used and returns its resident; `None`
 /// if it is unknown, used, expired or for another purpose. Single use even under races.
-pub async fn consume_token(conn: &mut AnyConnection, token_hash: &str, purpose: &str, now: i64) -> Result<Option<String>> {
+pub async fn consume_token(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<Option<String>> {
     let r = sqlx::query(
         "UPDATE resident_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1",
     )
@@ -93,15 +114,21 @@ pub async fn consume_token(conn: &mut AnyConnection, token_hash: &str, purpose: 
     if r.rows_affected() != 1 {
         return Ok(None);
     }
-    let (id,): (String,) = sqlx::query_as("SELECT resident_id FROM resident_tokens WHERE token_hash = $1")
-        .bind(token_hash)
-        .fetch_one(conn)
-        .await?;
+    let (id,): (String,) =
+        sqlx::query_as("SELECT resident_id FROM resident_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_one(conn)
+            .await?;
     Ok(Some(id))
 }
 
 /// Voids a resident's outstanding tokens of one purpose (after a reset, say).
-pub async fn void_tokens(conn: &mut AnyConnection, resident_id: &str, purpose: &str, now: i64) -> Result<()> {
+pub async fn void_tokens(
+    conn: &mut AnyConnection,
+    resident_id: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query("UPDATE resident_tokens SET used_at = $1 WHERE resident_id = $2 AND purpose = $3 AND used_at IS NULL")
         .bind(now)
         .bind(resident_id)
@@ -111,7 +138,12 @@ pub async fn void_tokens(conn: &mut AnyConnection, resident_id: &str, purpose: &
     Ok(())
 }
 
-pub async fn link_account(conn: &mut AnyConnection, resident_id: &str, account_number: &str, now: i64) -> Result<bool> {
+pub async fn link_account(
+    conn: &mut AnyConnection,
+    resident_id: &str,
+    account_number: &str,
+    now: i64,
+) -> Result<bool> {
     let r = sqlx::query(
         "INSERT INTO resident_accounts (resident_id, account_number, linked_at) VALUES ($1, $2, $3)
          ON CONFLICT (resident_id, account_number) DO NOTHING",
@@ -133,11 +165,17 @@ pub async fn linked_accounts(conn: &mut AnyConnection, resident_id: &str) -> Res
     Ok(rows.into_iter().map(|(a,)| a).collect())
 }
 
-pub async fn has_account(conn: &mut AnyConnection, resident_id: &str, account_number: &str) -> Result<bool> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM resident_accounts WHERE resident_id = $1 AND account_number = $2")
-        .bind(resident_id)
-        .bind(account_number)
-        .fetch_one(conn)
-        .await?;
+pub async fn has_account(
+    conn: &mut AnyConnection,
+    resident_id: &str,
+    account_number: &str,
+) -> Result<bool> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM resident_accounts WHERE resident_id = $1 AND account_number = $2",
+    )
+    .bind(resident_id)
+    .bind(account_number)
+    .fetch_one(conn)
+    .await?;
     Ok(n > 0)
 }

@@ -32,7 +32,13 @@ pub async fn insert(conn: &mut AnyConnection, s: &SessionRow) -> Result<()> {
 }
 
 /// Finds a live session of `realm`, refreshing its idle clock. Expired ones are removed.
-pub async fn touch(conn: &mut AnyConnection, token_hash: &str, realm: &str, now: i64, idle_secs: i64) -> Result<Option<SessionRow>> {
+pub async fn touch(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    realm: &str,
+    now: i64,
+    idle_secs: i64,
+) -> Result<Option<SessionRow>> {
     let row: Option<SessionRow> = sqlx::query_as(
         "SELECT token_hash, realm, user_id, csrf_token, created_at, last_seen_at, expires_at FROM sessions WHERE token_hash = $1 AND realm = $2",
     )

@@ -38,21 +38,30 @@ pub async fn insert(conn: &mut AnyConnection, s: &StaffRow) -> Result<()> {
 }
 
 pub async fn by_username(conn: &mut AnyConnection, username: &str) -> Result<Option<StaffRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM staff_users WHERE username = $1"))
-        .bind(username)
-        .fetch_optional(conn)
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM staff_users WHERE username = $1"
+    ))
+    .bind(username)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<StaffRow>> {
-    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM staff_users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLS} FROM staff_users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// Counts a failed login; locks the account until `lock_until` once `max_failures` is reached.
-pub async fn record_failure(conn: &mut AnyConnection, id: &str, max_failures: i64, lock_until: i64) -> Result<()> {
+pub async fn record_failure(
+    conn: &mut AnyConnection,
+    id: &str,
+    max_failures: i64,
+    lock_until: i64,
+) -> Result<()> {
     sqlx::query(
         "UPDATE staff_users SET failed_logins = failed_logins + 1,
             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END WHERE id = $3",

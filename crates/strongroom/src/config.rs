@@ -93,18 +93,34 @@ pub struct Api {
 /// Reads the file, applies `STRONGROOM_SECTION__KEY=value` overrides, and checks the
 /// result against the schema.
 pub fn load(path: &Path, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut value: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let mut value: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
     for (k, v) in env {
-        let Some(rest) = k.strip_prefix("STRONGROOM_") else { continue };
-        let Some((section, key)) = rest.split_once("__") else { continue };
+        let Some(rest) = k.strip_prefix("STRONGROOM_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let table = value.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(table) = table.as_table_mut() else { bail!("{k}: [{section}] is not a table") };
-        let parsed = v.parse::<i64>().map(toml::Value::Integer).or_else(|_| v.parse::<bool>().map(toml::Value::Boolean)).unwrap_or(toml::Value::String(v));
+        let table = value
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(table) = table.as_table_mut() else {
+            bail!("{k}: [{section}] is not a table")
+        };
+        let parsed = v
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| v.parse::<bool>().map(toml::Value::Boolean))
+            .unwrap_or(toml::Value::String(v));
         table.insert(key, parsed);
     }
-    let cfg: Config = toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("configuration error: {}", e.message()))?;
+    let cfg: Config = toml::Value::Table(value)
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("configuration error: {}", e.message()))?;
     Ok(cfg)
 }
 
@@ -113,12 +129,16 @@ pub fn read_secret(path: &Path) -> anyhow::Result<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).with_context(|| format!("secret file {} is missing", path.display()))?.permissions().mode();
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("secret file {} is missing", path.display()))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
             bail!("secret file {} is readable or writable by group or others (mode {:o}); run: chmod 600 {}", path.display(), mode & 0o777, path.display());
         }
     }
-    let s = std::fs::read_to_string(path).with_context(|| format!("cannot read secret file {}", path.display()))?;
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read secret file {}", path.display()))?;
     let s = s.trim().to_owned();
     if s.is_empty() {
         bail!("secret file {} is empty", path.display());
@@ -155,18 +175,32 @@ audit_key_file = "/etc/strongroom/audit"
         let dir = tempfile::tempdir()?;
         let p = dir.path().join("c.toml");
         std::fs::write(&p, s)?;
-        load(&p, env.into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())))
+        load(
+            &p,
+            env.into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())),
+        )
     }
 
     #[test]
     fn good_config_loads_and_env_overrides() {
-        let c = load_str(GOOD, vec![("STRONGROOM_SERVER__PORTAL_ADDR", "127.0.0.1:9999"), ("STRONGROOM_TEST_DATABASE_URL", "ignored")]).unwrap();
+        let c = load_str(
+            GOOD,
+            vec![
+                ("STRONGROOM_SERVER__PORTAL_ADDR", "127.0.0.1:9999"),
+                ("STRONGROOM_TEST_DATABASE_URL", "ignored"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.server.portal_addr.port(), 9999);
     }
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = load_str(&GOOD.replace("[email]", "[email]\nlog_bodies = true"), vec![]).unwrap_err();
+        let e = load_str(
+            &GOOD.replace("[email]", "[email]\nlog_bodies = true"),
+            vec![],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("log_bodies"), "{e}");
         let e = load_str(GOOD, vec![("STRONGROOM_SERVER__DEBUG", "true")]).unwrap_err();
         assert!(e.to_string().contains("debug"), "{e}");
@@ -180,7 +214,10 @@ audit_key_file = "/etc/strongroom/audit"
         let p = dir.path().join("s");
         std::fs::write(&p, "whsec_x").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(read_secret(&p).unwrap_err().to_string().contains("chmod 600"));
+        assert!(read_secret(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_secret(&p).unwrap(), "whsec_x");
     }

@@ -46,11 +46,17 @@ pub fn init(log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            Some(Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)))
+            Some(Arc::new(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )))
         }
         None => None,
     };
-    let filter = EnvFilter::try_from_env("STRONGROOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("STRONGROOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
         .with_current_span(false)

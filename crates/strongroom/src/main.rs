@@ -12,7 +12,11 @@ use strongroom::{config, logging, server};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "strongroom", version, about = "A self-hosted payment portal for city governments")]
+#[command(
+    name = "strongroom",
+    version,
+    about = "A self-hosted payment portal for city governments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,26 +64,52 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Demo { data_dir, portal_addr, staff_addr, processor_addr, accounts } => demo(data_dir, portal_addr, staff_addr, processor_addr, accounts).await,
+            Command::Demo {
+                data_dir,
+                portal_addr,
+                staff_addr,
+                processor_addr,
+                accounts,
+            } => demo(data_dir, portal_addr, staff_addr, processor_addr, accounts).await,
             Command::Serve { config } => serve(&config).await,
             Command::ScanPan { paths } => {
                 let (files, findings) = strongroom::scan::scan(&paths)?;
                 for f in &findings {
-                    println!("card number found: {} (near byte {})", f.path.display(), f.offset);
+                    println!(
+                        "card number found: {} (near byte {})",
+                        f.path.display(),
+                        f.offset
+                    );
                 }
-                println!("scanned {files} files: {} with card numbers", findings.len());
+                println!(
+                    "scanned {files} files: {} with card numbers",
+                    findings.len()
+                );
                 if !findings.is_empty() {
                     std::process::exit(1);
                 }
                 Ok(())
             }
-            Command::SandboxProcessor { addr, webhook_url, webhook_secret, secret_key } => {
+            Command::SandboxProcessor {
+                addr,
+                webhook_url,
+                webhook_secret,
+                secret_key,
+            } => {
                 logging::init(None)?;
-                let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-                let mut cfg = processor::sandbox::SandboxConfig::new(&secret_key, &format!("http://{addr}"), &webhook_secret);
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let mut cfg = processor::sandbox::SandboxConfig::new(
+                    &secret_key,
+                    format!("http://{addr}"),
+                    &webhook_secret,
+                );
                 cfg.webhook_url = Some(webhook_url);
                 println!("Sandbox processor on http://{addr}");
                 processor::sandbox::serve(listener, cfg).await?;
@@ -114,13 +144,25 @@ fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow:
 fn write_private(p: &Path, v: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(p).with_context(|| format!("cannot create {}", p.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+        .with_context(|| format!("cannot create {}", p.display()))?;
     f.write_all(v.as_bytes())?;
     Ok(())
 }
 
-async fn demo(data_dir: PathBuf, portal_addr: SocketAddr, staff_addr: SocketAddr, processor_addr: SocketAddr, accounts: u32) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+async fn demo(
+    data_dir: PathBuf,
+    portal_addr: SocketAddr,
+    staff_addr: SocketAddr,
+    processor_addr: SocketAddr,
+    accounts: u32,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
@@ -130,7 +172,9 @@ async fn demo(data_dir: PathBuf, portal_addr: SocketAddr, staff_addr: SocketAddr
         tracing::warn!("demo is running as root; `strongroom serve` refuses to");
     }
     let audit_key = demo_secret(&data_dir, "audit.key", || random_hex(32))?;
-    let staff_password = demo_secret(&data_dir, "demo-staff-password", || format!("demo-{}", random_hex(8)))?;
+    let staff_password = demo_secret(&data_dir, "demo-staff-password", || {
+        format!("demo-{}", random_hex(8))
+    })?;
     let db = data_dir.join("strongroom.db");
     let database_url = format!("sqlite://{}?mode=rwc", db.display());
     let running = server::start(server::Options {
@@ -140,7 +184,10 @@ async fn demo(data_dir: PathBuf, portal_addr: SocketAddr, staff_addr: SocketAddr
         portal_origin: None,
         staff_origin: None,
         city_name: "City of Bakersfield".into(),
-        sandbox: Some(server::SandboxOptions { listener: bind(processor_addr, "processor").await?, retry_base: Duration::from_secs(1) }),
+        sandbox: Some(server::SandboxOptions {
+            listener: bind(processor_addr, "processor").await?,
+            retry_base: Duration::from_secs(1),
+        }),
         processor_api_base: String::new(),
         processor_hosted_origin: String::new(),
         processor_secret_key: format!("sk_test_{}", random_hex(12)),
@@ -158,10 +205,22 @@ async fn demo(data_dir: PathBuf, portal_addr: SocketAddr, staff_addr: SocketAddr
     let started = std::time::Instant::now();
     let seeded = running.app.seed_demo(accounts).await?;
     if running.app.staff_by_username("demo").await?.is_none() {
-        running.app.create_staff("demo", "Demo Supervisor", &staff_password, app::staff::Role::Supervisor).await?;
+        running
+            .app
+            .create_staff(
+                "demo",
+                "Demo Supervisor",
+                &staff_password,
+                app::staff::Role::Supervisor,
+            )
+            .await?;
     }
     if seeded {
-        tracing::info!(accounts, ms = started.elapsed().as_millis() as u64, "seeded demo data");
+        tracing::info!(
+            accounts,
+            ms = started.elapsed().as_millis() as u64,
+            "seeded demo data"
+        );
     }
     println!(
         "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Press Ctrl-C to stop.\n",
@@ -177,7 +236,9 @@ async fn demo(data_dir: PathBuf, portal_addr: SocketAddr, staff_addr: SocketAddr
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {

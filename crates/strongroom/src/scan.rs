@@ -19,9 +19,21 @@ fn scan_file(path: &Path, out: &mut Vec<Finding>) -> std::io::Result<()> {
     let mut start = 0;
     while start < bytes.len() {
         let end = (start + CHUNK).min(bytes.len());
-        let text: String = bytes[start..end].iter().map(|b| if b.is_ascii_graphic() || *b == b' ' { char::from(*b) } else { '\n' }).collect();
+        let text: String = bytes[start..end]
+            .iter()
+            .map(|b| {
+                if b.is_ascii_graphic() || *b == b' ' {
+                    char::from(*b)
+                } else {
+                    '\n'
+                }
+            })
+            .collect();
         if domain::pan::contains_pan(&text) {
-            out.push(Finding { path: path.to_owned(), offset: start as u64 });
+            out.push(Finding {
+                path: path.to_owned(),
+                offset: start as u64,
+            });
             return Ok(());
         }
         if end == bytes.len() {

@@ -70,11 +70,17 @@ impl Drop for Running {
 }
 
 pub async fn start(o: Options) -> anyhow::Result<Running> {
-    let store = store::Store::connect(&o.database_url).await.context("cannot open the database")?;
+    let store = store::Store::connect(&o.database_url)
+        .await
+        .context("cannot open the database")?;
     let portal_addr = o.portal_listener.local_addr()?;
     let staff_addr = o.staff_listener.local_addr()?;
-    let portal_origin = o.portal_origin.unwrap_or_else(|| format!("http://{portal_addr}"));
-    let staff_origin = o.staff_origin.unwrap_or_else(|| format!("http://{staff_addr}"));
+    let portal_origin = o
+        .portal_origin
+        .unwrap_or_else(|| format!("http://{portal_addr}"));
+    let staff_origin = o
+        .staff_origin
+        .unwrap_or_else(|| format!("http://{staff_addr}"));
     let mut tasks = Vec::new();
 
     let (processor_base, processor_origin, processor_addr) = match o.sandbox {
@@ -97,9 +103,14 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             }));
             (base.clone(), base, Some(addr))
         }
-        None => (o.processor_api_base.clone(), o.processor_hosted_origin.clone(), None),
+        None => (
+            o.processor_api_base.clone(),
+            o.processor_hosted_origin.clone(),
+            None,
+        ),
     };
-    let client = StripeClient::new(&processor_base, o.processor_secret_key.clone()).context("processor client")?;
+    let client = StripeClient::new(&processor_base, o.processor_secret_key.clone())
+        .context("processor client")?;
 
     let app = App::new(
         store,
@@ -124,7 +135,8 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         hsts: o.hsts,
     };
     let state = web::AppState::new(app.clone(), web_cfg);
-    let portal = web::portal_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let portal =
+        web::portal_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let staff = web::staff_router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (pl, sl) = (o.portal_listener, o.staff_listener);
     tasks.push(tokio::spawn(async move {
@@ -161,5 +173,14 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         }));
     }
 
-    Ok(Running { app, portal_addr, staff_addr, processor_addr, portal_origin, staff_origin, processor_origin, tasks })
+    Ok(Running {
+        app,
+        portal_addr,
+        staff_addr,
+        processor_addr,
+        portal_origin,
+        staff_origin,
+        processor_origin,
+        tasks,
+    })
 }

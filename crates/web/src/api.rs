@@ -3,7 +3,9 @@
 
 use crate::error::{ApiError, Format, WebError};
 use crate::AppState;
-use app::payments::{Channel, ItemProof, PaymentRequest, PaymentView, RequestedItem, WebhookOutcome};
+use app::payments::{
+    Channel, ItemProof, PaymentRequest, PaymentView, RequestedItem, WebhookOutcome,
+};
 use app::AppError;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -30,19 +32,43 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
-    let format = if uri.path().starts_with("/api/") { Format::Json } else { Format::Html };
-    WebError::new(StatusCode::NOT_FOUND, "not_found", "There is no page at this address.", format).into_response()
+    let format = if uri.path().starts_with("/api/") {
+        Format::Json
+    } else {
+        Format::Html
+    };
+    WebError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no page at this address.",
+        format,
+    )
+    .into_response()
 }
 
 fn bad_json(e: serde_json::Error) -> ApiError {
     // serde_json names the missing or mistyped field and where it is; it never echoes values.
-    ApiError(WebError { status: StatusCode::BAD_REQUEST, code: "invalid_json", message: format!("The request body is not valid: {e}"), field: None, format: Format::Json })
+    ApiError(WebError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_json",
+        message: format!("The request body is not valid: {e}"),
+        field: None,
+        format: Format::Json,
+    })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
-    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !ct.starts_with("application/json") {
-        return Err(ApiError(WebError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send the body as application/json.", Format::Json)));
+        return Err(ApiError(WebError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the body as application/json.",
+            Format::Json,
+        )));
     }
     serde_json::from_slice(body).map_err(bad_json)
 }
@@ -89,9 +115,16 @@ pub struct BillLineJson {
 /// Look up what an account owes.
 #[utoipa::path(post, path = "/api/v1/quick-pay/lookup", request_body = LookupRequest,
     responses((status = 200, body = LookupResponse), (status = 404, description = "No account matches that account number and ZIP code (the same answer for either)", body = ErrorBody), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn lookup(State(st): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Result<Json<LookupResponse>, ApiError> {
+async fn lookup(
+    State(st): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<LookupResponse>, ApiError> {
     let req: LookupRequest = parse(&headers, &body)?;
-    st.app.rate_limit(&format!("lookup-ip:{}", addr.ip()), 60, 900).await?;
+    st.app
+        .rate_limit(&format!("lookup-ip:{}", addr.ip()), 60, 900)
+        .await?;
     let s = st.app.lookup(&req.account_number, &req.postal_code).await?;
     Ok(Json(LookupResponse {
         account_number: s.account_number.to_string(),
@@ -108,7 +141,15 @@ async fn lookup(State(st): State<AppState>, ConnectInfo(addr): ConnectInfo<Socke
             period_start: b.period_start,
             period_end: b.period_end,
             amount_cents: b.amount.cents(),
-            lines: b.lines.into_iter().map(|l| BillLineJson { kind: l.kind, description: l.description, amount_cents: l.amount.cents() }).collect(),
+            lines: b
+                .lines
+                .into_iter()
+                .map(|l| BillLineJson {
+                    kind: l.kind,
+                    description: l.description,
+                    amount_cents: l.amount.cents(),
+                })
+                .collect(),
         }),
     }))
 }
@@ -189,25 +230,56 @@ fn payment_json(p: PaymentView, checkout_url: Option<String>) -> PaymentJson {
         amount_cents: p.amount.cents(),
         currency: p.amount.currency().code().into(),
         confirmation_number: p.confirmation_number,
-        items: p.items.into_iter().map(|i| PaymentItemJson { item_type: i.item_type, account_number: i.account_number, amount_cents: i.amount.cents() }).collect(),
+        items: p
+            .items
+            .into_iter()
+            .map(|i| PaymentItemJson {
+                item_type: i.item_type,
+                account_number: i.account_number,
+                amount_cents: i.amount.cents(),
+            })
+            .collect(),
         failure_code: p.failure_code,
         checkout_url,
     }
 }
 
-fn to_request(st: &AppState, req: CreatePaymentRequest, ip: String) -> Result<PaymentRequest, AppError> {
+fn to_request(
+    st: &AppState,
+    req: CreatePaymentRequest,
+    ip: String,
+) -> Result<PaymentRequest, AppError> {
     let currency = st.app.config().currency;
     let mut items = Vec::with_capacity(req.items.len());
     for (i, it) in req.items.into_iter().enumerate() {
         if it.item_type != "utility" {
-            return Err(AppError::invalid(format!("items[{i}].type"), "only \"utility\" items can be paid"));
+            return Err(AppError::invalid(
+                format!("items[{i}].type"),
+                "only \"utility\" items can be paid",
+            ));
         }
-        let account = AccountNumber::parse(&it.account_number).ok_or_else(|| AppError::invalid(format!("items[{i}].account_number"), "4 to 12 digits"))?;
-        let zip = PostalCode::parse(&it.postal_code).ok_or_else(|| AppError::invalid(format!("items[{i}].postal_code"), "a 5 digit ZIP code"))?;
-        items.push(RequestedItem { account, proof: ItemProof::PostalCode(zip), amount: Money::from_cents(it.amount_cents, currency) });
+        let account = AccountNumber::parse(&it.account_number).ok_or_else(|| {
+            AppError::invalid(format!("items[{i}].account_number"), "4 to 12 digits")
+        })?;
+        let zip = PostalCode::parse(&it.postal_code).ok_or_else(|| {
+            AppError::invalid(format!("items[{i}].postal_code"), "a 5 digit ZIP code")
+        })?;
+        items.push(RequestedItem {
+            account,
+            proof: ItemProof::PostalCode(zip),
+            amount: Money::from_cents(it.amount_cents, currency),
+        });
     }
-    let email = EmailAddress::parse(&req.email).ok_or_else(|| AppError::invalid("email", "an email address like name@example.com"))?;
-    Ok(PaymentRequest { items, email, resident_id: None, channel: Channel::Api, return_url: req.return_url, source_ip: ip })
+    let email = EmailAddress::parse(&req.email)
+        .ok_or_else(|| AppError::invalid("email", "an email address like name@example.com"))?;
+    Ok(PaymentRequest {
+        items,
+        email,
+        resident_id: None,
+        channel: Channel::Api,
+        return_url: req.return_url,
+        source_ip: ip,
+    })
 }
 
 const IDEMPOTENCY_SCOPE: &str = "api.payments";
@@ -217,26 +289,65 @@ const IDEMPOTENCY_SCOPE: &str = "api.payments";
 #[utoipa::path(post, path = "/api/v1/payments", request_body = CreatePaymentRequest,
     params(("Idempotency-Key" = String, Header, description = "Unique per intended payment, 1 to 255 printable characters")),
     responses((status = 201, body = PaymentJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
-async fn create_payment(State(st): State<AppState>, ConnectInfo(addr): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+async fn create_payment(
+    State(st): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("");
     if key.is_empty() || key.len() > 255 || key.chars().any(|c| c.is_control()) {
-        return Err(AppError::invalid("Idempotency-Key", "send an Idempotency-Key header of 1 to 255 printable characters").into());
+        return Err(AppError::invalid(
+            "Idempotency-Key",
+            "send an Idempotency-Key header of 1 to 255 printable characters",
+        )
+        .into());
     }
     let req: CreatePaymentRequest = parse(&headers, &body)?;
     // The hash of the canonical request, so formatting differences are the same request.
-    let canonical = serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).map_err(bad_json)?).map_err(bad_json)?;
+    let canonical =
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).map_err(bad_json)?)
+            .map_err(bad_json)?;
     let request_hash = hex::encode(Sha256::digest(&canonical));
     let now = st.app.now().unix_timestamp();
     {
         let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
-        match app::store::idempotency::reserve(&mut conn, IDEMPOTENCY_SCOPE, key, &request_hash, now).await.map_err(AppError::from)? {
+        match app::store::idempotency::reserve(
+            &mut conn,
+            IDEMPOTENCY_SCOPE,
+            key,
+            &request_hash,
+            now,
+        )
+        .await
+        .map_err(AppError::from)?
+        {
             app::store::idempotency::Reservation::Reserved => {}
             app::store::idempotency::Reservation::Replay { status, body } => {
                 let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-                return Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json"), (axum::http::header::HeaderName::from_static("idempotent-replayed"), "true")], body).into_response());
+                return Ok((
+                    status,
+                    [
+                        (axum::http::header::CONTENT_TYPE, "application/json"),
+                        (
+                            axum::http::header::HeaderName::from_static("idempotent-replayed"),
+                            "true",
+                        ),
+                    ],
+                    body,
+                )
+                    .into_response());
             }
-            app::store::idempotency::Reservation::InProgress => return Err(AppError::IdempotencyInProgress.into()),
-            app::store::idempotency::Reservation::Mismatch => return Err(AppError::IdempotencyMismatch.into()),
+            app::store::idempotency::Reservation::InProgress => {
+                return Err(AppError::IdempotencyInProgress.into())
+            }
+            app::store::idempotency::Reservation::Mismatch => {
+                return Err(AppError::IdempotencyMismatch.into())
+            }
         }
     }
     let result = match to_request(&st, req, addr.ip().to_string()) {
@@ -244,13 +355,19 @@ async fn create_payment(State(st): State<AppState>, ConnectInfo(addr): ConnectIn
         Err(e) => Err(e),
     };
     let (status, json) = match result {
-        Ok(started) => (StatusCode::CREATED, serde_json::to_value(payment_json(started.payment, Some(started.checkout_url))).unwrap_or_default()),
+        Ok(started) => (
+            StatusCode::CREATED,
+            serde_json::to_value(payment_json(started.payment, Some(started.checkout_url)))
+                .unwrap_or_default(),
+        ),
         Err(e) => {
             let err = WebError::from_app(e, Format::Json);
             if err.status.is_server_error() {
                 // Nothing durable was promised: free the key so the client can retry.
                 let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
-                app::store::idempotency::release(&mut conn, IDEMPOTENCY_SCOPE, key).await.map_err(AppError::from)?;
+                app::store::idempotency::release(&mut conn, IDEMPOTENCY_SCOPE, key)
+                    .await
+                    .map_err(AppError::from)?;
                 return Err(ApiError(err));
             }
             (err.status, err.json_body())
@@ -258,22 +375,44 @@ async fn create_payment(State(st): State<AppState>, ConnectInfo(addr): ConnectIn
     };
     let text = json.to_string();
     let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
-    app::store::idempotency::complete(&mut conn, IDEMPOTENCY_SCOPE, key, i64::from(status.as_u16()), &text).await.map_err(AppError::from)?;
-    Ok((status, [(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response())
+    app::store::idempotency::complete(
+        &mut conn,
+        IDEMPOTENCY_SCOPE,
+        key,
+        i64::from(status.as_u16()),
+        &text,
+    )
+    .await
+    .map_err(AppError::from)?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response())
 }
 
 /// A payment's status and what it paid.
 #[utoipa::path(get, path = "/api/v1/payments/{id}", params(("id" = String, Path, description = "Payment id, pay_...")),
     responses((status = 200, body = PaymentJson), (status = 404, body = ErrorBody)))]
-async fn get_payment(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<PaymentJson>, ApiError> {
+async fn get_payment(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PaymentJson>, ApiError> {
     if domain::ids::PaymentId::parse(&id).is_none() {
         return Err(AppError::NotFound("payment").into());
     }
     Ok(Json(payment_json(st.app.payment(&id).await?, None)))
 }
 
-async fn webhook(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let sig = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+async fn webhook(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let sig = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
     let outcome = st.app.handle_webhook(&body, sig).await?;
     let text = match outcome {
         WebhookOutcome::Applied => "applied",
@@ -292,22 +431,48 @@ async fn readyz(State(st): State<AppState>) -> Response {
         Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "database not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "not ready" }))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "not ready" })),
+            )
+                .into_response()
         }
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Strongroom public API", version = "1", description = "Look up and pay city utility bills. Card details are never sent here: payers enter them on the processor's hosted page at checkout_url."),
+    info(
+        title = "Strongroom public API",
+        version = "1",
+        description = "Look up and pay city utility bills. Card details are never sent here: payers enter them on the processor's hosted page at checkout_url."
+    ),
     paths(lookup, create_payment, get_payment),
-    components(schemas(LookupRequest, LookupResponse, BillJson, BillLineJson, CreatePaymentRequest, ItemJson, PaymentJson, PaymentItemJson, CardJson, ErrorBody, ErrorDetail))
+    components(schemas(
+        LookupRequest,
+        LookupResponse,
+        BillJson,
+        BillLineJson,
+        CreatePaymentRequest,
+        ItemJson,
+        PaymentJson,
+        PaymentItemJson,
+        CardJson,
+        ErrorBody,
+        ErrorDetail
+    ))
 )]
 pub struct ApiDoc;
 
 async fn openapi() -> Response {
     match ApiDoc::openapi().to_json() {
         Ok(s) => ([(axum::http::header::CONTENT_TYPE, "application/json")], s).into_response(),
-        Err(_) => WebError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "could not build the API document", Format::Json).into_response(),
+        Err(_) => WebError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "could not build the API document",
+            Format::Json,
+        )
+        .into_response(),
     }
 }

@@ -28,7 +28,12 @@ pub const SCRIPTS: &[Script] = &[Script {
 
 /// `sha384-...` of an embedded file, for Subresource Integrity.
 pub fn integrity(path: &str) -> Option<String> {
-    Embedded::get(path).map(|f| format!("sha384-{}", base64::engine::general_purpose::STANDARD.encode(Sha384::digest(&f.data))))
+    Embedded::get(path).map(|f| {
+        format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(Sha384::digest(&f.data))
+        )
+    })
 }
 
 /// The SRI value of the USWDS script, computed once.
@@ -52,7 +57,10 @@ fn content_type(path: &str) -> &'static str {
 async fn serve(Path(path): Path<String>) -> Response {
     match Embedded::get(&path) {
         Some(f) => (
-            [(header::CONTENT_TYPE, content_type(&path)), (header::CACHE_CONTROL, "public, max-age=3600")],
+            [
+                (header::CONTENT_TYPE, content_type(&path)),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
             f.data.into_owned(),
         )
             .into_response(),
@@ -76,7 +84,11 @@ mod tests {
     #[test]
     fn scripts_are_embedded_and_hashed() {
         for s in SCRIPTS {
-            assert!(integrity(s.path).is_some_and(|i| i.starts_with("sha384-")), "{}", s.path);
+            assert!(
+                integrity(s.path).is_some_and(|i| i.starts_with("sha384-")),
+                "{}",
+                s.path
+            );
         }
         assert!(files().iter().any(|f| f == "uswds/css/uswds.min.css"));
         assert!(files().iter().any(|f| f == "app.css"));

@@ -24,7 +24,10 @@ pub struct WebError {
 
 pub fn status_of(e: &AppError) -> StatusCode {
     match e {
-        AppError::Invalid { .. } | AppError::LinkProofMismatch | AppError::BadToken | AppError::Webhook(_) => StatusCode::BAD_REQUEST,
+        AppError::Invalid { .. }
+        | AppError::LinkProofMismatch
+        | AppError::BadToken
+        | AppError::Webhook(_) => StatusCode::BAD_REQUEST,
         AppError::AccountNotFound | AppError::NotFound(_) => StatusCode::NOT_FOUND,
         AppError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         AppError::BadCredentials => StatusCode::UNAUTHORIZED,
@@ -65,11 +68,28 @@ impl WebError {
             AppError::Invalid { field, .. } => Some(field.clone()),
             _ => None,
         };
-        WebError { status, code: e.code(), message: public_message(&e), field, format }
+        WebError {
+            status,
+            code: e.code(),
+            message: public_message(&e),
+            field,
+            format,
+        }
     }
 
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>, format: Format) -> WebError {
-        WebError { status, code, message: message.into(), field: None, format }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        format: Format,
+    ) -> WebError {
+        WebError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            format,
+        }
     }
 
     pub fn json_body(&self) -> serde_json::Value {
@@ -117,7 +137,12 @@ impl From<AppError> for PageError {
 impl From<askama::Error> for PageError {
     fn from(e: askama::Error) -> PageError {
         tracing::error!(error = %e, "template failed");
-        PageError(WebError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side.", Format::Html))
+        PageError(WebError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side.",
+            Format::Html,
+        ))
     }
 }
 

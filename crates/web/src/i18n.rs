@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 type Catalog = HashMap<String, String>;
 
-const SOURCES: &[(&str, &str)] = &[("en", include_str!("../messages/en.toml")), ("es", include_str!("../messages/es.toml"))];
+const SOURCES: &[(&str, &str)] = &[
+    ("en", include_str!("../messages/en.toml")),
+    ("es", include_str!("../messages/es.toml")),
+];
 
 fn catalogs() -> &'static HashMap<&'static str, Catalog> {
     static C: OnceLock<HashMap<&'static str, Catalog>> = OnceLock::new();
@@ -35,7 +38,13 @@ pub struct Tr {
 
 impl Tr {
     pub fn new(lang: &str) -> Tr {
-        Tr { lang: LANGUAGES.iter().find(|(c, _)| *c == lang).map(|(c, _)| *c).unwrap_or("en") }
+        Tr {
+            lang: LANGUAGES
+                .iter()
+                .find(|(c, _)| *c == lang)
+                .map(|(c, _)| *c)
+                .unwrap_or("en"),
+        }
     }
 
     /// The text for `key`, falling back to English, then to the key itself.
@@ -50,7 +59,9 @@ impl Tr {
 
     /// The text for `key` with `{name}` placeholders filled.
     pub fn f(&self, key: &str, args: &[(&str, &str)]) -> String {
-        args.iter().fold(self.s(key).to_owned(), |acc, (k, v)| acc.replace(&format!("{{{k}}}"), v))
+        args.iter().fold(self.s(key).to_owned(), |acc, (k, v)| {
+            acc.replace(&format!("{{{k}}}"), v)
+        })
     }
 
     /// The other language, for the switcher.
@@ -71,8 +82,16 @@ pub fn negotiate(query_lang: Option<&str>, headers: &HeaderMap) -> Tr {
     if let Some(l) = crate::cookies::get(headers, "lang") {
         return Tr::new(&l);
     }
-    let accept = headers.get(axum::http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let first = accept.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
+    let accept = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let first = accept
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     Tr::new(if first.starts_with("es") { "es" } else { "en" })
 }
 
@@ -110,19 +129,28 @@ mod tests {
     fn catalogs_parse_and_cover_every_key() {
         let cats = catalogs();
         for (lang, src) in SOURCES {
-            assert!(toml::from_str::<HashMap<String, String>>(src).is_ok(), "{lang}.toml does not parse");
+            assert!(
+                toml::from_str::<HashMap<String, String>>(src).is_ok(),
+                "{lang}.toml does not parse"
+            );
         }
         let en = &cats["en"];
         let used = keys_used_in_templates();
         assert!(used.len() > 20, "found only {} keys", used.len());
-        let missing: Vec<_> = used.iter().filter(|k| !en.contains_key(k.as_str())).collect();
+        let missing: Vec<_> = used
+            .iter()
+            .filter(|k| !en.contains_key(k.as_str()))
+            .collect();
         assert!(missing.is_empty(), "keys missing from en.toml: {missing:?}");
     }
 
     #[test]
     fn spanish_covers_english() {
         let cats = catalogs();
-        let missing: Vec<_> = cats["en"].keys().filter(|k| !cats["es"].contains_key(k.as_str())).collect();
+        let missing: Vec<_> = cats["en"]
+            .keys()
+            .filter(|k| !cats["es"].contains_key(k.as_str()))
+            .collect();
         assert!(missing.is_empty(), "keys missing from es.toml: {missing:?}");
     }
 }

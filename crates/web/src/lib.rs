@@ -39,7 +39,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(app: App, cfg: WebConfig) -> AppState {
-        AppState { app, cfg: Arc::new(cfg) }
+        AppState {
+            app,
+            cfg: Arc::new(cfg),
+        }
     }
 }
 

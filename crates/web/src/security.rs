@@ -27,17 +27,23 @@ fn format_for(path: &str) -> Format {
 }
 
 pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
-    r.layer(middleware::from_fn_with_state(state.clone(), same_origin_guard))
-        .layer(middleware::from_fn(card_number_guard))
-        .layer(middleware::from_fn_with_state(state, portal_headers))
-        .layer(middleware::from_fn(access_log))
+    r.layer(middleware::from_fn_with_state(
+        state.clone(),
+        same_origin_guard,
+    ))
+    .layer(middleware::from_fn(card_number_guard))
+    .layer(middleware::from_fn_with_state(state, portal_headers))
+    .layer(middleware::from_fn(access_log))
 }
 
 pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
-    r.layer(middleware::from_fn_with_state(state.clone(), same_origin_guard))
-        .layer(middleware::from_fn(card_number_guard))
-        .layer(middleware::from_fn_with_state(state, staff_headers))
-        .layer(middleware::from_fn(access_log))
+    r.layer(middleware::from_fn_with_state(
+        state.clone(),
+        same_origin_guard,
+    ))
+    .layer(middleware::from_fn(card_number_guard))
+    .layer(middleware::from_fn_with_state(state, staff_headers))
+    .layer(middleware::from_fn(access_log))
 }
 
 /// One line per request: method, route template, status, time. The route template (not
@@ -45,7 +51,11 @@ pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
 async fn access_log(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "(unmatched)".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "(unmatched)".into());
     let res = next.run(req).await;
     tracing::info!(target: "access", method = %method, route = %route, status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
     res
@@ -62,14 +72,26 @@ fn set_common(res: &mut Response, csp: &str, hsts: bool, path: &str) {
     put(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     put(header::X_FRAME_OPTIONS, "DENY");
     put(header::REFERRER_POLICY, "no-referrer");
-    put(header::HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=(), payment=(), usb=()");
-    put(header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
-    put(header::HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
+    put(
+        header::HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    );
+    put(
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    put(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
     if !path.starts_with("/assets/") {
         put(header::CACHE_CONTROL, "no-store");
     }
     if hsts {
-        put(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
+        put(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        );
     }
 }
 
@@ -83,7 +105,12 @@ fn csp(form_targets: &str) -> String {
 async fn portal_headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let mut res = next.run(req).await;
-    set_common(&mut res, &csp(&format!("'self' {}", st.cfg.processor_origin)), st.cfg.hsts, &path);
+    set_common(
+        &mut res,
+        &csp(&format!("'self' {}", st.cfg.processor_origin)),
+        st.cfg.hsts,
+        &path,
+    );
     res
 }
 
@@ -106,7 +133,11 @@ fn card_refused(path: &str) -> Response {
 
 fn decoded_pairs_contain_pan(bytes: &[u8]) -> bool {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
-        .map(|pairs| pairs.iter().any(|(k, v)| domain::pan::contains_pan(k) || domain::pan::contains_pan(v)))
+        .map(|pairs| {
+            pairs
+                .iter()
+                .any(|(k, v)| domain::pan::contains_pan(k) || domain::pan::contains_pan(v))
+        })
         .unwrap_or(false)
 }
 
@@ -114,7 +145,8 @@ fn decoded_pairs_contain_pan(bytes: &[u8]) -> bool {
 /// path, the query, a header or the body. The value is never logged or stored.
 async fn card_number_guard(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if domain::pan::contains_pan(&path) || decoded_pairs_contain_pan(format!("p={path}").as_bytes()) {
+    if domain::pan::contains_pan(&path) || decoded_pairs_contain_pan(format!("p={path}").as_bytes())
+    {
         return card_refused(&path);
     }
     if let Some(q) = req.uri().query() {
@@ -134,16 +166,29 @@ async fn card_number_guard(req: Request, next: Next) -> Response {
     let bytes = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return WebError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("The request body is larger than {} KiB.", MAX_BODY / 1024), format_for(&path)).into_response();
+            return WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("The request body is larger than {} KiB.", MAX_BODY / 1024),
+                format_for(&path),
+            )
+            .into_response();
         }
     };
     if !bytes.is_empty() {
-        let is_form = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-        if domain::pan::contains_pan(&String::from_utf8_lossy(&bytes)) || (is_form && decoded_pairs_contain_pan(&bytes)) {
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if domain::pan::contains_pan(&String::from_utf8_lossy(&bytes))
+            || (is_form && decoded_pairs_contain_pan(&bytes))
+        {
             return card_refused(&path);
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Refuses state-changing browser requests from another origin (CSRF defence in depth;
@@ -153,8 +198,14 @@ async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next)
     let path = req.uri().path();
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && format_for(path) == Format::Html {
-        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        let site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok());
         let ours = [st.cfg.portal_origin.as_str(), st.cfg.staff_origin.as_str()];
         let origin_ok = match origin {
             Some("null") => false,
@@ -162,7 +213,13 @@ async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next)
             None => site.is_none_or(|s| s == "same-origin" || s == "none"),
         };
         if !origin_ok {
-            return WebError::new(StatusCode::FORBIDDEN, "cross_site_request", "This form was sent from another site and was refused.", Format::Html).into_response();
+            return WebError::new(
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "This form was sent from another site and was refused.",
+                Format::Html,
+            )
+            .into_response();
         }
     }
     next.run(req).await

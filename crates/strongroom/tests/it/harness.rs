@@ -23,7 +23,11 @@ pub fn artifacts_dir() -> PathBuf {
 fn init_logging() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let _ = strongroom::logging::init(Some(&artifacts_dir().join("logs").join(format!("it-{}.log", std::process::id()))));
+        let _ = strongroom::logging::init(Some(
+            &artifacts_dir()
+                .join("logs")
+                .join(format!("it-{}.log", std::process::id())),
+        ));
     });
 }
 
@@ -45,7 +49,10 @@ pub struct Builder {
 }
 
 pub fn server() -> Builder {
-    Builder { smtp: false, accounts: 12 }
+    Builder {
+        smtp: false,
+        accounts: 12,
+    }
 }
 
 async fn database_url(dir: &std::path::Path) -> String {
@@ -54,8 +61,12 @@ async fn database_url(dir: &std::path::Path) -> String {
             // A fresh database per test on the same server.
             use sqlx::Connection;
             let name = format!("sr_it_{}", app::ids::random_id().to_lowercase());
-            let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to STRONGROOM_TEST_DATABASE_URL");
-            sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+            let mut admin = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to STRONGROOM_TEST_DATABASE_URL");
+            sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create test database");
             let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
             format!("{prefix}/{name}")
         }
@@ -76,7 +87,12 @@ impl Builder {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
         let (mail, mailer) = if self.smtp {
             let sink = SmtpSink::start().await;
-            let mailer = Mailer::smtp("127.0.0.1", sink.port, "City of Testville <pay@testville.gov>").expect("mailer");
+            let mailer = Mailer::smtp(
+                "127.0.0.1",
+                sink.port,
+                "City of Testville <pay@testville.gov>",
+            )
+            .expect("mailer");
             (Some(sink), mailer)
         } else {
             (None, Mailer::OutboxOnly)
@@ -89,7 +105,10 @@ impl Builder {
             portal_origin: None,
             staff_origin: None,
             city_name: "City of Testville".into(),
-            sandbox: Some(SandboxOptions { listener: bind().await, retry_base: Duration::from_millis(20) }),
+            sandbox: Some(SandboxOptions {
+                listener: bind().await,
+                retry_base: Duration::from_millis(20),
+            }),
             processor_api_base: String::new(),
             processor_hosted_origin: String::new(),
             processor_secret_key: SK.into(),
@@ -121,7 +140,11 @@ impl Builder {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().expect("client")
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
 }
 
 pub struct Form<'a>(pub Vec<(&'a str, String)>);
@@ -133,14 +156,30 @@ impl Server {
 
     /// POST a form to the portal as a same-origin browser would.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.portal)).header("origin", &self.portal).form(form).send().await.expect("request")
+        self.http
+            .post(format!("{}{path}", self.portal))
+            .header("origin", &self.portal)
+            .form(form)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.portal)).send().await.expect("request")
+        self.http
+            .get(format!("{}{path}", self.portal))
+            .send()
+            .await
+            .expect("request")
     }
 
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>, idem: Option<&str>) -> (u16, serde_json::Value) {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        idem: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.portal));
         if let Some(b) = body {
             req = req.json(&b);
@@ -151,21 +190,37 @@ impl Server {
         let res = req.send().await.expect("request");
         let status = res.status().as_u16();
         let text = res.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     pub async fn balance(&self, account: &str) -> i64 {
         let mut c = self.app().store.conn().await.expect("conn");
-        store::accounts::balance_cents(&mut c, account).await.expect("balance")
+        store::accounts::balance_cents(&mut c, account)
+            .await
+            .expect("balance")
     }
 
     pub async fn ledger_payments(&self, account: &str, payment_id: &str) -> usize {
         let mut c = self.app().store.conn().await.expect("conn");
-        store::accounts::ledger(&mut c, account, 1000).await.expect("ledger").iter().filter(|l| l.kind == "payment" && l.reference == payment_id).count()
+        store::accounts::ledger(&mut c, account, 1000)
+            .await
+            .expect("ledger")
+            .iter()
+            .filter(|l| l.kind == "payment" && l.reference == payment_id)
+            .count()
     }
 
     /// Creates a quick-pay payment through the API and returns (payment id, checkout url).
-    pub async fn api_payment(&self, account: &str, zip: &str, cents: i64, key: &str) -> (String, String) {
+    pub async fn api_payment(
+        &self,
+        account: &str,
+        zip: &str,
+        cents: i64,
+        key: &str,
+    ) -> (String, String) {
         let (status, body) = self
             .api(
                 reqwest::Method::POST,
@@ -175,20 +230,37 @@ impl Server {
             )
             .await;
         assert_eq!(status, 201, "{body}");
-        (body["id"].as_str().expect("id").to_owned(), body["checkout_url"].as_str().expect("url").to_owned())
+        (
+            body["id"].as_str().expect("id").to_owned(),
+            body["checkout_url"].as_str().expect("url").to_owned(),
+        )
     }
 
     /// Pays on the sandbox's hosted page with `card`; returns the response to the card form.
     pub async fn pay_hosted(&self, checkout_url: &str, card: &str) -> reqwest::Response {
-        let page = self.http.get(checkout_url).send().await.expect("hosted page");
+        let page = self
+            .http
+            .get(checkout_url)
+            .send()
+            .await
+            .expect("hosted page");
         assert_eq!(page.status(), 200);
         let html = page.text().await.expect("html");
-        assert!(html.contains("Card number"), "hosted page has the card form");
+        assert!(
+            html.contains("Card number"),
+            "hosted page has the card form"
+        );
         let year = (self.clock.now_year() + 3) % 100;
         self.http
             .post(checkout_url)
             .header("origin", &self.processor)
-            .form(&[("card_number", card), ("expiry", &format!("12/{year:02}")), ("cvc", "123"), ("name", "Pat Payer"), ("zip", "93301")])
+            .form(&[
+                ("card_number", card),
+                ("expiry", &format!("12/{year:02}")),
+                ("cvc", "123"),
+                ("name", "Pat Payer"),
+                ("zip", "93301"),
+            ])
             .send()
             .await
             .expect("card form")
@@ -200,8 +272,17 @@ impl Server {
             if !res.status().is_redirection() {
                 return res;
             }
-            let loc = res.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_owned();
-            let url = if loc.starts_with("http") { loc } else { format!("{}{}", origin_of(res.url()), loc) };
+            let loc = res
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .expect("location")
+                .to_owned();
+            let url = if loc.starts_with("http") {
+                loc
+            } else {
+                format!("{}{}", origin_of(res.url()), loc)
+            };
             res = self.http.get(url).send().await.expect("redirect");
         }
         res
@@ -219,7 +300,13 @@ impl Server {
 }
 
 pub fn origin_of(u: &reqwest::Url) -> String {
-    format!("{}://{}", u.scheme(), u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(80))).unwrap_or_default())
+    format!(
+        "{}://{}",
+        u.scheme(),
+        u.host_str()
+            .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(80)))
+            .unwrap_or_default()
+    )
 }
 
 pub trait ClockExt {
@@ -265,7 +352,8 @@ impl SmtpSink {
                             continue;
                         }
                         let upper = line.to_ascii_uppercase();
-                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO")
+                        {
                             b"250 sink\r\n"
                         } else if upper.starts_with("DATA") {
                             data = Some(String::new());
@@ -281,7 +369,11 @@ impl SmtpSink {
                 });
             }
         });
-        SmtpSink { port, rx: tokio::sync::Mutex::new(rx), seen: Arc::new(Mutex::new(Vec::new())) }
+        SmtpSink {
+            port,
+            rx: tokio::sync::Mutex::new(rx),
+            seen: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     /// Waits (bounded) for a message containing `needle`.
@@ -289,7 +381,13 @@ impl SmtpSink {
         let mut rx = self.rx.lock().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(m) = self.seen.lock().expect("lock").iter().find(|m| m.contains(needle)) {
+            if let Some(m) = self
+                .seen
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|m| m.contains(needle))
+            {
                 return m.clone();
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -302,8 +400,14 @@ impl SmtpSink {
 
 /// The plain-text link following `prefix` in a text.
 pub fn link_after(text: &str, prefix: &str) -> String {
-    let start = text.find(prefix).unwrap_or_else(|| panic!("no {prefix} in {text}"));
-    text[start..].split_whitespace().next().unwrap_or_default().to_owned()
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    text[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Waits (bounded, no sleeping) until `f` returns true, re-checking on a short interval.
@@ -319,6 +423,9 @@ where
         if f().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
     }
 }

@@ -1,9 +1,11 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The one integration-test binary: each test starts the real server (portal, staff, the
 //! sandbox processor on its own port) on 127.0.0.1:0 with a fresh data directory, and
 //! talks HTTP to it. SQLite by default; PostgreSQL too when STRONGROOM_TEST_DATABASE_URL
 //! is set (each test gets its own database).
 
 mod api;
+mod browser;
 mod harness;
 mod journeys;
 mod security;

@@ -5,7 +5,11 @@ use crate::harness::*;
 use serde_json::json;
 
 async fn post_webhook(s: &Server, body: &str, sig: Option<String>) -> (u16, serde_json::Value) {
-    let mut req = s.http.post(format!("{}/webhooks/processor", s.portal)).header("content-type", "application/json").body(body.to_owned());
+    let mut req = s
+        .http
+        .post(format!("{}/webhooks/processor", s.portal))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
     if let Some(sig) = sig {
         req = req.header("Stripe-Signature", sig);
     }
@@ -20,11 +24,25 @@ fn completed_event(event_id: &str, session_id: &str) -> String {
 
 /// A paid session whose webhook is held back, so tests decide when it arrives.
 async fn paid_without_webhook(s: &Server, key: &str) -> (String, String) {
-    assert_eq!(s.http.post(format!("{}/_sandbox/webhooks/pause", s.processor)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.http
+            .post(format!("{}/_sandbox/webhooks/pause", s.processor))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let (id, url) = s.api_payment("100001", "93301", 900, key).await;
     let res = s.pay_hosted(&url, "4242424242424242").await;
     assert_eq!(res.status(), 303);
-    let session = s.app().payment(&id).await.unwrap().processor_session_id.unwrap();
+    let session = s
+        .app()
+        .payment(&id)
+        .await
+        .unwrap()
+        .processor_session_id
+        .unwrap();
     (id, session)
 }
 
@@ -38,26 +56,75 @@ async fn unsigned_mis_signed_and_stale_webhooks_change_nothing() {
     let cases = vec![
         ("unsigned", None),
         ("garbage header", Some("nonsense".to_owned())),
-        ("wrong secret", Some(processor::webhook::sign(body.as_bytes(), "whsec_wrong", now))),
-        ("older than 5 minutes", Some(processor::webhook::sign(body.as_bytes(), WEBHOOK_SECRET, now - 301))),
-        ("from the future", Some(processor::webhook::sign(body.as_bytes(), WEBHOOK_SECRET, now + 301))),
-        ("signature of another body", Some(processor::webhook::sign(b"{}", WEBHOOK_SECRET, now))),
+        (
+            "wrong secret",
+            Some(processor::webhook::sign(
+                body.as_bytes(),
+                "whsec_wrong",
+                now,
+            )),
+        ),
+        (
+            "older than 5 minutes",
+            Some(processor::webhook::sign(
+                body.as_bytes(),
+                WEBHOOK_SECRET,
+                now - 301,
+            )),
+        ),
+        (
+            "from the future",
+            Some(processor::webhook::sign(
+                body.as_bytes(),
+                WEBHOOK_SECRET,
+                now + 301,
+            )),
+        ),
+        (
+            "signature of another body",
+            Some(processor::webhook::sign(b"{}", WEBHOOK_SECRET, now)),
+        ),
     ];
     for (what, sig) in cases {
         let (st, err) = post_webhook(&s, &body, sig).await;
         assert_eq!(st, 400, "{what}: {err}");
         assert_eq!(err["error"]["code"], "webhook_rejected", "{what}");
     }
-    assert_eq!(s.app().payment(&id).await.unwrap().status.as_str(), "pending", "nothing settled by a bad webhook");
+    assert_eq!(
+        s.app().payment(&id).await.unwrap().status.as_str(),
+        "pending",
+        "nothing settled by a bad webhook"
+    );
     assert_eq!(s.balance("100001").await, before);
     // A malformed but correctly signed body is refused too.
     let junk = "{\"id\": 5}";
-    let (st, _) = post_webhook(&s, junk, Some(processor::webhook::sign(junk.as_bytes(), WEBHOOK_SECRET, now))).await;
+    let (st, _) = post_webhook(
+        &s,
+        junk,
+        Some(processor::webhook::sign(
+            junk.as_bytes(),
+            WEBHOOK_SECRET,
+            now,
+        )),
+    )
+    .await;
     assert_eq!(st, 400);
     // The genuine one settles it.
-    let (st, ok) = post_webhook(&s, &body, Some(processor::webhook::sign(body.as_bytes(), WEBHOOK_SECRET, now))).await;
+    let (st, ok) = post_webhook(
+        &s,
+        &body,
+        Some(processor::webhook::sign(
+            body.as_bytes(),
+            WEBHOOK_SECRET,
+            now,
+        )),
+    )
+    .await;
     assert_eq!(st, 200, "{ok}");
-    assert_eq!(s.app().payment(&id).await.unwrap().status.as_str(), "succeeded");
+    assert_eq!(
+        s.app().payment(&id).await.unwrap().status.as_str(),
+        "succeeded"
+    );
 }
 
 #[tokio::test]
@@ -67,18 +134,41 @@ async fn duplicated_webhooks_post_once() {
     let (id, session) = paid_without_webhook(&s, "wh-dup").await;
     let body = completed_event("evt_dup", &session);
     let sig = processor::webhook::sign(body.as_bytes(), WEBHOOK_SECRET, s.clock.now_unix());
-    let (a, b) = tokio::join!(post_webhook(&s, &body, Some(sig.clone())), post_webhook(&s, &body, Some(sig.clone())));
+    let (a, b) = tokio::join!(
+        post_webhook(&s, &body, Some(sig.clone())),
+        post_webhook(&s, &body, Some(sig.clone()))
+    );
     assert_eq!((a.0, b.0), (200, 200));
     let (st, third) = post_webhook(&s, &body, Some(sig)).await;
     assert_eq!(st, 200);
     assert_eq!(third["outcome"], "duplicate");
     // A different event id for the same session is also harmless.
     let body2 = completed_event("evt_dup_2", &session);
-    let (st, _) = post_webhook(&s, &body2, Some(processor::webhook::sign(body2.as_bytes(), WEBHOOK_SECRET, s.clock.now_unix()))).await;
+    let (st, _) = post_webhook(
+        &s,
+        &body2,
+        Some(processor::webhook::sign(
+            body2.as_bytes(),
+            WEBHOOK_SECRET,
+            s.clock.now_unix(),
+        )),
+    )
+    .await;
     assert_eq!(st, 200);
-    assert_eq!(s.ledger_payments("100001", &id).await, 1, "posted exactly once");
+    assert_eq!(
+        s.ledger_payments("100001", &id).await,
+        1,
+        "posted exactly once"
+    );
     assert_eq!(s.balance("100001").await, before - 900);
-    let receipts = s.app().emails_to("payer@example.com").await.unwrap().into_iter().filter(|m| m.kind == "receipt").count();
+    let receipts = s
+        .app()
+        .emails_to("payer@example.com")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "receipt")
+        .count();
     assert_eq!(receipts, 1, "one receipt");
 }
 
@@ -92,11 +182,32 @@ async fn webhook_delayed_past_the_return_and_racing_it_posts_once() {
     assert_eq!(p1.unwrap().status.as_str(), "succeeded");
     assert_eq!(p2.unwrap().status.as_str(), "succeeded");
     // Now the held webhook is released and delivered (with retries) after the return.
-    assert_eq!(s.http.post(format!("{}/_sandbox/webhooks/resume", s.processor)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        s.http
+            .post(format!("{}/_sandbox/webhooks/resume", s.processor))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let events_url = format!("{}/_sandbox/events", s.processor);
     eventually("the sandbox delivered its webhook", || async {
-        let v: serde_json::Value = s.http.get(&events_url).send().await.unwrap().json().await.unwrap();
-        v.as_array().or_else(|| v["data"].as_array()).is_some_and(|evs| evs.iter().any(|e| e["type"] == "checkout.session.completed" && e["delivered"] == true))
+        let v: serde_json::Value = s
+            .http
+            .get(&events_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v.as_array()
+            .or_else(|| v["data"].as_array())
+            .is_some_and(|evs| {
+                evs.iter()
+                    .any(|e| e["type"] == "checkout.session.completed" && e["delivered"] == true)
+            })
     })
     .await;
     assert_eq!(s.ledger_payments("100001", &id).await, 1);
@@ -110,11 +221,32 @@ async fn reordered_events_do_not_undo_a_payment() {
     // An "expired" event arrives first for a session that was in fact paid: the portal
     // asks the processor, which says complete, so the payment succeeds.
     let expired = json!({"id": "evt_exp", "object": "event", "type": "checkout.session.expired", "created": 1, "data": {"object": {"id": session, "object": "checkout.session"}}}).to_string();
-    let (st, _) = post_webhook(&s, &expired, Some(processor::webhook::sign(expired.as_bytes(), WEBHOOK_SECRET, s.clock.now_unix()))).await;
+    let (st, _) = post_webhook(
+        &s,
+        &expired,
+        Some(processor::webhook::sign(
+            expired.as_bytes(),
+            WEBHOOK_SECRET,
+            s.clock.now_unix(),
+        )),
+    )
+    .await;
     assert_eq!(st, 200);
-    assert_eq!(s.app().payment(&id).await.unwrap().status.as_str(), "succeeded");
+    assert_eq!(
+        s.app().payment(&id).await.unwrap().status.as_str(),
+        "succeeded"
+    );
     let completed = completed_event("evt_late_complete", &session);
-    let (st, _) = post_webhook(&s, &completed, Some(processor::webhook::sign(completed.as_bytes(), WEBHOOK_SECRET, s.clock.now_unix()))).await;
+    let (st, _) = post_webhook(
+        &s,
+        &completed,
+        Some(processor::webhook::sign(
+            completed.as_bytes(),
+            WEBHOOK_SECRET,
+            s.clock.now_unix(),
+        )),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(s.ledger_payments("100001", &id).await, 1);
 }
@@ -123,7 +255,16 @@ async fn reordered_events_do_not_undo_a_payment() {
 async fn webhook_for_an_unknown_session_is_acknowledged_and_ignored() {
     let s = server().start().await;
     let body = completed_event("evt_unknown", "cs_test_doesnotexist");
-    let (st, v) = post_webhook(&s, &body, Some(processor::webhook::sign(body.as_bytes(), WEBHOOK_SECRET, s.clock.now_unix()))).await;
+    let (st, v) = post_webhook(
+        &s,
+        &body,
+        Some(processor::webhook::sign(
+            body.as_bytes(),
+            WEBHOOK_SECRET,
+            s.clock.now_unix(),
+        )),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
 }
 

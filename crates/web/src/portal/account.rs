@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use domain::password::{PasswordProblem, MAX_LEN, RESIDENT_MIN_LEN};
-use domain::{AccountNumber, EmailAddress, Money};
+use domain::{AccountNumber, Currency, EmailAddress, Money};
 use serde::Deserialize;
 
 /// How many rows the history tables show.
@@ -634,11 +634,10 @@ async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> Result<Response, Pag
 
 /// What the pay form asked for, or the first thing wrong with it: (account, message).
 fn requested_items(
-    st: &AppState,
+    currency: Currency,
     t: &Tr,
     form: &[(String, String)],
 ) -> Result<Vec<RequestedItem>, (String, String)> {
-    let currency = st.app.config().currency;
     let mut items = Vec::new();
     for (key, _) in form.iter().filter(|(k, _)| k.starts_with("pay_")) {
         let raw = key.trim_start_matches("pay_");
@@ -692,7 +691,7 @@ async fn pay(
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     ctx.check_csrf(csrf)?;
-    let items = match requested_items(&st, &ctx.t, &form) {
+    let items = match requested_items(st.app.config().currency, &ctx.t, &form) {
         Ok(items) => items,
         Err((account, message)) => {
             let rows = if account.is_empty() {
@@ -954,4 +953,102 @@ async fn bill_page(
         Err(e) => return Err(e.into()),
     };
     render(StatusCode::OK, &BillPage { c: ctx.chrome(), b })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_password_problem_has_a_translation() {
+        let problems = [
+            PasswordProblem::TooShort {
+                min: RESIDENT_MIN_LEN,
+            },
+            PasswordProblem::TooLong,
+            PasswordProblem::Common,
+            PasswordProblem::ContainsIdentifier,
+            PasswordProblem::Repetitive,
+        ];
+        for lang in ["en", "es"] {
+            let t = Tr::new(lang);
+            for p in problems {
+                let m = password_problem_message(&t, &app::residents::password_message(p));
+                assert!(
+                    m.as_deref()
+                        .is_some_and(|m| !m.contains('{') && !m.contains("(missing")),
+                    "{lang} {p:?}: {m:?}"
+                );
+            }
+        }
+        assert!(password_problem_message(&Tr::new("en"), "something else").is_none());
+    }
+
+    #[test]
+    fn pay_form_reads_checked_accounts_only() {
+        let t = Tr::new("en");
+        let f = form(&[
+            ("csrf", "x"),
+            ("pay_100001", "1"),
+            ("amount_100001", "$1,234.50"),
+            ("amount_100002", "9.99"),
+            ("pay_100003", "1"),
+            ("amount_100003", "0.01"),
+        ]);
+        let items = requested_items(Currency::Usd, &t, &f).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].account.as_str(), "100001");
+        assert_eq!(items[0].amount.cents(), 123_450);
+        assert!(matches!(items[0].proof, ItemProof::Linked));
+        assert_eq!(items[1].amount.cents(), 1);
+    }
+
+    #[test]
+    fn pay_form_refusals_name_the_field() {
+        let t = Tr::new("en");
+        let none = requested_items(
+            Currency::Usd,
+            &t,
+            &form(&[("csrf", "x"), ("amount_100001", "5")]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(none.0, "");
+        for bad in ["", "ten", "0", "-5", "1.234", "1e3"] {
+            let (acct, msg) = requested_items(
+                Currency::Usd,
+                &t,
+                &form(&[("pay_100001", "1"), ("amount_100001", bad)]),
+            )
+            .err()
+            .unwrap();
+            assert_eq!(acct, "100001", "{bad}");
+            assert!(msg.contains("100001"), "{msg}");
+        }
+        let (acct, _) = requested_items(
+            Currency::Usd,
+            &t,
+            &form(&[("pay_12", "1"), ("amount_12", "5")]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(acct, "");
+    }
+
+    #[test]
+    fn query_values() {
+        assert_eq!(
+            query_value(&Some("token=ab%20c&x=1".into()), "token").as_deref(),
+            Some("ab c")
+        );
+        assert_eq!(query_value(&Some("x=1".into()), "token"), None);
+        assert_eq!(query_value(&None, "token"), None);
+    }
 }

@@ -47,7 +47,11 @@ struct LangQuery {
 }
 
 pub fn client_ip(parts: &Parts) -> String {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub fn resident_cookie_name(st: &AppState) -> &'static str {
@@ -62,13 +66,21 @@ impl FromRequestParts<AppState> for Ctx {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Ctx, PageError> {
-        let q: Option<LangQuery> = parts.uri.query().and_then(|q| serde_urlencoded::from_str(q).ok());
+        let q: Option<LangQuery> = parts
+            .uri
+            .query()
+            .and_then(|q| serde_urlencoded::from_str(q).ok());
         let t = i18n::negotiate(q.as_ref().and_then(|q| q.lang.as_deref()), &parts.headers);
         let session = match cookies::get(&parts.headers, resident_cookie_name(st)) {
             Some(token) => st.app.session(Realm::Resident, &token).await?,
             None => None,
         };
-        Ok(Ctx { t, session, ip: client_ip(parts), city: st.app.config().city_name.clone() })
+        Ok(Ctx {
+            t,
+            session,
+            ip: client_ip(parts),
+            city: st.app.config().city_name.clone(),
+        })
     }
 }
 
@@ -80,20 +92,29 @@ impl Ctx {
             sri: assets::uswds_js_integrity(),
             signed_in: self.session.is_some(),
             staff: false,
-            csrf: self.session.as_ref().map(|s| s.csrf_token.clone()).unwrap_or_default(),
+            csrf: self
+                .session
+                .as_ref()
+                .map(|s| s.csrf_token.clone())
+                .unwrap_or_default(),
         }
     }
 
     /// The signed-in resident, or a redirect to the login page.
-    pub fn resident(&self) -> Result<&Session, Response> {
-        self.session.as_ref().ok_or_else(|| Redirect::to("/login").into_response())
+    pub fn resident(&self) -> Result<&Session, Redirect> {
+        self.session.as_ref().ok_or_else(|| Redirect::to("/login"))
     }
 
     /// Checks a form's CSRF token against the session's.
     pub fn check_csrf(&self, token: &str) -> Result<(), PageError> {
         match &self.session {
             Some(s) if app::ids::token_hash(&s.csrf_token) == app::ids::token_hash(token) => Ok(()),
-            _ => Err(PageError(WebError::new(StatusCode::FORBIDDEN, "csrf_token_invalid", "This form has expired. Go back, reload the page and try again.", Format::Html))),
+            _ => Err(PageError(WebError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                "This form has expired. Go back, reload the page and try again.",
+                Format::Html,
+            ))),
         }
     }
 }
@@ -113,7 +134,14 @@ struct ErrorPage<'a> {
 
 /// A full error page (used by the edge error type, so it must not fail).
 pub fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
-    let c = Chrome { t: Tr::new("en"), city: String::new(), sri: assets::uswds_js_integrity(), signed_in: false, staff: false, csrf: String::new() };
+    let c = Chrome {
+        t: Tr::new("en"),
+        city: String::new(),
+        sri: assets::uswds_js_integrity(),
+        signed_in: false,
+        staff: false,
+        csrf: String::new(),
+    };
     match (ErrorPage { c, code, message }).render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(_) => (status, message.to_owned()).into_response(),
@@ -159,7 +187,15 @@ struct HomePage {
 }
 
 async fn home(ctx: Ctx) -> Result<Response, PageError> {
-    render(StatusCode::OK, &HomePage { c: ctx.chrome(), error: None, account_number: String::new(), postal_code: String::new() })
+    render(
+        StatusCode::OK,
+        &HomePage {
+            c: ctx.chrome(),
+            error: None,
+            account_number: String::new(),
+            postal_code: String::new(),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -196,19 +232,49 @@ pub fn form_error(ctx: &Ctx, e: AppError) -> Result<(StatusCode, String), PageEr
     Ok((status, msg))
 }
 
-async fn quick_pay_lookup(State(st): State<AppState>, ctx: Ctx, Form(f): Form<LookupForm>) -> Result<Response, PageError> {
-    let result = match st.app.rate_limit(&format!("lookup-ip:{}", ctx.ip), 60, 900).await {
+async fn quick_pay_lookup(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<LookupForm>,
+) -> Result<Response, PageError> {
+    let result = match st
+        .app
+        .rate_limit(&format!("lookup-ip:{}", ctx.ip), 60, 900)
+        .await
+    {
         Ok(()) => st.app.lookup(&f.account_number, &f.postal_code).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(s) => {
-            let amount = if s.balance.is_positive() { s.balance.to_plain() } else { String::new() };
-            render(StatusCode::OK, &QuickPayPage { c: ctx.chrome(), s, postal_code: f.postal_code.trim().to_owned(), amount, email: String::new(), error: None })
+            let amount = if s.balance.is_positive() {
+                s.balance.to_plain()
+            } else {
+                String::new()
+            };
+            render(
+                StatusCode::OK,
+                &QuickPayPage {
+                    c: ctx.chrome(),
+                    s,
+                    postal_code: f.postal_code.trim().to_owned(),
+                    amount,
+                    email: String::new(),
+                    error: None,
+                },
+            )
         }
         Err(e) => {
             let (status, msg) = form_error(&ctx, e)?;
-            render(status, &HomePage { c: ctx.chrome(), error: Some(msg), account_number: f.account_number, postal_code: f.postal_code })
+            render(
+                status,
+                &HomePage {
+                    c: ctx.chrome(),
+                    error: Some(msg),
+                    account_number: f.account_number,
+                    postal_code: f.postal_code,
+                },
+            )
         }
     }
 }
@@ -225,12 +291,24 @@ struct PayForm {
     email: String,
 }
 
-async fn quick_pay_start(State(st): State<AppState>, ctx: Ctx, Form(f): Form<PayForm>) -> Result<Response, PageError> {
+async fn quick_pay_start(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<PayForm>,
+) -> Result<Response, PageError> {
     let summary = match st.app.lookup(&f.account_number, &f.postal_code).await {
         Ok(s) => s,
         Err(e) => {
             let (status, msg) = form_error(&ctx, e)?;
-            return render(status, &HomePage { c: ctx.chrome(), error: Some(msg), account_number: f.account_number, postal_code: f.postal_code });
+            return render(
+                status,
+                &HomePage {
+                    c: ctx.chrome(),
+                    error: Some(msg),
+                    account_number: f.account_number,
+                    postal_code: f.postal_code,
+                },
+            );
         }
     };
     let attempt = build_quick_pay(&st, &ctx, &f);
@@ -242,7 +320,17 @@ async fn quick_pay_start(State(st): State<AppState>, ctx: Ctx, Form(f): Form<Pay
         Ok(started) => Ok(Redirect::to(&started.checkout_url).into_response()),
         Err(e) => {
             let (status, msg) = form_error(&ctx, e)?;
-            render(status, &QuickPayPage { c: ctx.chrome(), s: summary, postal_code: f.postal_code.trim().to_owned(), amount: f.amount, email: f.email, error: Some(msg) })
+            render(
+                status,
+                &QuickPayPage {
+                    c: ctx.chrome(),
+                    s: summary,
+                    postal_code: f.postal_code.trim().to_owned(),
+                    amount: f.amount,
+                    email: f.email,
+                    error: Some(msg),
+                },
+            )
         }
     }
 }
@@ -251,10 +339,16 @@ fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentReque
     let currency = st.app.config().currency;
     let account = AccountNumber::parse(&f.account_number).ok_or(AppError::AccountNotFound)?;
     let zip = PostalCode::parse(&f.postal_code).ok_or(AppError::AccountNotFound)?;
-    let amount = Money::parse_dollars(&f.amount, currency).map_err(|e| AppError::invalid(ctx.t.s("field.amount"), e.to_string()))?;
-    let email = EmailAddress::parse(&f.email).ok_or_else(|| AppError::invalid(ctx.t.s("field.email"), ctx.t.s("error.email_shape")))?;
+    let amount = Money::parse_dollars(&f.amount, currency)
+        .map_err(|e| AppError::invalid(ctx.t.s("field.amount"), e.to_string()))?;
+    let email = EmailAddress::parse(&f.email)
+        .ok_or_else(|| AppError::invalid(ctx.t.s("field.email"), ctx.t.s("error.email_shape")))?;
     Ok(PaymentRequest {
-        items: vec![RequestedItem { account, proof: ItemProof::PostalCode(zip), amount }],
+        items: vec![RequestedItem {
+            account,
+            proof: ItemProof::PostalCode(zip),
+            amount,
+        }],
         email,
         resident_id: ctx.session.as_ref().map(|s| s.user_id.clone()),
         channel: Channel::Portal,
@@ -264,10 +358,22 @@ fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentReque
 }
 
 fn valid_payment_id(id: &str) -> Result<(), PageError> {
-    domain::ids::PaymentId::parse(id).map(|_| ()).ok_or_else(|| PageError(WebError::new(StatusCode::NOT_FOUND, "not_found", "That payment was not found.", Format::Html)))
+    domain::ids::PaymentId::parse(id)
+        .map(|_| ())
+        .ok_or_else(|| {
+            PageError(WebError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "That payment was not found.",
+                Format::Html,
+            ))
+        })
 }
 
-async fn payment_return(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, PageError> {
+async fn payment_return(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     valid_payment_id(&id)?;
     let p = st.app.complete_return(&id).await?;
     match (&p.return_url, p.status) {
@@ -279,7 +385,10 @@ async fn payment_return(State(st): State<AppState>, Path(id): Path<String>) -> R
     }
 }
 
-async fn payment_cancel(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, PageError> {
+async fn payment_cancel(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     valid_payment_id(&id)?;
     st.app.cancel_return(&id).await?;
     Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
@@ -302,16 +411,25 @@ pub fn status_label(t: &Tr, s: PaymentStatus) -> &'static str {
     t.s(&format!("status.{}", s.as_str()))
 }
 
-async fn receipt(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> Result<Response, PageError> {
+async fn receipt(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     valid_payment_id(&id)?;
     let p = st.app.payment(&id).await?;
     let title = ctx.t.s(match p.status {
-        PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded => "receipt.title",
+        PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded => {
+            "receipt.title"
+        }
         PaymentStatus::Pending => "receipt.title_pending",
         _ => "receipt.title_failed",
     });
     let card = match (&p.card_brand, &p.card_last4, p.status.captured()) {
-        (Some(b), Some(l), true) => Some(ctx.t.f("receipt.card_ending", &[("brand", app::email::brand_name(b)), ("last4", l)])),
+        (Some(b), Some(l), true) => Some(ctx.t.f(
+            "receipt.card_ending",
+            &[("brand", app::email::brand_name(b)), ("last4", l)],
+        )),
         _ => None,
     };
     let failure = match p.failure_code.as_deref() {
@@ -321,6 +439,17 @@ async fn receipt(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String>) -
         None => None,
     };
     let return_url = p.return_url.clone();
-    render(StatusCode::OK, &ReceiptPage { c: ctx.chrome(), status_label: status_label(&ctx.t, p.status).to_owned(), title: title.to_owned(), card, failure, checkout_url: None, return_url, p })
+    render(
+        StatusCode::OK,
+        &ReceiptPage {
+            c: ctx.chrome(),
+            status_label: status_label(&ctx.t, p.status).to_owned(),
+            title: title.to_owned(),
+            card,
+            failure,
+            checkout_url: None,
+            return_url,
+            p,
+        },
+    )
 }
-

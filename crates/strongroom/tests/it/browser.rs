@@ -1,0 +1,138 @@
+//! Browser journeys in real headless Chromium: starts the real server, then runs
+//! `tests/browser/journeys.mjs` (playwright-core + axe-core) against it. The journeys cover
+//! quick pay, a declined card, and a resident who registers, confirms the email through
+//! the staff outbox, links two accounts and pays both; axe-core checks every page.
+//!
+//! Needs `tests/browser/node_modules` and `/usr/bin/chromium` (`.ci/run` installs both).
+//! Without them the test is skipped loudly, or fails when `CI` is set.
+
+use crate::harness::*;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const STAFF_PASSWORD: &str = "copper kettle marching seventeen";
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser"))
+}
+
+fn workspace_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// What is missing to run the journeys, if anything.
+fn missing_prerequisites(dir: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    for module in ["playwright-core", "axe-core"] {
+        if !dir
+            .join("node_modules")
+            .join(module)
+            .join("package.json")
+            .is_file()
+        {
+            missing.push(format!(
+                "{} (npm ci --prefix tests/browser)",
+                dir.join("node_modules").join(module).display()
+            ));
+        }
+    }
+    if !Path::new(CHROMIUM).is_file() {
+        missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
+    }
+    if std::process::Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        missing.push("node on PATH".into());
+    }
+    missing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_journeys_pass_with_no_accessibility_violations_or_console_errors() {
+    let dir = browser_dir();
+    let missing = missing_prerequisites(&dir);
+    if !missing.is_empty() {
+        let what = missing.join(", ");
+        assert!(std::env::var_os("CI").is_none(), "browser journeys cannot run: missing {what}. Run .ci/run (it installs Chromium and the npm packages).");
+        eprintln!("\n{bar}\nSKIPPED: browser journeys (missing {what}).\nRun .ci/run once to install Chromium and tests/browser/node_modules.\n{bar}\n", bar = "!".repeat(78));
+        return;
+    }
+
+    let s = server().start().await;
+    s.app()
+        .create_staff("demo", "Demo", STAFF_PASSWORD, app::staff::Role::Supervisor)
+        .await
+        .expect("create staff user");
+
+    // The resident journey links two seeded accounts; their ZIP codes are random, so read them.
+    let mut link_accounts = Vec::new();
+    {
+        let mut c = s.app().store.conn().await.expect("conn");
+        for number in ["100003", "100004"] {
+            let a = store::accounts::get(&mut c, number)
+                .await
+                .expect("read account")
+                .expect("seeded account exists");
+            link_accounts.push(serde_json::json!({"account_number": a.account_number, "postal_code": a.postal_code}));
+        }
+    }
+
+    let screenshots = workspace_dir().join("docs").join("screenshots");
+    let failures = artifacts_dir().join("browser-failures");
+    let started = Instant::now();
+    let child = tokio::process::Command::new("node")
+        .arg("journeys.mjs")
+        .current_dir(&dir)
+        .env("PORTAL_URL", &s.portal)
+        .env("STAFF_URL", &s.staff)
+        .env("PROCESSOR_URL", &s.processor)
+        .env("STAFF_PASSWORD", STAFF_PASSWORD)
+        .env(
+            "LINK_ACCOUNTS",
+            serde_json::Value::Array(link_accounts).to_string(),
+        )
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env("FAILURE_DIR", &failures)
+        .env("CHROMIUM_PATH", CHROMIUM)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node");
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("browser journeys finish within 5 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "--- node journeys.mjs ({:.1} s) ---\n{stdout}",
+        started.elapsed().as_secs_f64()
+    );
+    if !stderr.trim().is_empty() {
+        println!("--- stderr ---\n{stderr}");
+    }
+    assert!(
+        out.status.success(),
+        "browser journeys failed ({}); output above; failure screenshots in {}",
+        out.status,
+        failures.display()
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.ends_with("passed, 0 failed") && !last.starts_with("0 "),
+        "unexpected summary line: {last}"
+    );
+}

@@ -1,0 +1,427 @@
+// Browser journeys for Strongroom in real headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core), with axe-core (WCAG 2.1 A/AA) on every page visited, and a
+// failure on any console error, CSP violation, page error or failed sub-resource.
+//
+// Started by crates/strongroom/tests/it/browser.rs, which runs a real server and passes:
+//   PORTAL_URL, STAFF_URL, PROCESSOR_URL  base URLs of the three listeners
+//   STAFF_PASSWORD                        password of staff user `demo`
+//   LINK_ACCOUNTS                         JSON [{account_number, postal_code}, ...] (two accounts)
+//   SCREENSHOT_DIR                        where quick-pay.png, hosted-card-page.png, dashboard.png go
+// Optional: CHROMIUM_PATH (default /usr/bin/chromium), FAILURE_DIR (screenshots of failed
+// journeys; default <tmp>/strongroom-browser-failures), ONLY (run journeys whose name
+// contains this text).
+//
+// Exits non-zero on any failure; the last line is always `N passed, M failed`.
+
+import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+import { readFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const require = createRequire(import.meta.url);
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+
+function env(name, fallback) {
+  const v = process.env[name];
+  if (v !== undefined && v !== '') return v;
+  if (fallback !== undefined) return fallback;
+  console.error(`journeys: environment variable ${name} is required`);
+  process.exit(2);
+}
+
+const PORTAL = new URL(env('PORTAL_URL')).origin;
+const STAFF = new URL(env('STAFF_URL')).origin;
+const PROCESSOR = new URL(env('PROCESSOR_URL')).origin;
+const SCREENSHOT_DIR = env('SCREENSHOT_DIR');
+const STAFF_PASSWORD = env('STAFF_PASSWORD');
+const LINK_ACCOUNTS = JSON.parse(
+  env('LINK_ACCOUNTS', '[{"account_number":"100003","postal_code":"93301"},{"account_number":"100004","postal_code":"93301"}]'),
+);
+const CHROMIUM = env('CHROMIUM_PATH', '/usr/bin/chromium');
+const FAILURE_DIR = env('FAILURE_DIR', path.join(tmpdir(), 'strongroom-browser-failures'));
+const ONLY = process.env.ONLY || '';
+
+// Demo seed: the first two accounts are always in ZIP 93301.
+const QUICK_PAY_ACCOUNT = { account_number: '100001', postal_code: '93301' };
+const DECLINE_ACCOUNT = { account_number: '100002', postal_code: '93301' };
+const GOOD_CARD = '4242 4242 4242 4242';
+const DECLINED_CARD = '4000 0000 0000 0002';
+const RESIDENT_PASSWORD = 'purple elephants juggle quietly';
+
+mkdirSync(SCREENSHOT_DIR, { recursive: true });
+
+// ---------------------------------------------------------------------------------------
+// Watching pages: console errors, CSP violations, page errors, failed sub-resources, and
+// which documents were loaded (every one of them must have been audited with axe).
+
+class Watch {
+  constructor(name) {
+    this.name = name;
+    this.problems = [];
+    this.loaded = new Set(); // document URLs committed in a main frame
+    this.audited = new Set();
+    this.allowedConsole = []; // regexes for expected console errors (e.g. a 402 document)
+  }
+
+  attach(page) {
+    page.on('console', (msg) => {
+      const text = msg.text();
+      const csp = /Content Security Policy/i.test(text);
+      if (msg.type() !== 'error' && !csp) return;
+      if (!csp && this.allowedConsole.some((re) => re.test(text))) return;
+      const where = msg.location()?.url || page.url();
+      this.problems.push(`${csp ? 'CSP violation' : 'console error'} on ${where}: ${text}`);
+    });
+    page.on('pageerror', (err) => this.problems.push(`page error on ${page.url()}: ${err.message}`));
+    page.on('requestfailed', (req) => {
+      // A document request is "aborted" when a navigation replaces it; that is not a failure.
+      if (req.resourceType() === 'document') return;
+      this.problems.push(`request failed: ${req.resourceType()} ${req.url()}: ${req.failure()?.errorText}`);
+    });
+    page.on('response', (res) => {
+      const req = res.request();
+      if (req.resourceType() !== 'document' && res.status() >= 400) {
+        this.problems.push(`sub-resource ${req.resourceType()} ${res.url()} answered ${res.status()}`);
+      }
+    });
+    page.on('framenavigated', (frame) => {
+      if (frame === page.mainFrame()) this.loaded.add(stripHash(frame.url()));
+    });
+  }
+
+  assertClean() {
+    const unaudited = [...this.loaded].filter((u) => u !== 'about:blank' && !this.audited.has(u));
+    const problems = [...this.problems];
+    if (unaudited.length) problems.push(`pages visited but not audited with axe: ${unaudited.join(', ')}`);
+    if (problems.length) throw new Error(`${this.name}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+function stripHash(u) {
+  const x = new URL(u);
+  x.hash = '';
+  return x.href;
+}
+
+/// axe-core (WCAG 2.0/2.1 A and AA) on the current page; throws on any violation. On our
+/// own pages it also checks that the USWDS stylesheet and our stylesheet really applied.
+async function audit(page, watch, what) {
+  await page.waitForLoadState('load');
+  const url = stripHash(page.url());
+  // Evaluated over the DevTools protocol, so the pages' CSP (script-src 'self') is not
+  // involved and not weakened.
+  await page.evaluate(AXE_SOURCE);
+  const result = await page.evaluate(async (tags) => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] });
+    return r.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      targets: v.nodes.map((n) => `${n.target.join(' ')}${n.failureSummary ? ` (${n.failureSummary.replace(/\s+/g, ' ').trim()})` : ''}`),
+    }));
+  }, AXE_TAGS);
+  watch.audited.add(url);
+  if (result.length) {
+    const lines = result.map((v) => `${v.id} [${v.impact}] ${v.help}\n      ${v.targets.join('\n      ')}`);
+    throw new Error(`axe: ${result.length} violation(s) on ${what} (${url}):\n    ${lines.join('\n    ')}`);
+  }
+  const origin = new URL(url).origin;
+  if (origin === PORTAL || origin === STAFF) {
+    const styled = await page.evaluate(() => {
+      const sheets = [...document.styleSheets];
+      const uswds = sheets.find((s) => s.href && s.href.endsWith('/assets/uswds/css/uswds.min.css'));
+      const app = sheets.find((s) => s.href && s.href.endsWith('/assets/app.css'));
+      const font = getComputedStyle(document.body).fontFamily;
+      return { uswds: uswds ? uswds.cssRules.length : 0, app: Boolean(app), font };
+    });
+    assert.ok(styled.uswds > 100, `USWDS stylesheet did not apply on ${url}`);
+    assert.ok(styled.app, `app.css missing on ${url}`);
+    assert.match(styled.font, /Source Sans/i, `USWDS font not applied on ${url} (body font: ${styled.font})`);
+  }
+  console.log(`    ok  axe + console: ${what}`);
+}
+
+async function screenshot(page, file) {
+  const p = path.join(SCREENSHOT_DIR, file);
+  await page.screenshot({ path: p, fullPage: true });
+  console.log(`    screenshot ${p}`);
+}
+
+async function text(page) {
+  return (await page.locator('main').innerText()).replace(/\s+/g, ' ');
+}
+
+async function waitForOrigin(page, origin) {
+  await page.waitForURL((u) => u.origin === origin, { timeout: 15000 });
+}
+
+function dollars(cents) {
+  return `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
+}
+
+/// The hosted card page: fill and pay (or be declined).
+async function fillCard(page, card) {
+  await page.getByLabel('Card number').fill(card);
+  await page.getByLabel('Expiration (MM/YY)').fill('12/30');
+  await page.getByLabel('Security code').fill('123');
+  await page.getByLabel('Name on card').fill('Pat Payer');
+  await page.getByLabel('ZIP code').fill('93301');
+  await page.getByRole('button', { name: 'Pay', exact: true }).click();
+}
+
+/// After the processor sends the payer back: the receipt, once the payment is decided.
+async function expectReceipt(page, watch) {
+  await waitForOrigin(page, PORTAL);
+  await page.getByRole('heading', { level: 1, name: 'Payment received' }).waitFor({ timeout: 20000 });
+  await audit(page, watch, 'receipt');
+  const confirmation = (await page.locator('#confirmation-number').innerText()).trim();
+  assert.match(confirmation, /\S{4,}/, 'a confirmation number is shown');
+  assert.equal((await page.locator('#payment-status').innerText()).trim(), 'Paid');
+  return confirmation;
+}
+
+async function startQuickPay(page, watch, account) {
+  await page.goto(`${PORTAL}/`);
+  await audit(page, watch, 'portal home');
+  await page.getByLabel('Account number').fill(account.account_number);
+  await page.getByLabel('Service ZIP code').fill(account.postal_code);
+  await page.getByRole('button', { name: 'Find my bill' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Pay your bill' }).waitFor();
+  await audit(page, watch, 'quick pay: pay page');
+}
+
+// ---------------------------------------------------------------------------------------
+// Journeys
+
+async function quickPay({ newPage }) {
+  const { page, watch } = await newPage('quick pay');
+  await startQuickPay(page, watch, QUICK_PAY_ACCOUNT);
+  await screenshot(page, 'quick-pay.png');
+  const amount = await page.getByLabel('Amount to pay').inputValue();
+  assert.match(amount, /^\d[\d,]*\.\d\d$/, `the full balance is prefilled (got ${amount})`);
+  await page.getByLabel('Email address').fill('payer@example.com');
+  await page.getByRole('button', { name: 'Continue to secure payment' }).click();
+  await waitForOrigin(page, PROCESSOR);
+  assert.notEqual(new URL(page.url()).origin, PORTAL, 'card entry is on another origin');
+  await page.getByLabel('Card number').waitFor();
+  await audit(page, watch, 'hosted card page');
+  await screenshot(page, 'hosted-card-page.png');
+  assert.match(await text(page), new RegExp(`Pay \\$${amount.replace('.', '\\.')}`), 'the hosted page shows the amount');
+  await fillCard(page, GOOD_CARD);
+  const confirmation = await expectReceipt(page, watch);
+  assert.match(await text(page), new RegExp(`\\$${amount.replace('.', '\\.')}`), 'the receipt shows the amount paid');
+  console.log(`    confirmation number ${confirmation}`);
+  watch.assertClean();
+}
+
+async function declinedCard({ newPage }) {
+  const { page, watch } = await newPage('declined card');
+  // The hosted page answers 402 to a declined card; Chromium logs that document status.
+  watch.allowedConsole.push(/Failed to load resource: the server responded with a status of 402/);
+  await startQuickPay(page, watch, DECLINE_ACCOUNT);
+  const full = await page.getByLabel('Amount to pay').inputValue();
+  const fullCents = Math.round(Number(full.replace(/,/g, '')) * 100);
+  assert.ok(fullCents > 1, `account ${DECLINE_ACCOUNT.account_number} owes something (balance ${full})`);
+  const partial = dollars(Math.floor(fullCents / 2));
+  await page.getByLabel('Amount to pay').fill(partial);
+  await page.getByLabel('Email address').fill('declined@example.com');
+  await page.getByRole('button', { name: 'Continue to secure payment' }).click();
+  await waitForOrigin(page, PROCESSOR);
+  await page.getByLabel('Card number').waitFor();
+  await audit(page, watch, 'hosted card page (partial amount)');
+  assert.match(await text(page), new RegExp(`Pay \\$${partial.replace('.', '\\.')}`), 'the hosted page shows the partial amount');
+  await fillCard(page, DECLINED_CARD);
+  await page.getByRole('heading', { name: 'Payment declined' }).waitFor();
+  await audit(page, watch, 'hosted card page: declined');
+  assert.match(await text(page), /Your card was declined\./);
+  await page.getByRole('link', { name: 'Cancel and return' }).click();
+  await waitForOrigin(page, PORTAL);
+  await page.getByRole('heading', { level: 1, name: 'Payment not completed' }).waitFor();
+  await audit(page, watch, 'receipt: not completed');
+  const body = await text(page);
+  assert.match(body, /card was declined/i, 'the portal says the card was declined');
+  assert.match(body, /Nothing was charged/, 'the portal says nothing was charged');
+  watch.assertClean();
+}
+
+async function lookupBill(account) {
+  const res = await fetch(`${PORTAL}/api/v1/quick-pay/lookup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ account_number: account.account_number, postal_code: account.postal_code }),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 200, `lookup of ${account.account_number}: ${JSON.stringify(body)}`);
+  assert.ok(body.latest_bill, `account ${account.account_number} has a bill`);
+  return body;
+}
+
+async function resident({ newPage }) {
+  assert.equal(LINK_ACCOUNTS.length, 2, 'LINK_ACCOUNTS names two accounts');
+  const { page, watch } = await newPage('resident');
+  const email = `resident+${Date.now()}@example.com`;
+
+  await page.goto(`${PORTAL}/register`);
+  await audit(page, watch, 'register');
+  await page.getByLabel('Email address').fill(email);
+  await page.getByLabel('Password').fill(RESIDENT_PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Check your email' }).waitFor();
+  await audit(page, watch, 'register: check your email');
+
+  // The verification link, read in the staff back office's outbox (its own browser
+  // context: cookies are per host, not per port).
+  const staff = await newPage('staff back office');
+  const s = staff.page;
+  await s.goto(`${STAFF}/login`);
+  await audit(s, staff.watch, 'staff login');
+  await s.getByLabel('Username').fill('demo');
+  await s.getByLabel('Password').fill(STAFF_PASSWORD);
+  await s.getByRole('button', { name: 'Sign in' }).click();
+  await s.getByRole('heading', { level: 1, name: 'Find a payment' }).waitFor();
+  await audit(s, staff.watch, 'staff: find a payment');
+  await s.getByRole('link', { name: 'Email outbox' }).click();
+  await s.getByRole('heading', { level: 1, name: 'Email outbox' }).waitFor();
+  await audit(s, staff.watch, 'staff: email outbox');
+  await s.getByRole('row').filter({ hasText: email }).getByRole('link', { name: 'Confirm your email address' }).first().click();
+  await s.getByRole('heading', { level: 1, name: 'Confirm your email address' }).waitFor();
+  await audit(s, staff.watch, 'staff: outbox email');
+  const mail = await s.locator('pre').innerText();
+  const link = mail.match(/https?:\/\/\S+\/verify\?\S+/)?.[0];
+  assert.ok(link, `the email has a verification link:\n${mail}`);
+  assert.equal(new URL(link).origin, PORTAL, 'the verification link points at the portal');
+  staff.watch.assertClean();
+
+  await page.goto(link);
+  await page.getByRole('heading', { level: 1, name: 'Email confirmed' }).waitFor();
+  await audit(page, watch, 'verify: email confirmed');
+
+  await page.goto(`${PORTAL}/login`);
+  await audit(page, watch, 'login');
+  await page.getByLabel('Email address').fill(email);
+  await page.getByLabel('Password').fill(RESIDENT_PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${PORTAL}/dashboard`);
+  await page.getByRole('heading', { level: 1, name: 'My accounts' }).waitFor();
+  await audit(page, watch, 'dashboard (no accounts)');
+
+  for (const account of LINK_ACCOUNTS) {
+    const bill = await lookupBill(account);
+    await page.goto(`${PORTAL}/accounts/link`);
+    await audit(page, watch, 'link an account');
+    await page.getByLabel('Account number').fill(account.account_number);
+    await page.getByLabel('Service ZIP code').fill(account.postal_code);
+    await page.getByLabel('Amount of your most recent bill').fill(dollars(bill.latest_bill.amount_cents));
+    await page.getByRole('button', { name: 'Link account' }).click();
+    await page.waitForURL((u) => u.pathname === `/accounts/${account.account_number}`);
+    await audit(page, watch, `account ${account.account_number} (just linked)`);
+  }
+
+  await page.goto(`${PORTAL}/dashboard`);
+  await audit(page, watch, 'dashboard (two accounts)');
+  await screenshot(page, 'dashboard.png');
+  for (const account of LINK_ACCOUNTS) {
+    await page.getByLabel(`Pay account ${account.account_number}`).check();
+  }
+  await page.getByRole('button', { name: 'Continue to secure payment' }).click();
+  await waitForOrigin(page, PROCESSOR);
+  await page.getByLabel('Card number').waitFor();
+  await audit(page, watch, 'hosted card page (two accounts)');
+  await fillCard(page, GOOD_CARD);
+  await expectReceipt(page, watch);
+  const receipt = await text(page);
+  for (const account of LINK_ACCOUNTS) assert.ok(receipt.includes(account.account_number), `the receipt lists ${account.account_number}`);
+
+  await page.goto(`${PORTAL}/dashboard`);
+  await audit(page, watch, 'dashboard (paid)');
+  for (const account of LINK_ACCOUNTS) {
+    const row = page.locator('table tbody tr').filter({ has: page.getByRole('link', { name: account.account_number, exact: true }) });
+    const balance = (await row.locator('td.sr-amount').innerText()).trim();
+    assert.equal(balance, '$0.00', `account ${account.account_number} is paid off on the dashboard`);
+  }
+  assert.match(await text(page), /Nothing is due on your accounts/);
+  watch.assertClean();
+}
+
+const JOURNEYS = [
+  ['quick pay with a good card', quickPay],
+  ['quick pay with a declined card, then cancel', declinedCard],
+  ['resident: register, verify, link two accounts, pay both', resident],
+];
+
+// ---------------------------------------------------------------------------------------
+
+async function main() {
+  const started = Date.now();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  console.log(`chromium ${browser.version()}; portal ${PORTAL}, staff ${STAFF}, processor ${PROCESSOR}`);
+  let passed = 0;
+  let failed = 0;
+  try {
+    for (const [name, run] of JOURNEYS) {
+      if (ONLY && !name.includes(ONLY)) continue;
+      const t0 = Date.now();
+      const contexts = [];
+      const pages = [];
+      const newPage = async (label) => {
+        const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
+        context.setDefaultTimeout(15000);
+        contexts.push(context);
+        const page = await context.newPage();
+        const watch = new Watch(label);
+        watch.attach(page);
+        pages.push([label, page]);
+        return { page, watch };
+      };
+      console.log(`journey: ${name}`);
+      try {
+        await run({ newPage });
+        passed += 1;
+        console.log(`PASS ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      } catch (e) {
+        failed += 1;
+        console.log(`FAIL ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n${e && e.stack ? e.stack : e}`);
+        mkdirSync(FAILURE_DIR, { recursive: true });
+        for (const [label, page] of pages) {
+          const file = path.join(FAILURE_DIR, `${name}-${label}.png`.replace(/[^\w.-]+/g, '_'));
+          try {
+            await page.screenshot({ path: file, fullPage: true });
+            console.log(`  at ${page.url()}; screenshot ${file}`);
+          } catch {
+            // the page may be gone
+          }
+        }
+      } finally {
+        for (const c of contexts) await c.close().catch(() => {});
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(`browser journeys took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exitCode = failed === 0 && passed > 0 ? 0 : 1;
+}
+
+main().catch((e) => {
+  console.log(`journeys crashed: ${e && e.stack ? e.stack : e}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
