@@ -451,6 +451,15 @@ impl App {
             tx.commit().await.map_err(store::StoreError::from)?;
             return Ok(WebhookOutcome::Ignored("unknown checkout session"));
         };
+        if let Some((id, kind)) = event_id {
+            self.add_event(
+                &mut tx,
+                &p.id,
+                "processor_event",
+                &format!("{kind} ({id}); session is {}", session.status.as_str()),
+            )
+            .await?;
+        }
         if session
             .client_reference_id
             .as_deref()

@@ -30,7 +30,7 @@ pub fn password_message(p: PasswordProblem) -> String {
             "this password appears in lists of common or breached passwords; choose another".into()
         }
         PasswordProblem::ContainsIdentifier => {
-            "do not use your email address in your password".into()
+            "do not use your email address or user name in your password".into()
         }
         PasswordProblem::Repetitive => "avoid repeated or sequential characters".into(),
     }

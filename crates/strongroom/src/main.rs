@@ -172,9 +172,7 @@ async fn demo(
         tracing::warn!("demo is running as root; `strongroom serve` refuses to");
     }
     let audit_key = demo_secret(&data_dir, "audit.key", || random_hex(32))?;
-    let staff_password = demo_secret(&data_dir, "demo-staff-password", || {
-        format!("demo-{}", random_hex(8))
-    })?;
+    let staff_password = demo_secret(&data_dir, "demo-staff-password", || random_hex(10))?;
     let db = data_dir.join("strongroom.db");
     let database_url = format!("sqlite://{}?mode=rwc", db.display());
     let running = server::start(server::Options {

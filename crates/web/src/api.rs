@@ -422,7 +422,7 @@ async fn webhook(
     Ok(Json(serde_json::json!({ "received": true, "outcome": text })).into_response())
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 

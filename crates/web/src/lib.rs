@@ -55,5 +55,11 @@ pub fn portal_router(state: AppState) -> Router {
 
 /// Everything served on the staff listener (loopback by default).
 pub fn staff_router(state: AppState) -> Router {
-    security::staff_layers(staff::router().merge(assets::router()), state.clone()).with_state(state)
+    security::staff_layers(
+        staff::router()
+            .merge(assets::router())
+            .route("/healthz", axum::routing::get(api::healthz)),
+        state.clone(),
+    )
+    .with_state(state)
 }

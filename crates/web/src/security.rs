@@ -27,23 +27,25 @@ fn format_for(path: &str) -> Format {
 }
 
 pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
-    r.layer(middleware::from_fn_with_state(
-        state.clone(),
-        same_origin_guard,
-    ))
-    .layer(middleware::from_fn(card_number_guard))
-    .layer(middleware::from_fn_with_state(state, portal_headers))
-    .layer(middleware::from_fn(access_log))
+    r.layer(middleware::from_fn(rejections_as_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            same_origin_guard,
+        ))
+        .layer(middleware::from_fn(card_number_guard))
+        .layer(middleware::from_fn_with_state(state, portal_headers))
+        .layer(middleware::from_fn(access_log))
 }
 
 pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
-    r.layer(middleware::from_fn_with_state(
-        state.clone(),
-        same_origin_guard,
-    ))
-    .layer(middleware::from_fn(card_number_guard))
-    .layer(middleware::from_fn_with_state(state, staff_headers))
-    .layer(middleware::from_fn(access_log))
+    r.layer(middleware::from_fn(rejections_as_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            same_origin_guard,
+        ))
+        .layer(middleware::from_fn(card_number_guard))
+        .layer(middleware::from_fn_with_state(state, staff_headers))
+        .layer(middleware::from_fn(access_log))
 }
 
 /// One line per request: method, route template, status, time. The route template (not
@@ -71,7 +73,7 @@ fn set_common(res: &mut Response, csp: &str, hsts: bool, path: &str) {
     put(header::CONTENT_SECURITY_POLICY, csp);
     put(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     put(header::X_FRAME_OPTIONS, "DENY");
-    put(header::REFERRER_POLICY, "no-referrer");
+    put(header::REFERRER_POLICY, "same-origin");
     put(
         header::HeaderName::from_static("permissions-policy"),
         "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
@@ -207,10 +209,14 @@ async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next)
             .get("sec-fetch-site")
             .and_then(|v| v.to_str().ok());
         let ours = [st.cfg.portal_origin.as_str(), st.cfg.staff_origin.as_str()];
+        // Browsers send `Origin: null` on some same-origin form posts (privacy settings,
+        // referrer policies); then the browser's own Sec-Fetch-Site decides.
         let origin_ok = match origin {
-            Some("null") => false,
+            Some("null") | None => {
+                site.is_none_or(|s| s == "same-origin" || s == "none")
+                    && !(origin == Some("null") && site.is_none())
+            }
             Some(o) => ours.contains(&o),
-            None => site.is_none_or(|s| s == "same-origin" || s == "none"),
         };
         if !origin_ok {
             return WebError::new(
@@ -223,4 +229,59 @@ async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next)
         }
     }
     next.run(req).await
+}
+
+/// Extractor rejections (a malformed form, query or path, a wrong method) come out of axum
+/// as plain text. Give them the same shape as every other error: an error page for
+/// browsers, `{"error":{..}}` for the API, with a stable code.
+async fn rejections_as_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let res = next.run(req).await;
+    let status = res.status();
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.to_str().is_ok_and(|c| c.starts_with("text/plain")));
+    if !(status.is_client_error() && plain) {
+        return res;
+    }
+    let (code, message): (&'static str, String) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This address does not accept that kind of request.".into(),
+        ),
+        StatusCode::NOT_FOUND => ("not_found", "There is no page at this address.".into()),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            format!("The request body is larger than {} KiB.", MAX_BODY / 1024),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "This form was sent in a format we do not accept.".into(),
+        ),
+        _ => {
+            // axum's text names the field and the problem ("missing field `email`",
+            // "invalid digit found in string"); it never contains the submitted value
+            // beyond what serde quotes for unknown variants, which the card guard has
+            // already screened.
+            let bytes = to_bytes(res.into_body(), 4096).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            let detail = text
+                .split_once(": ")
+                .map(|(_, d)| d)
+                .unwrap_or(&text)
+                .trim()
+                .to_owned();
+            (
+                "invalid_request",
+                format!("The request could not be read: {detail}"),
+            )
+        }
+    };
+    let mut out = WebError::new(status, code, message, format_for(&path)).into_response();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        out.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+    }
+    out
 }

@@ -71,18 +71,37 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
         .await
         .expect("create staff user");
 
-    // The resident journey links two seeded accounts; their ZIP codes are random, so read them.
+    // Quick pay pays 100001 (ZIP 93301, owes its latest bill). The resident journey links
+    // and pays two more accounts that owe something: from 100003 on (100004 is paid up in
+    // the demo seed), with their ZIP codes read from the database (the seed picks them).
+    assert!(
+        s.balance("100001").await > 0,
+        "the demo seed leaves 100001 owing its latest bill"
+    );
     let mut link_accounts = Vec::new();
-    {
-        let mut c = s.app().store.conn().await.expect("conn");
-        for number in ["100003", "100004"] {
-            let a = store::accounts::get(&mut c, number)
-                .await
-                .expect("read account")
-                .expect("seeded account exists");
-            link_accounts.push(serde_json::json!({"account_number": a.account_number, "postal_code": a.postal_code}));
+    for n in 100_003..=100_012 {
+        let number = n.to_string();
+        if link_accounts.len() == 2 || s.balance(&number).await <= 0 {
+            continue;
         }
+        let mut c = s.app().store.conn().await.expect("conn");
+        let a = store::accounts::get(&mut c, &number)
+            .await
+            .expect("read account")
+            .expect("seeded account exists");
+        link_accounts.push(
+            serde_json::json!({"account_number": a.account_number, "postal_code": a.postal_code}),
+        );
     }
+    assert_eq!(
+        link_accounts.len(),
+        2,
+        "two seeded accounts from 100003 on owe something"
+    );
+    println!(
+        "browser journeys: resident links {}",
+        serde_json::Value::Array(link_accounts.clone())
+    );
 
     let screenshots = workspace_dir().join("docs").join("screenshots");
     let failures = artifacts_dir().join("browser-failures");

@@ -332,3 +332,104 @@ pub fn hidden_value(html: &str, name: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+#[tokio::test]
+async fn malformed_forms_get_clear_4xx_pages_and_change_nothing() {
+    let s = server().start().await;
+    let before = s.balance("100001").await;
+    // Not url-encoded at all, invalid percent-encoding, wrong content type, wrong method.
+    let res = s
+        .http
+        .post(format!("{}/quick-pay", s.portal))
+        .header("origin", &s.portal)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("account_number=%ZZ&postal_code=%")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let res = s
+        .http
+        .post(format!("{}/quick-pay/pay", s.portal))
+        .header("origin", &s.portal)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error());
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("<html") && html.contains("usa-alert"),
+        "an error page, not plain text: {html}"
+    );
+    let res = s
+        .http
+        .request(
+            reqwest::Method::from_bytes(b"TRACE").unwrap(),
+            format!("{}/", s.portal),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    let res = s
+        .http
+        .delete(format!("{}/quick-pay", s.portal))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    // Missing and absurd fields.
+    for form in [
+        vec![],
+        vec![("account_number", "100001")],
+        vec![
+            (
+                "account_number",
+                "1".repeat(5000).as_str().to_owned().leak() as &str,
+            ),
+            ("postal_code", "93301"),
+        ],
+        vec![
+            ("account_number", "<script>alert(1)</script>"),
+            ("postal_code", "93301"),
+        ],
+    ] {
+        let res = s.post_form("/quick-pay", &form).await;
+        assert!(res.status().is_client_error(), "{form:?}: {}", res.status());
+        let html = res.text().await.unwrap();
+        assert!(!html.contains("<script>alert"), "escaped");
+    }
+    let res = s
+        .post_form(
+            "/quick-pay/pay",
+            &[
+                ("account_number", "100001"),
+                ("postal_code", "93301"),
+                ("amount", "-5"),
+                ("email", "a@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let res = s
+        .post_form(
+            "/quick-pay/pay",
+            &[
+                ("account_number", "100001"),
+                ("postal_code", "93301"),
+                ("amount", "5"),
+                ("email", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    assert!(
+        res.text().await.unwrap().contains("Email address"),
+        "names the field"
+    );
+    let res = s.get("/payments/not-a-payment/receipt").await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(s.balance("100001").await, before);
+}

@@ -6,6 +6,7 @@
 
 mod api;
 mod browser;
+mod cli;
 mod harness;
 mod journeys;
 mod security;

@@ -156,6 +156,30 @@ async fn cross_site_form_posts_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    let post = |origin: &'static str, site: &'static str| {
+        s.http
+            .post(format!("{}/quick-pay", s.portal))
+            .header("origin", origin)
+            .header("sec-fetch-site", site)
+            .form(&[("account_number", "100001"), ("postal_code", "93301")])
+            .send()
+    };
+    assert_eq!(post("null", "cross-site").await.unwrap().status(), 403);
+    assert_eq!(post("null", "same-site").await.unwrap().status(), 403);
+    assert_eq!(
+        post("null", "same-origin").await.unwrap().status(),
+        200,
+        "Chromium's same-origin post with a null origin"
+    );
+    let res = s
+        .http
+        .post(format!("{}/quick-pay", s.portal))
+        .header("origin", "null")
+        .form(&[("account_number", "100001"), ("postal_code", "93301")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "null origin without fetch metadata");
 }
 
 #[tokio::test]
