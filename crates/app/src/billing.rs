@@ -91,8 +91,12 @@ impl App {
         };
         let today = self.now().date().to_string();
         let due_date = latest.as_ref().map(|b| b.due_on.clone());
-        let past_due =
-            balance.is_positive() && due_date.as_deref().is_some_and(|d| d < today.as_str());
+        // Past due: the latest bill's date has passed with money owing, or more is owed than
+        // the latest bill (an earlier bill is unpaid).
+        let latest_amount = latest.as_ref().map_or(0, |b| b.amount.cents());
+        let past_due = balance.is_positive()
+            && (due_date.as_deref().is_some_and(|d| d < today.as_str())
+                || balance.cents() > latest_amount);
         Ok(AccountSummary {
             account_number: AccountNumber::parse(&a.account_number)
                 .ok_or_else(|| AppError::Internal("stored account number is malformed".into()))?,

@@ -42,6 +42,10 @@ pub struct Config {
     pub audit_key: Vec<u8>,
     /// Origins an API client may name in `return_url`, besides the portal's own.
     pub allowed_return_origins: Vec<String>,
+    /// Staff may read emails that carry single-use links (verification, password reset).
+    /// Only in demo mode, where the outbox is the only mailbox: in production such a link
+    /// would let any clerk take over a resident's account.
+    pub outbox_shows_links: bool,
 }
 
 impl std::fmt::Debug for Config {

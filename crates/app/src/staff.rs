@@ -10,6 +10,9 @@ use store::StoreError;
 pub const MAX_FAILURES: i64 = 10;
 pub const LOCK_SECS: i64 = 30 * 60;
 
+/// Kinds of email whose body holds a secret link.
+const LINK_EMAILS: &[&str] = &["verify_email", "password_reset"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     Auditor,
@@ -250,8 +253,12 @@ impl App {
 
     pub async fn outbox_email(&self, id: &str) -> Result<store::outbox::EmailRow, AppError> {
         let mut conn = self.store.conn().await?;
-        store::outbox::get(&mut conn, id)
+        let mut e = store::outbox::get(&mut conn, id)
             .await?
-            .ok_or(AppError::NotFound("email"))
+            .ok_or(AppError::NotFound("email"))?;
+        if !self.config().outbox_shows_links && LINK_EMAILS.contains(&e.kind.as_str()) {
+            e.body_text = "(This email carries a single-use link for the resident and is not shown to staff.)".into();
+        }
+        Ok(e)
     }
 }

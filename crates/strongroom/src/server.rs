@@ -125,6 +125,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             payment_ttl_secs: o.payment_ttl_secs,
             audit_key: o.audit_key.clone(),
             allowed_return_origins: o.allowed_return_origins.clone(),
+            outbox_shows_links: matches!(o.mailer, Mailer::OutboxOnly),
         },
     );
     let web_cfg = web::WebConfig {

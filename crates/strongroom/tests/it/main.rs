@@ -10,4 +10,5 @@ mod cli;
 mod harness;
 mod journeys;
 mod security;
+mod staff;
 mod webhooks;
