@@ -43,6 +43,19 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Create a staff user (the password is read from standard input, never from arguments).
+    StaffAdd {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        username: String,
+        /// The name shown in the back office.
+        #[arg(long)]
+        name: String,
+        /// clerk, supervisor, administrator or auditor.
+        #[arg(long)]
+        role: String,
+    },
     /// Scan files or directories for card numbers; exits 1 if any is found.
     ScanPan {
         #[arg(required = true)]
@@ -77,6 +90,12 @@ fn main() -> anyhow::Result<()> {
                 accounts,
             } => demo(data_dir, portal_addr, staff_addr, processor_addr, accounts).await,
             Command::Serve { config } => serve(&config).await,
+            Command::StaffAdd {
+                config,
+                username,
+                name,
+                role,
+            } => staff_add(&config, &username, &name, &role).await,
             Command::ScanPan { paths } => {
                 let (files, findings) = strongroom::scan::scan(&paths)?;
                 for f in &findings {
@@ -237,6 +256,29 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
+}
+
+async fn staff_add(path: &Path, username: &str, name: &str, role: &str) -> anyhow::Result<()> {
+    let cfg = config::load(path, std::env::vars())?;
+    let role = app::staff::Role::parse(role).with_context(|| {
+        format!("unknown role {role:?}: use clerk, supervisor, administrator or auditor")
+    })?;
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let audit_key = config::read_secret(&cfg.security.audit_key_file)?;
+    let app =
+        server::offline_app(&cfg.database.url, audit_key.into_bytes(), &cfg.city.name).await?;
+    if app.staff_by_username(username).await?.is_some() {
+        bail!("a staff user named {username:?} already exists");
+    }
+    let user = app.create_staff(username, name, password, role).await?;
+    println!(
+        "created staff user {} ({})",
+        user.username,
+        user.role.as_str()
+    );
+    Ok(())
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {

@@ -185,3 +185,32 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         tasks,
     })
 }
+
+/// The application without listeners or a reachable processor, for administrative
+/// commands (creating staff users) that only touch the database.
+pub async fn offline_app(
+    database_url: &str,
+    audit_key: Vec<u8>,
+    city_name: &str,
+) -> anyhow::Result<App> {
+    let store = store::Store::connect(database_url)
+        .await
+        .context("cannot open the database")?;
+    let client = StripeClient::new("http://127.0.0.1:9", "sk_offline")?;
+    Ok(App::new(
+        store,
+        Arc::new(client),
+        Arc::new(app::SystemClock),
+        app::Config {
+            portal_base_url: String::new(),
+            city_name: city_name.to_owned(),
+            currency: domain::Currency::Usd,
+            webhook_secret: String::new(),
+            webhook_tolerance_secs: 300,
+            payment_ttl_secs: 3600,
+            audit_key,
+            allowed_return_origins: vec![],
+            outbox_shows_links: false,
+        },
+    ))
+}

@@ -9,7 +9,11 @@ fn bin() -> Command {
 
 #[tokio::test]
 async fn demo_starts_three_listeners_that_answer() {
-    let dir = tempfile::tempdir().unwrap();
+    // Kept with the other test artifacts, so the post-suite card-number scan covers a demo
+    // session's database, WAL and logs too.
+    let data_dir = crate::harness::artifacts_dir()
+        .join("demo-session")
+        .join(app::ids::random_id());
     let mut child = bin()
         .args([
             "demo",
@@ -23,7 +27,7 @@ async fn demo_starts_three_listeners_that_answer() {
             "127.0.0.1:0",
             "--data-dir",
         ])
-        .arg(dir.path().join("demo"))
+        .arg(&data_dir)
         .env("STRONGROOM_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -77,8 +81,60 @@ async fn demo_starts_three_listeners_that_answer() {
         .await
         .unwrap();
     assert_eq!(lookup.status(), 200);
+    // A payment through the demo's own sandbox, as a resident would make it.
+    let portal = url("Resident portal");
+    let created: serde_json::Value = client
+        .post(format!("{portal}/api/v1/payments"))
+        .header("Idempotency-Key", "demo-session-1")
+        .json(&serde_json::json!({"items":[{"type":"utility","account_number":"100001","postal_code":"93301","amount_cents":1500}],"email":"demo@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let checkout = created["checkout_url"].as_str().unwrap().to_owned();
+    assert!(checkout.starts_with(&url("Sandbox processor")));
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_redirect
+        .post(&checkout)
+        .form(&[
+            ("card_number", "4242 4242 4242 4242"),
+            ("expiry", "12/39"),
+            ("cvc", "123"),
+            ("name", "Demo Payer"),
+            ("zip", "93301"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        no_redirect.get(&back).send().await.unwrap().status(),
+        303,
+        "return to the portal, then to the receipt"
+    );
+    let paid: serde_json::Value = client
+        .get(format!(
+            "{portal}/api/v1/payments/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["status"], "succeeded");
     child.kill().unwrap();
     let _ = child.wait();
+    let (files, findings) = strongroom::scan::scan(&[data_dir]).unwrap();
+    assert!(files >= 3, "database, WAL or log files: {files}");
+    assert!(findings.is_empty(), "{findings:?}");
 }
 
 #[test]
@@ -118,4 +174,123 @@ fn serve_refuses_unknown_keys_and_bad_secrets() {
     );
     // As root (CI) the root check comes first; otherwise the plain-HTTP one.
     assert!(err.contains("root") || err.contains("plain HTTP"), "{err}");
+}
+
+fn is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}
+
+/// Runs the binary as an unprivileged user when the tests run as root (as CI does).
+fn as_service_user(args: &[&str]) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_strongroom")])
+            .args(args);
+        c
+    } else {
+        let mut c = bin();
+        c.args(args);
+        c
+    }
+}
+
+#[tokio::test]
+async fn serve_starts_from_a_proper_config_and_staff_add_creates_a_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = |name: &str, value: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, value).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let (sk, wh, audit) = (
+        secret("sk", "sk_test_abc"),
+        secret("wh", "whsec_abc"),
+        secret("audit", "0123456789abcdef0123456789abcdef"),
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = format!(
+        "[city]\nname = \"City of Example\"\n[server]\nportal_addr = \"127.0.0.1:{port}\"\nstaff_addr = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:{port}\"\nstaff_url = \"http://127.0.0.1\"\n[database]\nurl = \"sqlite://{db}?mode=rwc\"\n[processor]\napi_base = \"http://127.0.0.1:9\"\nhosted_origin = \"http://127.0.0.1:9\"\nsecret_key_file = \"{sk}\"\nwebhook_secret_file = \"{wh}\"\n[email]\nsmtp_host = \"127.0.0.1\"\nfrom = \"X <x@example.gov>\"\n[security]\naudit_key_file = \"{audit}\"\n",
+        db = dir.path().join("db.sqlite").display(),
+        sk = sk.display(),
+        wh = wh.display(),
+        audit = audit.display()
+    );
+    let cfg = dir.path().join("strongroom.toml");
+    std::fs::write(&cfg, config).unwrap();
+    if is_root() {
+        let nobody =
+            |p: &std::path::Path| std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        for p in [dir.path(), &sk, &wh, &audit, &cfg] {
+            nobody(p);
+        }
+    }
+    let cfg_s = cfg.to_str().unwrap();
+    // staff-add reads the password from stdin.
+    let mut add = as_service_user(&[
+        "staff-add",
+        "--config",
+        cfg_s,
+        "--username",
+        "admin",
+        "--name",
+        "Admin",
+        "--role",
+        "administrator",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    {
+        use std::io::Write;
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(b"a long harbor passphrase here\n")
+            .unwrap();
+    }
+    let out = add.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created staff user admin"));
+
+    let mut child = as_service_user(&["serve", "--config", cfg_s])
+        .env("STRONGROOM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    crate::harness::eventually("serve answers /readyz", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    // It never seeds demo data.
+    let lookup = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/quick-pay/lookup"))
+        .json(&serde_json::json!({"account_number":"100001","postal_code":"93301"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lookup.status(), 404);
+    child.kill().unwrap();
+    let _ = child.wait();
 }
