@@ -10,6 +10,36 @@ pub struct Finding {
     pub offset: u64,
 }
 
+/// Hashes and MACs (audit chain, token hashes) are long hex strings; a run of digits inside
+/// one can pass a card-number check by chance but is not card data. Such tokens (32 or
+/// more hex characters with at least one letter) are blanked before the check.
+fn blank_hex_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        let hexy = token.len() >= 32
+            && token
+                .bytes()
+                .any(|b| matches!(b, b'a'..=b'f' | b'A'..=b'F'));
+        if hexy {
+            out.extend(std::iter::repeat_n(' ', token.len()));
+        } else {
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
 fn scan_file(path: &Path, out: &mut Vec<Finding>) -> std::io::Result<()> {
     let bytes = std::fs::read(path)?;
     // Card numbers are ASCII digits; binary pages hold them as plain text too. Chunks
@@ -29,6 +59,7 @@ fn scan_file(path: &Path, out: &mut Vec<Finding>) -> std::io::Result<()> {
                 }
             })
             .collect();
+        let text = blank_hex_tokens(&text);
         if domain::pan::contains_pan(&text) {
             out.push(Finding {
                 path: path.to_owned(),
@@ -61,4 +92,19 @@ pub fn scan(paths: &[PathBuf]) -> std::io::Result<(usize, Vec<Finding>)> {
         }
     }
     Ok((files, findings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_hashes_are_not_cards_but_cards_still_are() {
+        // A MAC whose digit run passes prefix and Luhn checks by chance.
+        let mac = "9af78676551774998303334ffe0d1c2b3a4958671234abcd";
+        assert!(domain::pan::contains_pan(mac));
+        assert!(!domain::pan::contains_pan(&blank_hex_tokens(mac)));
+        let leak = "name=Pat card=4242424242424242 exp=12/30";
+        assert!(domain::pan::contains_pan(&blank_hex_tokens(leak)));
+    }
 }

@@ -39,6 +39,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(app: App, cfg: WebConfig) -> AppState {
+        portal::remember_city_name(&app.config().city_name);
         AppState {
             app,
             cfg: Arc::new(cfg),

@@ -114,6 +114,7 @@ impl StaffCtx {
                 .as_ref()
                 .map(|(s, _)| s.csrf_token.clone())
                 .unwrap_or_default(),
+            nav: true,
         }
     }
 

@@ -31,6 +31,8 @@ pub struct Chrome {
     pub signed_in: bool,
     pub staff: bool,
     pub csrf: String,
+    /// Show the navigation. Off on the generic error page, which both listeners use.
+    pub nav: bool,
 }
 
 /// Per-request context: language, the resident's session if any, the client address.
@@ -97,6 +99,7 @@ impl Ctx {
                 .as_ref()
                 .map(|s| s.csrf_token.clone())
                 .unwrap_or_default(),
+            nav: true,
         }
     }
 
@@ -132,15 +135,23 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
+/// The city's name for pages rendered without request state (error pages).
+static CITY_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) fn remember_city_name(name: &str) {
+    let _ = CITY_NAME.set(name.to_owned());
+}
+
 /// A full error page (used by the edge error type, so it must not fail).
 pub fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
     let c = Chrome {
         t: Tr::new("en"),
-        city: String::new(),
+        city: CITY_NAME.get().cloned().unwrap_or_default(),
         sri: assets::uswds_js_integrity(),
         signed_in: false,
         staff: false,
         csrf: String::new(),
+        nav: false,
     };
     match (ErrorPage { c, code, message }).render() {
         Ok(html) => (status, Html(html)).into_response(),
