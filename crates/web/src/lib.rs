@@ -10,6 +10,7 @@ pub mod i18n;
 pub mod portal;
 pub mod security;
 pub mod staff;
+pub mod staff_pages;
 
 use std::sync::Arc;
 

@@ -242,6 +242,7 @@ fn in_lifecycle_order(mut events: Vec<TimelineEntry>) -> Vec<TimelineEntry> {
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(crate::staff_pages::router())
         .route("/", get(search))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))

@@ -1,0 +1,8 @@
+//! Staff pages: audit.
+
+use crate::AppState;
+use axum::Router;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+}

@@ -1,0 +1,8 @@
+//! Staff pages: documents.
+
+use crate::AppState;
+use axum::Router;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+}

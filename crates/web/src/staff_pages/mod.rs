@@ -1,0 +1,12 @@
+//! Back-office features beyond the first cut, one module each: the audit-log viewer and
+//! documents attached to accounts.
+
+pub mod audit;
+pub mod documents;
+
+use crate::AppState;
+use axum::Router;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(audit::router()).merge(documents::router())
+}
