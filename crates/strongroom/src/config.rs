@@ -38,6 +38,9 @@ pub struct Server {
     /// A TLS-terminating proxy is in front of the listeners.
     #[serde(default)]
     pub behind_tls_proxy: bool,
+    /// Terminate TLS here (PEM files), for cities without a proxy. Both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn default_staff_addr() -> SocketAddr {

@@ -61,6 +61,11 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Payment-page integrity (PCI DSS 11.6.1).
+    Integrity {
+        #[command(subcommand)]
+        command: IntegrityCommand,
+    },
     /// Run only the sandbox payment processor.
     SandboxProcessor {
         #[arg(long)]
@@ -72,6 +77,20 @@ enum Command {
         /// The API key callers must present.
         #[arg(long, default_value = "sk_test_sandbox")]
         secret_key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntegrityCommand {
+    /// Fetch the portal's payment pages, script inventory and scripts and compare headers
+    /// and script hashes with this build; exits 1 on any difference.
+    Check {
+        /// The portal's origin, e.g. https://pay.city.gov
+        url: String,
+        /// The payment processor's hosted-page origin the CSP must allow as a form target
+        /// (default: as the server's inventory says, which a tampered server could change).
+        #[arg(long)]
+        processor_origin: Option<String>,
     },
 }
 
@@ -113,6 +132,32 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
                 Ok(())
+            }
+            Command::Integrity {
+                command:
+                    IntegrityCommand::Check {
+                        url,
+                        processor_origin,
+                    },
+            } => {
+                let report =
+                    strongroom::integrity::check(&url, processor_origin.as_deref()).await;
+                for line in report.lines() {
+                    println!("{line}");
+                }
+                if report.ok() {
+                    println!(
+                        "integrity check of {url}: {} checks match this build",
+                        report.passed.len()
+                    );
+                    Ok(())
+                } else {
+                    println!(
+                        "integrity check of {url}: {} finding(s)",
+                        report.findings.len()
+                    );
+                    std::process::exit(1);
+                }
             }
             Command::SandboxProcessor {
                 addr,
@@ -207,14 +252,15 @@ async fn demo(
         }),
         processor_api_base: String::new(),
         processor_hosted_origin: String::new(),
-        processor_secret_key: format!("sk_test_{}", random_hex(12)),
-        webhook_secret: format!("whsec_{}", random_hex(16)),
+        processor_secret_key: format!("sk_test_{}", random_hex(12)).into(),
+        webhook_secret: format!("whsec_{}", random_hex(16)).into(),
         audit_key: audit_key.into_bytes(),
         clock: Arc::new(SystemClock),
         mailer: Mailer::OutboxOnly,
         secure_cookies: false,
         hsts: false,
         allowed_return_origins: vec![],
+        tls: None,
         worker_interval: Some(Duration::from_secs(2)),
         payment_ttl_secs: 3600,
     })
@@ -283,14 +329,33 @@ async fn staff_add(path: &Path, username: &str, name: &str, role: &str) -> anyho
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let cfg = config::load(path, std::env::vars())?;
+    // Verbose levels are where the 2018 breach began (a debug switch that logged card
+    // data): production refuses them, whichever variable asks.
+    for var in ["STRONGROOM_LOG", "RUST_LOG"] {
+        if let Ok(v) = std::env::var(var) {
+            let v = v.to_ascii_lowercase();
+            if v.contains("debug") || v.contains("trace") {
+                bail!("refusing to start: {var} asks for debug or trace logging, which production never allows; unset it or use info, warn or error");
+            }
+        }
+    }
     logging::init(None)?;
     if is_root() {
         bail!("refusing to run as root: create a dedicated user (the systemd unit does) and run as that user");
     }
     let loopback = cfg.server.portal_addr.ip().is_loopback();
     let https = cfg.server.public_url.starts_with("https://");
-    if !loopback && !cfg.server.behind_tls_proxy {
-        bail!("refusing to serve plain HTTP on the public address {}: put a TLS proxy in front and set server.behind_tls_proxy = true", cfg.server.portal_addr);
+    let tls = match (&cfg.server.tls_cert_file, &cfg.server.tls_key_file) {
+        (Some(c), Some(k)) => {
+            // The key is a secret: same permission rule as the others.
+            config::read_secret(k)?;
+            Some((c.clone(), k.clone()))
+        }
+        (None, None) => None,
+        _ => bail!("set both server.tls_cert_file and server.tls_key_file, or neither"),
+    };
+    if !loopback && !cfg.server.behind_tls_proxy && tls.is_none() {
+        bail!("refusing to serve plain HTTP on the public address {}: set server.tls_cert_file and server.tls_key_file, or put a TLS proxy in front and set server.behind_tls_proxy = true", cfg.server.portal_addr);
     }
     let secret_key = config::read_secret(&cfg.processor.secret_key_file)?;
     let webhook_secret = config::read_secret(&cfg.processor.webhook_secret_file)?;
@@ -305,14 +370,15 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         sandbox: None,
         processor_api_base: cfg.processor.api_base.clone(),
         processor_hosted_origin: cfg.processor.hosted_origin.clone(),
-        processor_secret_key: secret_key,
-        webhook_secret,
+        processor_secret_key: secret_key.into(),
+        webhook_secret: webhook_secret.into(),
         audit_key: audit_key.into_bytes(),
         clock: Arc::new(SystemClock),
         mailer: Mailer::smtp(&cfg.email.smtp_host, cfg.email.smtp_port, &cfg.email.from)?,
         secure_cookies: https,
         hsts: https,
         allowed_return_origins: cfg.api.return_url_origins.clone(),
+        tls,
         worker_interval: Some(Duration::from_secs(5)),
         payment_ttl_secs: 3600,
     })

@@ -30,18 +30,25 @@ pub struct Options {
     /// Used when there is no in-process sandbox.
     pub processor_api_base: String,
     pub processor_hosted_origin: String,
-    pub processor_secret_key: String,
-    pub webhook_secret: String,
+    pub processor_secret_key: domain::Secret,
+    pub webhook_secret: domain::Secret,
     pub audit_key: Vec<u8>,
     pub clock: Arc<dyn Clock>,
     pub mailer: Mailer,
     pub secure_cookies: bool,
     pub hsts: bool,
     pub allowed_return_origins: Vec<String>,
+    /// Certificate and key (PEM) to terminate TLS on both listeners.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Interval of the email worker; `None` runs no workers (tests drive them).
     pub worker_interval: Option<Duration>,
     pub payment_ttl_secs: i64,
 }
+
+/// How often the server checks its own payment pages against the build.
+pub const INTEGRITY_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
+/// The first check, shortly after start (once the listeners answer).
+pub const INTEGRITY_CHECK_FIRST: Duration = Duration::from_secs(30);
 
 pub struct Running {
     pub app: App,
@@ -89,10 +96,10 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             let base = format!("http://{addr}");
             let clock = o.clock.clone();
             let cfg = processor::sandbox::SandboxConfig {
-                secret_key: o.processor_secret_key.clone(),
+                secret_key: o.processor_secret_key.expose().to_owned(),
                 public_base_url: base.clone(),
                 webhook_url: Some(format!("{portal_origin}/webhooks/processor")),
-                webhook_secret: o.webhook_secret.clone(),
+                webhook_secret: o.webhook_secret.expose().to_owned(),
                 retry_base: sb.retry_base,
                 now: Arc::new(move || clock.now().unix_timestamp()),
             };
@@ -109,7 +116,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             None,
         ),
     };
-    let client = StripeClient::new(&processor_base, o.processor_secret_key.clone())
+    let client = StripeClient::new(&processor_base, o.processor_secret_key.expose().to_owned())
         .context("processor client")?;
 
     let app = App::new(
@@ -139,17 +146,46 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
     let portal =
         web::portal_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let staff = web::staff_router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (pl, sl) = (o.portal_listener, o.staff_listener);
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(pl, portal).await {
-            tracing::error!(error = %e, "portal listener stopped");
+    let tls = match &o.tls {
+        Some((cert, key)) => {
+            // One crypto provider for the process: ring (as reqwest uses).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load the TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?,
+            )
         }
-    }));
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(sl, staff).await {
-            tracing::error!(error = %e, "staff listener stopped");
-        }
-    }));
+        None => None,
+    };
+    for (listener, service, what) in [
+        (o.portal_listener, portal, "portal"),
+        (o.staff_listener, staff, "staff"),
+    ] {
+        let tls = tls.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = match tls {
+                Some(cfg) => match listener.into_std() {
+                    Ok(std_listener) => {
+                        axum_server::from_tcp_rustls(std_listener, cfg)
+                            .serve(service)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => axum::serve(listener, service).await,
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, listener = what, "listener stopped");
+            }
+        }));
+    }
 
     if let Some(every) = o.worker_interval {
         let (a, mailer) = (app.clone(), o.mailer.clone());
@@ -169,6 +205,25 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 tick.tick().await;
                 if let Err(e) = a.expire_stale_payments().await {
                     tracing::warn!(error = %e, "expiry worker");
+                }
+            }
+        }));
+        // The payment pages' tamper check (PCI DSS 11.6.1) against the portal as residents
+        // reach it; each outcome goes to the audit log.
+        let (a, portal, processor) = (
+            app.clone(),
+            portal_origin.clone(),
+            processor_origin.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + INTEGRITY_CHECK_FIRST,
+                INTEGRITY_CHECK_EVERY,
+            );
+            loop {
+                tick.tick().await;
+                if let Err(e) = crate::integrity::scheduled_check(&a, &portal, &processor).await {
+                    tracing::warn!(error = %e, "integrity check worker");
                 }
             }
         }));
@@ -205,7 +260,7 @@ pub async fn offline_app(
             portal_base_url: String::new(),
             city_name: city_name.to_owned(),
             currency: domain::Currency::Usd,
-            webhook_secret: String::new(),
+            webhook_secret: domain::Secret::default(),
             webhook_tolerance_secs: 300,
             payment_ttl_secs: 3600,
             audit_key,

@@ -168,6 +168,17 @@ fn serve_refuses_unknown_keys_and_bad_secrets() {
     assert!(err.contains("logging"), "{err}");
     let err = run(&base, &[("STRONGROOM_SERVER__DEBUG", "true")]);
     assert!(err.contains("debug"), "{err}");
+    for (var, value) in [
+        ("RUST_LOG", "debug"),
+        ("RUST_LOG", "tower_http=trace"),
+        ("STRONGROOM_LOG", "web=debug,info"),
+    ] {
+        let err = run(&base, &[(var, value)]);
+        assert!(
+            err.contains("debug or trace logging"),
+            "{var}={value}: {err}"
+        );
+    }
     let err = run(
         &base.replace("127.0.0.1:0\"\nstaff", "0.0.0.0:0\"\nstaff"),
         &[],
@@ -291,6 +302,116 @@ async fn serve_starts_from_a_proper_config_and_staff_add_creates_a_user() {
         .await
         .unwrap();
     assert_eq!(lookup.status(), 404);
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn serve_terminates_tls_itself_on_a_public_address() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is needed to make a test certificate"
+        );
+        eprintln!("SKIPPED: no openssl to make a test certificate");
+        return;
+    }
+    let secret = |name: &str, value: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, value).unwrap();
+        p
+    };
+    let (sk, wh, audit) = (
+        secret("sk", "sk_test_abc"),
+        secret("wh", "whsec_abc"),
+        secret("audit", "0123456789abcdef0123456789abcdef"),
+    );
+    for p in [&sk, &wh, &audit, &key] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[city]\nname = \"City of Example\"\n[server]\nportal_addr = \"0.0.0.0:{port}\"\nstaff_addr = \"127.0.0.1:0\"\npublic_url = \"https://localhost:{port}\"\nstaff_url = \"https://127.0.0.1\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\n[database]\nurl = \"sqlite://{db}?mode=rwc\"\n[processor]\napi_base = \"http://127.0.0.1:9\"\nhosted_origin = \"http://127.0.0.1:9\"\nsecret_key_file = \"{sk}\"\nwebhook_secret_file = \"{wh}\"\n[email]\nsmtp_host = \"127.0.0.1\"\nfrom = \"X <x@example.gov>\"\n[security]\naudit_key_file = \"{audit}\"\n",
+        cert = cert.display(),
+        key = key.display(),
+        db = dir.path().join("db.sqlite").display(),
+        sk = sk.display(),
+        wh = wh.display(),
+        audit = audit.display()
+    );
+    let cfg = dir.path().join("strongroom.toml");
+    std::fs::write(&cfg, config).unwrap();
+    if is_root() {
+        for p in [dir.path(), &sk, &wh, &audit, &cfg, &cert, &key] {
+            std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let mut child = as_service_user(&["serve", "--config", cfg.to_str().unwrap()])
+        .env("STRONGROOM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    crate::harness::eventually("serve answers over TLS", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    let res = client
+        .get(format!("https://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age="),
+        "HSTS when TLS is on"
+    );
+    // Plain HTTP on that port gets nowhere.
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true));
     child.kill().unwrap();
     let _ = child.wait();
 }

@@ -119,6 +119,7 @@ impl Builder {
             secure_cookies: false,
             hsts: false,
             allowed_return_origins: vec!["https://ivr.example.com".into()],
+            tls: None,
             worker_interval: Some(Duration::from_millis(50)),
             payment_ttl_secs: 3600,
         })
