@@ -83,6 +83,13 @@ fn default_smtp_port() -> u16 {
 pub struct Security {
     /// Key of the audit log's hash chain (32+ random bytes, any encoding).
     pub audit_key_file: PathBuf,
+    /// The audit chain's checkpoint, kept by the server and read by `audit verify` to
+    /// detect rows cut off the end of the log. Best outside the database's directory,
+    /// writable only by the service user. Unset: truncation is not checked.
+    #[serde(default)]
+    pub audit_head_file: Option<PathBuf>,
+    /// Key of `strongroom backup` files: 32 random bytes as 64 hex characters.
+    pub backup_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

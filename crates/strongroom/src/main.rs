@@ -56,6 +56,29 @@ enum Command {
         #[arg(long)]
         role: String,
     },
+    /// Write an encrypted, consistent backup of the SQLite store (safe while serving).
+    Backup {
+        #[command(flatten)]
+        place: Place,
+        /// The backup file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore an encrypted backup (stop the server first).
+    Restore {
+        #[command(flatten)]
+        place: Place,
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Scan files or directories for card numbers; exits 1 if any is found.
     ScanPan {
         #[arg(required = true)]
@@ -94,6 +117,94 @@ enum IntegrityCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and name the first edited, deleted, reordered or truncated row;
+    /// exits 1 if the log is not intact.
+    Verify {
+        #[command(flatten)]
+        place: AuditPlace,
+    },
+}
+
+/// Where the audit log, its key and its checkpoint are.
+#[derive(clap::Args)]
+struct AuditPlace {
+    /// Production configuration file (database.url, security.audit_key_file,
+    /// security.audit_head_file).
+    #[arg(long, conflicts_with = "data_dir", required_unless_present = "data_dir")]
+    config: Option<PathBuf>,
+    /// Demo data directory (strongroom.db, audit.key, audit.head).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The audit key file, instead of the one the config or data directory names.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+async fn audit_verify(place: &AuditPlace) -> anyhow::Result<bool> {
+    let (url, key_file, head) = match (&place.config, &place.data_dir) {
+        (Some(c), _) => {
+            let cfg = config::load(c, std::env::vars())?;
+            (
+                cfg.database.url,
+                cfg.security.audit_key_file,
+                cfg.security.audit_head_file,
+            )
+        }
+        (None, Some(d)) => {
+            let (url, key, head) = strongroom::audit::demo_paths(d);
+            (url, key, Some(head))
+        }
+        (None, None) => bail!("pass --config or --data-dir"),
+    };
+    let key = config::read_secret(place.key_file.as_ref().unwrap_or(&key_file))?;
+    let report = strongroom::audit::verify(&url, key.as_bytes(), head.as_deref()).await?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    Ok(report.intact)
+}
+
+/// Where the store and its keys are: a production config, or a demo data directory.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Place {
+    /// Production configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Demo data directory (strongroom.db, backup.key).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Place {
+    /// The database URL and the backup key.
+    fn resolve(&self) -> anyhow::Result<(String, [u8; 32])> {
+        match (&self.config, &self.data_dir) {
+            (Some(c), _) => {
+                let cfg = config::load(c, std::env::vars())?;
+                let key_file = cfg
+                    .security
+                    .backup_key_file
+                    .context("set security.backup_key_file in the configuration")?;
+                Ok((
+                    cfg.database.url,
+                    strongroom::backup::parse_key(&config::read_secret(&key_file)?)?,
+                ))
+            }
+            (None, Some(d)) => {
+                let key = config::read_secret(&d.join("backup.key"))?;
+                Ok((
+                    format!("sqlite://{}", d.join("strongroom.db").display()),
+                    strongroom::backup::parse_key(&key)?,
+                ))
+            }
+            (None, None) => bail!("pass --config or --data-dir"),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -115,6 +226,29 @@ fn main() -> anyhow::Result<()> {
                 name,
                 role,
             } => staff_add(&config, &username, &name, &role).await,
+            Command::Backup { place, out } => {
+                let (url, key) = place.resolve()?;
+                let bytes = strongroom::backup::backup(&url, &key, &out).await?;
+                println!(
+                    "backup written to {} ({bytes} bytes of database, encrypted)",
+                    out.display()
+                );
+                Ok(())
+            }
+            Command::Restore { place, from, force } => {
+                let (url, key) = place.resolve()?;
+                strongroom::backup::restore(&url, &key, &from, force).await?;
+                println!("restored {} into {url}", from.display());
+                Ok(())
+            }
+            Command::Audit {
+                command: AuditCommand::Verify { place },
+            } => {
+                if !audit_verify(&place).await? {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
             Command::ScanPan { paths } => {
                 let (files, findings) = strongroom::scan::scan(&paths)?;
                 for f in &findings {
@@ -140,8 +274,7 @@ fn main() -> anyhow::Result<()> {
                         processor_origin,
                     },
             } => {
-                let report =
-                    strongroom::integrity::check(&url, processor_origin.as_deref()).await;
+                let report = strongroom::integrity::check(&url, processor_origin.as_deref()).await;
                 for line in report.lines() {
                     println!("{line}");
                 }
@@ -236,6 +369,7 @@ async fn demo(
         tracing::warn!("demo is running as root; `strongroom serve` refuses to");
     }
     let audit_key = demo_secret(&data_dir, "audit.key", || random_hex(32))?;
+    demo_secret(&data_dir, "backup.key", || random_hex(32))?;
     let staff_password = demo_secret(&data_dir, "demo-staff-password", || random_hex(10))?;
     let db = data_dir.join("strongroom.db");
     let database_url = format!("sqlite://{}?mode=rwc", db.display());
@@ -255,6 +389,7 @@ async fn demo(
         processor_secret_key: format!("sk_test_{}", random_hex(12)).into(),
         webhook_secret: format!("whsec_{}", random_hex(16)).into(),
         audit_key: audit_key.into_bytes(),
+        audit_head_file: Some(data_dir.join("audit.head")),
         clock: Arc::new(SystemClock),
         mailer: Mailer::OutboxOnly,
         secure_cookies: false,
@@ -278,6 +413,17 @@ async fn demo(
             )
             .await?;
     }
+    // Staff sign-in needs a TOTP code too: the demo user is enrolled once, and the secret
+    // kept beside the password (mode 600) so later starts print the same one.
+    let totp_path = data_dir.join("demo-staff-totp");
+    let totp_secret = if totp_path.exists() {
+        config::read_secret(&totp_path)?
+    } else {
+        let e = running.app.provision_staff_totp("demo").await?;
+        write_private(&totp_path, &e.secret_base32)?;
+        e.secret_base32
+    };
+    let totp_uri = app::mfa::otpauth_uri(&totp_secret, &running.app.config().city_name, "demo")?;
     if seeded {
         tracing::info!(
             accounts,
@@ -286,11 +432,13 @@ async fn demo(
         );
     }
     println!(
-        "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Press Ctrl-C to stop.\n",
+        "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n                      sign-in codes: add TOTP secret {totp} to an authenticator app,\n                      or import {totp_uri}\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Press Ctrl-C to stop.\n",
         dir = data_dir.display(),
         portal = running.portal_origin,
         staff = running.staff_origin,
         pw = staff_password,
+        totp = totp_secret,
+        totp_uri = totp_uri,
         proc = running.processor_origin,
     );
     tokio::signal::ctrl_c().await?;
@@ -373,6 +521,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         processor_secret_key: secret_key.into(),
         webhook_secret: webhook_secret.into(),
         audit_key: audit_key.into_bytes(),
+        audit_head_file: cfg.security.audit_head_file.clone(),
         clock: Arc::new(SystemClock),
         mailer: Mailer::smtp(&cfg.email.smtp_host, cfg.email.smtp_port, &cfg.email.from)?,
         secure_cookies: https,

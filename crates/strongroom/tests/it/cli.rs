@@ -415,3 +415,130 @@ async fn serve_terminates_tls_itself_on_a_public_address() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn backup_is_encrypted_consistent_and_restores() {
+    let s = crate::harness::server().start().await;
+    if std::env::var("STRONGROOM_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+        eprintln!("SKIPPED on PostgreSQL: backup covers the SQLite store (use pg_dump there)");
+        return;
+    }
+    let paid = s.pay_ok("100001", "93301", 1234, "backup-1").await;
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let write_key = |dir: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("backup.key");
+        std::fs::write(&p, key).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write_key(&s.data_dir);
+    let out = s.data_dir.join("backup.srb");
+    // Taken while the server is running.
+    let res = bin()
+        .args(["backup", "--data-dir"])
+        .arg(&s.data_dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(bytes.starts_with(b"SRBACKUP1"));
+    let p = s.app().payment(&paid).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains(&p.confirmation_number)
+            && !text.contains("payer@example.com")
+            && !text.contains("CREATE TABLE"),
+        "encrypted"
+    );
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+
+    // Restore into a fresh directory and find the payment there.
+    let target = tempfile::tempdir().unwrap();
+    write_key(target.path());
+    let res = bin()
+        .args(["restore", "--data-dir"])
+        .arg(target.path())
+        .arg("--from")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let restored = store::Store::connect(&format!(
+        "sqlite://{}",
+        target.path().join("strongroom.db").display()
+    ))
+    .await
+    .unwrap();
+    let mut c = restored.conn().await.unwrap();
+    assert_eq!(
+        store::payments::get(&mut c, &paid)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "succeeded"
+    );
+    drop(c);
+    // Refuses to overwrite without --force; refuses tampered, truncated or wrongly keyed files.
+    let again = bin()
+        .args(["restore", "--data-dir"])
+        .arg(target.path())
+        .arg("--from")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let other = tempfile::tempdir().unwrap();
+    write_key(other.path());
+    for (name, damaged) in [
+        ("tampered", {
+            let mut b = bytes.clone();
+            let i = b.len() / 2;
+            b[i] ^= 1;
+            b
+        }),
+        ("truncated", bytes[..bytes.len() - 10].to_vec()),
+    ] {
+        let f = other.path().join(name);
+        std::fs::write(&f, damaged).unwrap();
+        let res = bin()
+            .args(["restore", "--data-dir"])
+            .arg(other.path())
+            .arg("--from")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(!res.status.success(), "{name}");
+        assert!(
+            String::from_utf8_lossy(&res.stderr).contains("damaged"),
+            "{name}"
+        );
+        assert!(
+            !other.path().join("strongroom.db").exists(),
+            "{name}: nothing installed"
+        );
+    }
+    std::fs::write(other.path().join("backup.key"), "ff".repeat(32)).unwrap();
+    let res = bin()
+        .args(["restore", "--data-dir"])
+        .arg(other.path())
+        .arg("--from")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!res.status.success(), "wrong key");
+}
