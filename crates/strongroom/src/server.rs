@@ -33,6 +33,9 @@ pub struct Options {
     pub processor_secret_key: domain::Secret,
     pub webhook_secret: domain::Secret,
     pub audit_key: Vec<u8>,
+    /// Where the server keeps the audit chain's checkpoint (truncation detection), updated
+    /// about every second; `None`: no checkpoint.
+    pub audit_head_file: Option<std::path::PathBuf>,
     pub clock: Arc<dyn Clock>,
     pub mailer: Mailer,
     pub secure_cookies: bool,
@@ -171,12 +174,11 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
             let result = match tls {
-                Some(cfg) => match listener.into_std() {
-                    Ok(std_listener) => {
-                        axum_server::from_tcp_rustls(std_listener, cfg)
-                            .serve(service)
-                            .await
-                    }
+                Some(cfg) => match listener
+                    .into_std()
+                    .and_then(|l| axum_server::from_tcp_rustls(l, cfg))
+                {
+                    Ok(server) => server.serve(service).await,
                     Err(e) => Err(e),
                 },
                 None => axum::serve(listener, service).await,
@@ -185,6 +187,17 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 tracing::error!(error = %e, listener = what, "listener stopped");
             }
         }));
+    }
+
+    if let Some(path) = o.audit_head_file.clone() {
+        let every = o
+            .worker_interval
+            .map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
+        tasks.push(tokio::spawn(crate::audit::checkpoint_loop(
+            app.clone(),
+            path,
+            every,
+        )));
     }
 
     if let Some(every) = o.worker_interval {
@@ -210,11 +223,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         }));
         // The payment pages' tamper check (PCI DSS 11.6.1) against the portal as residents
         // reach it; each outcome goes to the audit log.
-        let (a, portal, processor) = (
-            app.clone(),
-            portal_origin.clone(),
-            processor_origin.clone(),
-        );
+        let (a, portal, processor) = (app.clone(), portal_origin.clone(), processor_origin.clone());
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(
                 tokio::time::Instant::now() + INTEGRITY_CHECK_FIRST,
