@@ -103,6 +103,7 @@ pub struct Api {
 /// Reads the file, applies `STRONGROOM_SECTION__KEY=value` overrides, and checks the
 /// result against the schema.
 pub fn load(path: &Path, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    refuse_loose_permissions(path, "config file")?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     let mut value: toml::Table =
@@ -134,19 +135,27 @@ pub fn load(path: &Path, env: impl Iterator<Item = (String, String)>) -> anyhow:
     Ok(cfg)
 }
 
+/// Refuses a file that group or others may read or write.
+fn refuse_loose_permissions(path: &Path, what: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("{what} {} is missing", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{what} {} is readable or writable by group or others (mode {:o}); run: chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Reads a secret file, refusing one that others may read or write.
 pub fn read_secret(path: &Path) -> anyhow::Result<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("secret file {} is missing", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            bail!("secret file {} is readable or writable by group or others (mode {:o}); run: chmod 600 {}", path.display(), mode & 0o777, path.display());
-        }
-    }
+    refuse_loose_permissions(path, "secret file")?;
     let s = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read secret file {}", path.display()))?;
     let s = s.trim().to_owned();
@@ -185,6 +194,7 @@ audit_key_file = "/etc/strongroom/audit"
         let dir = tempfile::tempdir()?;
         let p = dir.path().join("c.toml");
         std::fs::write(&p, s)?;
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         load(
             &p,
             env.into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())),
@@ -215,6 +225,17 @@ audit_key_file = "/etc/strongroom/audit"
         let e = load_str(GOOD, vec![("STRONGROOM_SERVER__DEBUG", "true")]).unwrap_err();
         assert!(e.to_string().contains("debug"), "{e}");
         assert!(load_str(&format!("{GOOD}\n[debug]\nverbose = true\n"), vec![]).is_err());
+    }
+
+    #[test]
+    fn group_readable_config_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, GOOD).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load(&p, std::iter::empty()).unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
     }
 
     #[test]

@@ -154,6 +154,7 @@ fn serve_refuses_unknown_keys_and_bad_secrets() {
     let run = |config: &str, env: &[(&str, &str)]| {
         let p = dir.path().join("c.toml");
         std::fs::write(&p, config).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let out = bin()
             .arg("serve")
             .arg("--config")
@@ -234,6 +235,7 @@ async fn serve_starts_from_a_proper_config_and_staff_add_creates_a_user() {
     );
     let cfg = dir.path().join("strongroom.toml");
     std::fs::write(&cfg, config).unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     if is_root() {
         let nobody =
             |p: &std::path::Path| std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
@@ -368,6 +370,7 @@ async fn serve_terminates_tls_itself_on_a_public_address() {
     );
     let cfg = dir.path().join("strongroom.toml");
     std::fs::write(&cfg, config).unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     if is_root() {
         for p in [dir.path(), &sk, &wh, &audit, &cfg, &cert, &key] {
             std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
