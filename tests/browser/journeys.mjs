@@ -5,6 +5,8 @@
 // Started by crates/strongroom/tests/it/browser.rs, which runs a real server and passes:
 //   PORTAL_URL, STAFF_URL, PROCESSOR_URL  base URLs of the three listeners
 //   STAFF_PASSWORD                        password of staff user `demo`
+//   STAFF_TOTP_SECRET                     base32 TOTP secret of staff user `demo` (enrolled)
+//   STAFF_TOTP_TIME                       Unix time of the server's clock (default: now)
 //   LINK_ACCOUNTS                         JSON [{account_number, postal_code}, ...] (two accounts
 //                                         that owe something)
 //   DECLINE_ACCOUNT                       JSON {account_number, postal_code} of an account
@@ -19,6 +21,7 @@
 import { chromium } from 'playwright-core';
 import { createRequire } from 'node:module';
 import { readFileSync, mkdirSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -40,6 +43,31 @@ const STAFF = new URL(env('STAFF_URL')).origin;
 const PROCESSOR = new URL(env('PROCESSOR_URL')).origin;
 const SCREENSHOT_DIR = env('SCREENSHOT_DIR');
 const STAFF_PASSWORD = env('STAFF_PASSWORD');
+const STAFF_TOTP_SECRET = env('STAFF_TOTP_SECRET');
+const STAFF_TOTP_TIME = Number(env('STAFF_TOTP_TIME', String(Math.floor(Date.now() / 1000))));
+
+// RFC 6238 TOTP (HMAC-SHA1, 6 digits, 30-second steps) of a base32 secret at Unix time `at`.
+function totp(secretBase32, at) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const bytes = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of secretBase32.replace(/[\s=]/g, '').toUpperCase()) {
+    const v = alphabet.indexOf(ch);
+    if (v < 0) throw new Error('STAFF_TOTP_SECRET is not base32');
+    value = ((value << 5) | v) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bytes.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30)));
+  const mac = createHmac('sha1', Buffer.from(bytes)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
 const LINK_ACCOUNTS = JSON.parse(
   env('LINK_ACCOUNTS', '[{"account_number":"100003","postal_code":"93301"},{"account_number":"100004","postal_code":"93301"}]'),
 );
@@ -287,6 +315,10 @@ async function resident({ newPage }) {
   await s.getByLabel('Username').fill('demo');
   await s.getByLabel('Password').fill(STAFF_PASSWORD);
   await s.getByRole('button', { name: 'Sign in' }).click();
+  await s.getByRole('heading', { level: 1, name: 'Enter your sign-in code' }).waitFor();
+  await audit(s, staff.watch, 'staff: sign-in code');
+  await s.getByLabel('Sign-in code').fill(totp(STAFF_TOTP_SECRET, STAFF_TOTP_TIME));
+  await s.getByRole('button', { name: 'Verify and sign in' }).click();
   await s.getByRole('heading', { level: 1, name: 'Find a payment' }).waitFor();
   await audit(s, staff.watch, 'staff: find a payment');
   await s.getByRole('link', { name: 'Email outbox' }).click();

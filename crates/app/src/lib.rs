@@ -1,12 +1,16 @@
 //! Strongroom's use cases: look up and pay bills, settle payments exactly once, resident
 //! and staff accounts, the email outbox. Knows nothing about HTML or HTTP.
 
+pub mod audit;
 pub mod billing;
 pub mod clock;
 pub mod demo;
+pub mod documents;
 pub mod email;
 mod error;
 pub mod ids;
+pub mod integrity;
+pub mod mfa;
 pub mod passwords;
 pub mod payments;
 pub mod residents;
@@ -33,7 +37,7 @@ pub struct Config {
     pub city_name: String,
     pub currency: Currency,
     /// Shared secret of the processor's webhook signatures (`whsec_...`).
-    pub webhook_secret: String,
+    pub webhook_secret: domain::Secret,
     /// How far a webhook's timestamp may be from now.
     pub webhook_tolerance_secs: i64,
     /// A pending payment older than this is expired (its checkout session too).

@@ -675,7 +675,7 @@ impl App {
         let event = processor::webhook::verify(
             body,
             header,
-            &self.config().webhook_secret,
+            self.config().webhook_secret.expose(),
             self.now_unix(),
             self.config().webhook_tolerance_secs,
         )?;

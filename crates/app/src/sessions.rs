@@ -92,6 +92,26 @@ impl App {
         }))
     }
 
+    /// Signs out: ends the session and records it (`staff.logout` / `resident.logout`) in
+    /// one transaction.
+    pub async fn logout(&self, session: &Session, source_ip: &str) -> Result<(), AppError> {
+        let mut tx = self.store.begin().await?;
+        sess::delete(&mut tx, &session.token_hash).await?;
+        let realm = session.realm.as_str();
+        self.audit(
+            &mut tx,
+            &format!("{realm}:{}", session.user_id),
+            &format!("{realm}.logout"),
+            &session.user_id,
+            "success",
+            source_ip,
+            "",
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(())
+    }
+
     pub async fn end_session(&self, session: &Session) -> Result<(), AppError> {
         let mut conn = self.store.conn().await?;
         sess::delete(&mut conn, &session.token_hash).await?;

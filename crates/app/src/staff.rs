@@ -1,8 +1,8 @@
 //! The staff back office's use cases (first cut: password login, search, timelines, outbox).
 
 use crate::ids::random_id;
+use crate::mfa::LoginStep;
 use crate::payments::PaymentView;
-use crate::sessions::{NewSession, Realm};
 use crate::{passwords, App, AppError};
 use store::staff::{self as st, StaffRow};
 use store::StoreError;
@@ -57,7 +57,7 @@ pub struct TimelineEntry {
 }
 
 impl App {
-    fn staff_from_row(r: StaffRow) -> Result<StaffUser, AppError> {
+    pub(crate) fn staff_from_row(r: StaffRow) -> Result<StaffUser, AppError> {
         Ok(StaffUser {
             role: Role::parse(&r.role)
                 .ok_or_else(|| AppError::Internal("stored role unknown".into()))?,
@@ -124,14 +124,16 @@ impl App {
             .transpose()
     }
 
-    /// Password login. Locks the account for 30 minutes after 10 failures. Unknown user and
-    /// wrong password look the same.
+    /// Password login, the first of two steps: a right password yields a [`LoginStep`] (a
+    /// challenge for a TOTP code, or enrollment), never a session; see
+    /// [`App::staff_login_verify`](crate::mfa). Locks the account for 30 minutes after 10
+    /// failures (wrong codes count too). Unknown user and wrong password look the same.
     pub async fn staff_login(
         &self,
         username: &str,
         password_plain: &str,
         source_ip: &str,
-    ) -> Result<(StaffUser, NewSession), AppError> {
+    ) -> Result<LoginStep, AppError> {
         self.rate_limit(&format!("staff-login-ip:{source_ip}"), 50, 900)
             .await?;
         let row = {
@@ -186,20 +188,10 @@ impl App {
                 return Err(AppError::BadCredentials);
             }
         };
-        st::record_success(&mut tx, &row.id).await?;
-        let session = self.create_session(&mut tx, Realm::Staff, &row.id).await?;
-        self.audit(
-            &mut tx,
-            &format!("staff:{}", row.id),
-            "staff.login",
-            &row.id,
-            "success",
-            source_ip,
-            "",
-        )
-        .await?;
+        // The failure count is reset only when the second factor is right too.
+        let step = self.start_staff_challenge(&mut tx, &row, source_ip).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok((Self::staff_from_row(row)?, session))
+        Ok(step)
     }
 
     pub async fn staff_user(&self, id: &str) -> Result<Option<StaffUser>, AppError> {

@@ -7,8 +7,10 @@ pub mod money;
 pub mod pan;
 pub mod password;
 pub mod payment;
+pub mod secret;
 
 pub use account::{AccountNumber, PostalCode};
 pub use email::EmailAddress;
 pub use money::{Currency, Money, MoneyError};
 pub use payment::{PaymentStatus, TransitionError};
+pub use secret::Secret;

@@ -6,7 +6,10 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod csp_reports;
+pub mod documents;
 pub mod idempotency;
+pub mod mfa;
 pub mod outbox;
 pub mod payments;
 pub mod ratelimit;
@@ -97,6 +100,17 @@ impl Store {
             }
         };
         MIGRATOR.run(&pool).await?;
+        let mut tx = pool.begin().await?;
+        if backend == Backend::Postgres {
+            // Two processes starting at once must not race on CREATE OR REPLACE.
+            sqlx::query("SELECT pg_advisory_xact_lock(7120002)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ddl in append_only_ddl(backend) {
+            sqlx::query(ddl).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(Store { pool, backend })
     }
 
@@ -129,6 +143,33 @@ pub fn is_unique_violation(e: &StoreError) -> bool {
     match e {
         StoreError::Db(sqlx::Error::Database(d)) => d.is_unique_violation(),
         _ => false,
+    }
+}
+
+/// Triggers that make `audit_log` append-only in the database itself: UPDATE and DELETE
+/// (and, on PostgreSQL, TRUNCATE) are refused. Backend-specific, so applied after the
+/// shared migrations; idempotent. Someone with the database file or owner rights can
+/// still drop them: the hash chain and `strongroom audit verify` catch what follows.
+fn append_only_ddl(backend: Backend) -> &'static [&'static str] {
+    match backend {
+        Backend::Sqlite => &[
+            "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+            "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'insufficient_privilege';
+             END
+             $$",
+            "CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+             FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+            "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+             FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+        ],
     }
 }
 

@@ -1,7 +1,10 @@
 //! The `strongroom` binary's library half: configuration, wiring and background workers,
 //! shared by `main.rs` and the integration tests.
 
+pub mod audit;
+pub mod backup;
 pub mod config;
+pub mod integrity;
 pub mod logging;
 pub mod scan;
 pub mod server;

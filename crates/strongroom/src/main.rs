@@ -132,7 +132,11 @@ enum AuditCommand {
 struct AuditPlace {
     /// Production configuration file (database.url, security.audit_key_file,
     /// security.audit_head_file).
-    #[arg(long, conflicts_with = "data_dir", required_unless_present = "data_dir")]
+    #[arg(
+        long,
+        conflicts_with = "data_dir",
+        required_unless_present = "data_dir"
+    )]
     config: Option<PathBuf>,
     /// Demo data directory (strongroom.db, audit.key, audit.head).
     #[arg(long)]
@@ -205,7 +209,16 @@ impl Place {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Every refusal and failure ends as one line on stderr saying what is wrong (with its
+/// causes, `a: b: c`), and exit status 1.
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("strongroom: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

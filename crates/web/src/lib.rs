@@ -7,6 +7,7 @@ pub mod assets;
 mod cookies;
 pub mod error;
 pub mod i18n;
+pub mod integrity;
 pub mod portal;
 pub mod security;
 pub mod staff;
@@ -51,7 +52,7 @@ impl AppState {
 /// Everything served on the public (resident) listener.
 pub fn portal_router(state: AppState) -> Router {
     let html = portal::router().merge(assets::router());
-    let api = api::router();
+    let api = api::router().merge(integrity::router());
     security::public_layers(html.merge(api), state.clone()).with_state(state)
 }
 

@@ -19,7 +19,13 @@ pub const MAX_BODY: usize = 64 * 1024;
 const UNSCANNED_HEADERS: &[&str] = &["cookie", "stripe-signature", "authorization"];
 
 fn format_for(path: &str) -> Format {
-    if path.starts_with("/api/") || path.starts_with("/webhooks/") {
+    // CSP reports come from browsers without cookies or a page's form; they take JSON
+    // errors and are not subject to the same-origin form check.
+    if path.starts_with("/api/")
+        || path.starts_with("/webhooks/")
+        || path.starts_with("/.well-known/")
+        || path == CSP_REPORT_PATH
+    {
         Format::Json
     } else {
         Format::Html
@@ -43,7 +49,7 @@ pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
             state.clone(),
             same_origin_guard,
         ))
-        .layer(middleware::from_fn(card_number_guard))
+        .layer(middleware::from_fn(staff_card_number_guard))
         .layer(middleware::from_fn_with_state(state, staff_headers))
         .layer(middleware::from_fn(access_log))
 }
@@ -64,28 +70,26 @@ async fn access_log(req: Request, next: Next) -> Response {
 }
 
 fn set_common(res: &mut Response, csp: &str, hsts: bool, path: &str) {
+    // A download (`Content-Disposition: attachment`) keeps the stricter policy its handler
+    // set (`default-src 'none'; sandbox`); every other response gets the page policy.
+    let own_csp = res.headers().contains_key(header::CONTENT_SECURITY_POLICY)
+        && res
+            .headers()
+            .get(header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|d| d.starts_with("attachment"));
     let h = res.headers_mut();
     let mut put = |name: header::HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
     };
-    put(header::CONTENT_SECURITY_POLICY, csp);
-    put(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    put(header::X_FRAME_OPTIONS, "DENY");
-    put(header::REFERRER_POLICY, "same-origin");
-    put(
-        header::HeaderName::from_static("permissions-policy"),
-        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
-    );
-    put(
-        header::HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
-    put(
-        header::HeaderName::from_static("cross-origin-resource-policy"),
-        "same-origin",
-    );
+    if !own_csp {
+        put(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    for (name, value) in FIXED_HEADERS {
+        put(header::HeaderName::from_static(name), value);
+    }
     if !path.starts_with("/assets/") {
         put(header::CACHE_CONTROL, "no-store");
     }
@@ -95,6 +99,35 @@ fn set_common(res: &mut Response, csp: &str, hsts: bool, path: &str) {
             "max-age=31536000; includeSubDomains",
         );
     }
+}
+
+/// Where browsers send CSP violation reports (portal listener).
+pub const CSP_REPORT_PATH: &str = "/csp-report";
+
+/// The Reporting API endpoint named by the portal CSP's `report-to`.
+pub const REPORTING_ENDPOINTS: &str = "csp=\"/csp-report\"";
+
+/// Headers every response carries with a fixed value (names in lower case). The
+/// integrity check compares the payment pages' headers with these.
+pub const FIXED_HEADERS: &[(&str, &str)] = &[
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    ),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+];
+
+/// The exact CSP of every portal response, for a portal whose payment processor's hosted
+/// page is at `processor_origin`. The server sends it and the integrity check expects it.
+pub fn expected_csp(processor_origin: &str) -> String {
+    format!(
+        "{}; report-uri {CSP_REPORT_PATH}; report-to csp",
+        csp(&format!("'self' {processor_origin}"))
+    )
 }
 
 fn csp(form_targets: &str) -> String {
@@ -109,9 +142,13 @@ async fn portal_headers(State(st): State<AppState>, req: Request, next: Next) ->
     let mut res = next.run(req).await;
     set_common(
         &mut res,
-        &csp(&format!("'self' {}", st.cfg.processor_origin)),
+        &expected_csp(&st.cfg.processor_origin),
         st.cfg.hsts,
         &path,
+    );
+    res.headers_mut().insert(
+        header::HeaderName::from_static("reporting-endpoints"),
+        HeaderValue::from_static(REPORTING_ENDPOINTS),
     );
     res
 }
@@ -143,26 +180,30 @@ fn decoded_pairs_contain_pan(bytes: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Does the path, the query or a (scanned) header look like it holds a card number?
+fn head_carries_pan(req: &Request) -> bool {
+    let path = req.uri().path();
+    if domain::pan::contains_pan(path) || decoded_pairs_contain_pan(format!("p={path}").as_bytes())
+    {
+        return true;
+    }
+    if let Some(q) = req.uri().query() {
+        if domain::pan::contains_pan(q) || decoded_pairs_contain_pan(q.as_bytes()) {
+            return true;
+        }
+    }
+    req.headers().iter().any(|(name, value)| {
+        !UNSCANNED_HEADERS.contains(&name.as_str())
+            && domain::pan::contains_pan(&String::from_utf8_lossy(value.as_bytes()))
+    })
+}
+
 /// Refuses (400) any request carrying something that looks like a card number, in the
 /// path, the query, a header or the body. The value is never logged or stored.
 async fn card_number_guard(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if domain::pan::contains_pan(&path) || decoded_pairs_contain_pan(format!("p={path}").as_bytes())
-    {
+    if head_carries_pan(&req) {
         return card_refused(&path);
-    }
-    if let Some(q) = req.uri().query() {
-        if domain::pan::contains_pan(q) || decoded_pairs_contain_pan(q.as_bytes()) {
-            return card_refused(&path);
-        }
-    }
-    for (name, value) in req.headers() {
-        if UNSCANNED_HEADERS.contains(&name.as_str()) {
-            continue;
-        }
-        if domain::pan::contains_pan(&String::from_utf8_lossy(value.as_bytes())) {
-            return card_refused(&path);
-        }
     }
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, MAX_BODY).await {
@@ -191,6 +232,154 @@ async fn card_number_guard(req: Request, next: Next) -> Response {
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// The one route that takes a file (staff listener: attach a document to an account).
+pub const UPLOAD_ROUTE: &str = "/accounts/{account}/documents";
+
+/// Largest body of an upload: the document plus room for the form's other parts.
+pub const MAX_UPLOAD_BODY: usize = app::documents::MAX_DOCUMENT_BYTES + MAX_BODY;
+
+/// How much of an oversized upload is read (and thrown away) before the 413 is sent, so
+/// the client sees the answer instead of a reset connection.
+const UPLOAD_DRAIN_CAP: usize = 4 * MAX_UPLOAD_BODY;
+
+/// The staff listener's card-number guard: [`card_number_guard`], except for a
+/// `multipart/form-data` POST to [`UPLOAD_ROUTE`], which may be up to [`MAX_UPLOAD_BODY`]
+/// and whose file content is not scanned (a plan or a scan may hold any digits). Its path,
+/// query and headers are scanned as usual, and so is every part's headers (the file
+/// name) and every part that is not a file (the CSRF field).
+async fn staff_card_number_guard(req: Request, next: Next) -> Response {
+    let is_upload = req.method() == Method::POST
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|m| m.as_str() == UPLOAD_ROUTE);
+    let boundary = is_upload
+        .then(|| multipart_boundary(req.headers()))
+        .flatten();
+    let Some(boundary) = boundary else {
+        return card_number_guard(req, next).await;
+    };
+    let path = req.uri().path().to_owned();
+    if head_carries_pan(&req) {
+        return card_refused(&path);
+    }
+    let (parts, body) = req.into_parts();
+    let Some(bytes) = read_capped(body, MAX_UPLOAD_BODY).await else {
+        return WebError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "The upload is larger than {} MB.",
+                app::documents::MAX_DOCUMENT_BYTES / (1024 * 1024)
+            ),
+            Format::Html,
+        )
+        .into_response();
+    };
+    match multipart_text_carries_pan(&bytes, &boundary) {
+        Some(false) => {}
+        Some(true) => return card_refused(&path),
+        None => {
+            return WebError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The upload could not be read.",
+                Format::Html,
+            )
+            .into_response()
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// The boundary of a `multipart/form-data` body, from its Content-Type.
+fn multipart_boundary(headers: &axum::http::HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let (kind, params) = ct.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        let v = v.trim().trim_matches('"');
+        (k.trim().eq_ignore_ascii_case("boundary") && !v.is_empty() && v.len() <= 70)
+            .then(|| v.to_owned())
+    })
+}
+
+/// Reads a body of at most `limit` bytes. A longer one is read on (up to a cap) and
+/// thrown away, and `None` returned.
+async fn read_capped(mut body: Body, limit: usize) -> Option<axum::body::Bytes> {
+    use axum::body::HttpBody;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            buf = Vec::new();
+            if seen > UPLOAD_DRAIN_CAP {
+                return None;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    (seen <= limit).then(|| axum::body::Bytes::from(buf))
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Scans a multipart body's text for card numbers: every part's headers (raw and
+/// percent-decoded: the file name) and the content of every part that is not a file.
+/// `None` when the body is not well-formed multipart (the request is then refused).
+fn multipart_text_carries_pan(body: &[u8], boundary: &str) -> Option<bool> {
+    let delimiter = format!("\r\n--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    // The first delimiter may open the body without the CRLF before it.
+    let mut pos = if body.starts_with(&delimiter[2..]) {
+        delimiter.len() - 2
+    } else {
+        find_bytes(body, delimiter)? + delimiter.len()
+    };
+    loop {
+        let rest = body.get(pos..)?;
+        if rest.starts_with(b"--") {
+            return Some(false);
+        }
+        let rest = rest.strip_prefix(b"\r\n")?;
+        let end = find_bytes(rest, delimiter)?;
+        let part = &rest[..end];
+        let (head, content) = if part.starts_with(b"\r\n") {
+            (&part[..0], &part[2..])
+        } else {
+            let split = find_bytes(part, b"\r\n\r\n")?;
+            (&part[..split], &part[split + 4..])
+        };
+        let head = String::from_utf8_lossy(head);
+        if domain::pan::contains_pan(&head)
+            || decoded_pairs_contain_pan(format!("p={head}").as_bytes())
+        {
+            return Some(true);
+        }
+        let is_file = head.lines().any(|line| {
+            let line = line.to_ascii_lowercase();
+            line.starts_with("content-disposition:") && line.contains("filename")
+        });
+        if !is_file && domain::pan::contains_pan(&String::from_utf8_lossy(content)) {
+            return Some(true);
+        }
+        pos = pos + 2 + end + delimiter.len();
+    }
 }
 
 /// Refuses state-changing browser requests from another origin (CSRF defence in depth;
@@ -284,4 +473,57 @@ async fn rejections_as_errors(req: Request, next: Next) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
     }
     out
+}
+
+#[cfg(test)]
+mod upload_guard_tests {
+    use super::*;
+
+    fn body(file_name: &str, csrf: &str, content: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n");
+        b.extend_from_slice(csrf.as_bytes());
+        b.extend_from_slice(
+            b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"",
+        );
+        b.extend_from_slice(file_name.as_bytes());
+        b.extend_from_slice(b"\"\r\nContent-Type: application/pdf\r\n\r\n");
+        b.extend_from_slice(content);
+        b.extend_from_slice(b"\r\n--XyZ--\r\n");
+        b
+    }
+
+    #[test]
+    fn scans_text_parts_but_not_file_content() {
+        let pan = "4242 4242 4242 4242";
+        let scan = |b: &[u8]| multipart_text_carries_pan(b, "XyZ");
+        assert_eq!(scan(&body("plan.pdf", "tok", b"%PDF-1.4")), Some(false));
+        assert_eq!(scan(&body("plan.pdf", "tok", pan.as_bytes())), Some(false));
+        assert_eq!(
+            scan(&body(&format!("{pan}.pdf"), "tok", b"%PDF")),
+            Some(true)
+        );
+        assert_eq!(
+            scan(&body("4242%204242%204242%204242.pdf", "t", b"x")),
+            Some(true)
+        );
+        assert_eq!(scan(&body("plan.pdf", pan, b"%PDF")), Some(true));
+        assert_eq!(scan(b"not multipart"), None);
+        assert_eq!(
+            scan(b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nno end"),
+            None
+        );
+    }
+
+    #[test]
+    fn boundary_from_content_type() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=\"abc\""),
+        );
+        assert_eq!(multipart_boundary(&h).as_deref(), Some("abc"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(multipart_boundary(&h), None);
+    }
 }

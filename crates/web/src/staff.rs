@@ -1,6 +1,6 @@
 //! The staff back office, on its own listener with its own cookie.
 //!
-//! First cut: password login and logout, payment search, a payment with its timeline, an
+//! First cut: password + TOTP login (see [`app::mfa`]) and logout, payment search, a payment with its timeline, an
 //! account with its bills, ledger and payments, and the email outbox. Every route names the
 //! least role it needs ([`StaffCtx::require`]); the role is re-read from the store on every
 //! request, so disabling a user or changing a role takes effect at once. There are no
@@ -10,6 +10,7 @@ use crate::error::{Format, PageError, WebError};
 use crate::i18n::{self, Tr};
 use crate::portal::{render, status_label, Chrome};
 use crate::{assets, cookies, AppState};
+use app::mfa::{LoginStep, CHALLENGE_SECS};
 use app::payments::PaymentView;
 use app::sessions::{Realm, Session};
 use app::staff::{Role, StaffUser, TimelineEntry};
@@ -18,8 +19,8 @@ use askama::Template;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use domain::ids::{EmailId, PaymentId};
@@ -28,6 +29,11 @@ use serde::Deserialize;
 
 pub const STAFF_COOKIE: &str = "sr_staff";
 pub const STAFF_COOKIE_SECURE: &str = "__Host-sr_staff";
+/// The half-signed-in step (password right, code owed): a challenge token, sent only to
+/// `/login...`. It opens no other page: it is not a session.
+pub const MFA_COOKIE: &str = "sr_staff_mfa";
+/// Longest code field accepted (a 6-digit code or a recovery code, with spaces).
+const MAX_CODE: usize = 64;
 
 /// How many rows the list pages show.
 const LIST_LIMIT: i64 = 50;
@@ -245,6 +251,7 @@ pub fn router() -> Router<AppState> {
         .merge(crate::staff_pages::router())
         .route("/", get(search))
         .route("/login", get(login_page).post(login))
+        .route("/login/mfa", get(mfa_page).post(mfa_verify))
         .route("/logout", post(logout))
         .route("/payments/{id}", get(payment))
         .route("/accounts/{account}", get(account))
@@ -322,22 +329,10 @@ async fn login(
         st.app.staff_login(&username, &f.password, &ctx.ip).await
     };
     let (status, key) = match result {
-        Ok((user, new)) => {
-            // A session this browser already had is ended, not kept alongside the new one.
-            if let Some((old, _)) = &ctx.signed_in {
-                if let Err(e) = st.app.end_session(old).await {
-                    tracing::warn!(code = e.code(), "could not end the previous staff session");
-                }
-            }
-            tracing::info!(staff_id = %user.id, role = user.role.as_str(), "staff signed in");
-            let cookie = cookies::set(
-                staff_cookie_name(&st),
-                &new.token,
-                "Strict",
-                st.cfg.secure_cookies,
-                None,
-            );
-            return Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response());
+        Ok(step) => {
+            // The password alone opens nothing: on to the second factor.
+            let cookie = mfa_cookie(&st, step.token(), CHALLENGE_SECS);
+            return Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login/mfa")).into_response());
         }
         Err(AppError::BadCredentials) => (StatusCode::UNAUTHORIZED, "staff.login.bad_credentials"),
         Err(AppError::Locked) => (StatusCode::LOCKED, "staff.login.locked"),
@@ -356,6 +351,188 @@ async fn login(
             error: Some(ctx.t.s(key).to_owned()),
         },
     )?)
+}
+
+/// `Set-Cookie` for the challenge cookie: path `/login`, so it goes nowhere else.
+fn mfa_cookie(st: &AppState, value: &str, max_age: i64) -> String {
+    let mut c =
+        format!("{MFA_COOKIE}={value}; Path=/login; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    if st.cfg.secure_cookies {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+#[derive(Template)]
+#[template(path = "staff/login_mfa.html")]
+struct MfaPage {
+    c: Chrome,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "staff/enroll.html")]
+struct EnrollPage {
+    c: Chrome,
+    /// The secret in groups of four, for typing into an app.
+    secret_grouped: String,
+    otpauth_uri: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "staff/recovery_codes.html")]
+struct RecoveryCodesPage {
+    c: Chrome,
+    codes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct MfaForm {
+    #[serde(default)]
+    code: String,
+}
+
+fn grouped(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The code form or the enrollment page of a live challenge.
+fn step_page(ctx: &StaffCtx, step: &LoginStep, status: StatusCode, error: Option<String>) -> Page {
+    let mut c = ctx.chrome();
+    c.signed_in = false;
+    Ok(match step {
+        LoginStep::Challenge { .. } => render(status, &MfaPage { c, error })?,
+        LoginStep::Enroll {
+            secret_base32,
+            otpauth_uri,
+            ..
+        } => render(
+            status,
+            &EnrollPage {
+                c,
+                secret_grouped: grouped(secret_base32),
+                otpauth_uri: otpauth_uri.clone(),
+                error,
+            },
+        )?,
+    })
+}
+
+/// Back to the password form with a message, the challenge cookie cleared.
+fn restart(st: &AppState, ctx: &StaffCtx, status: StatusCode, key: &str) -> Page {
+    let mut c = ctx.chrome();
+    c.signed_in = false;
+    let page = render(
+        status,
+        &LoginPage {
+            c,
+            username: String::new(),
+            error: Some(ctx.t.s(key).to_owned()),
+        },
+    )?;
+    Ok(([(header::SET_COOKIE, mfa_cookie(st, "", 0))], page).into_response())
+}
+
+async fn mfa_page(State(st): State<AppState>, ctx: StaffCtx, headers: HeaderMap) -> Page {
+    if ctx.signed_in.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let step = match cookies::get(&headers, MFA_COOKIE) {
+        Some(token) => st
+            .app
+            .staff_challenge(&token)
+            .await
+            .map_err(|e| ctx.app_error(e))?,
+        None => None,
+    };
+    match step {
+        Some(step) => step_page(&ctx, &step, StatusCode::OK, None),
+        None => Ok((
+            [(header::SET_COOKIE, mfa_cookie(&st, "", 0))],
+            Redirect::to("/login"),
+        )
+            .into_response()),
+    }
+}
+
+async fn mfa_verify(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    headers: HeaderMap,
+    form: Result<Form<MfaForm>, FormRejection>,
+) -> Page {
+    let Some(token) = cookies::get(&headers, MFA_COOKIE) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    // An over-long entry is a wrong code (and counted as one), not a different error.
+    let code = if f.code.len() > MAX_CODE { "" } else { &f.code };
+    let key = match st.app.staff_login_verify(&token, code, &ctx.ip).await {
+        Ok(done) => {
+            // A session this browser already had is ended, not kept alongside the new one.
+            if let Some((old, _)) = &ctx.signed_in {
+                if let Err(e) = st.app.end_session(old).await {
+                    tracing::warn!(code = e.code(), "could not end the previous staff session");
+                }
+            }
+            tracing::info!(staff_id = %done.user.id, role = done.user.role.as_str(), recovery_code = done.used_recovery_code, "staff signed in");
+            let set = AppendHeaders([
+                (
+                    header::SET_COOKIE,
+                    cookies::set(
+                        staff_cookie_name(&st),
+                        &done.session.token,
+                        "Strict",
+                        st.cfg.secure_cookies,
+                        None,
+                    ),
+                ),
+                (header::SET_COOKIE, mfa_cookie(&st, "", 0)),
+            ]);
+            if done.recovery_codes.is_empty() {
+                return Ok((set, Redirect::to("/")).into_response());
+            }
+            // Just enrolled: the recovery codes, shown this once (never stored in clear).
+            let mut c = ctx.chrome();
+            c.signed_in = true;
+            c.csrf = done.session.csrf_token.clone();
+            let page = render(
+                StatusCode::OK,
+                &RecoveryCodesPage {
+                    c,
+                    codes: done.recovery_codes,
+                },
+            )?;
+            return Ok((set, page).into_response());
+        }
+        Err(AppError::BadCredentials) => (StatusCode::UNAUTHORIZED, "staff.mfa.bad_code"),
+        Err(AppError::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "error.rate_limited"),
+        Err(AppError::BadToken) => {
+            return restart(&st, &ctx, StatusCode::UNAUTHORIZED, "staff.mfa.expired")
+        }
+        Err(AppError::Locked) => {
+            return restart(&st, &ctx, StatusCode::LOCKED, "staff.login.locked")
+        }
+        Err(e) => return Err(ctx.app_error(e)),
+    };
+    tracing::info!(status = key.0.as_u16(), "staff sign-in code refused");
+    match st
+        .app
+        .staff_challenge(&token)
+        .await
+        .map_err(|e| ctx.app_error(e))?
+    {
+        Some(step) => step_page(&ctx, &step, key.0, Some(ctx.t.s(key.1).to_owned())),
+        None => restart(&st, &ctx, StatusCode::UNAUTHORIZED, "staff.mfa.expired"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -382,7 +559,7 @@ async fn logout(
         ));
     }
     st.app
-        .end_session(session)
+        .logout(session, &ctx.ip)
         .await
         .map_err(|e| ctx.app_error(e))?;
     let clear = cookies::clear(staff_cookie_name(&st), "Strict", st.cfg.secure_cookies);

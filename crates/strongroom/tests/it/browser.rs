@@ -70,6 +70,14 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
         .create_staff("demo", "Demo", STAFF_PASSWORD, app::staff::Role::Supervisor)
         .await
         .expect("create staff user");
+    // Staff sign-in needs a TOTP code: the user is enrolled here and node computes the code
+    // at the server's (manual, standing) clock.
+    let totp = s
+        .app()
+        .provision_staff_totp("demo")
+        .await
+        .expect("enroll staff user in MFA");
+    let server_time = app::Clock::now(&*s.clock).unix_timestamp();
 
     // Quick pay pays 100001 (ZIP 93301, owes its latest bill). The resident journey links
     // and pays two more accounts that owe something: from 100003 on (100004 is paid up in
@@ -113,6 +121,8 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
         .env("STAFF_URL", &s.staff)
         .env("PROCESSOR_URL", &s.processor)
         .env("STAFF_PASSWORD", STAFF_PASSWORD)
+        .env("STAFF_TOTP_SECRET", &totp.secret_base32)
+        .env("STAFF_TOTP_TIME", server_time.to_string())
         .env(
             "LINK_ACCOUNTS",
             serde_json::Value::Array(link_accounts).to_string(),

@@ -114,6 +114,7 @@ impl Builder {
             processor_secret_key: SK.into(),
             webhook_secret: WEBHOOK_SECRET.into(),
             audit_key: AUDIT_KEY.to_vec(),
+            audit_head_file: Some(data_dir.join("audit.head")),
             clock: clock.clone(),
             mailer,
             secure_cookies: false,

@@ -5,10 +5,15 @@
 //! is set (each test gets its own database).
 
 mod api;
+mod audit;
+mod authz;
+mod breach;
 mod browser;
 mod cli;
 mod harness;
+mod integrity;
 mod journeys;
 mod security;
 mod staff;
+mod uploads;
 mod webhooks;

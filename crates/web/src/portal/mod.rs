@@ -111,7 +111,7 @@ impl Ctx {
     /// Checks a form's CSRF token against the session's.
     pub fn check_csrf(&self, token: &str) -> Result<(), PageError> {
         match &self.session {
-            Some(s) if app::ids::token_hash(&s.csrf_token) == app::ids::token_hash(token) => Ok(()),
+            Some(s) if domain::secret::constant_time_eq(&s.csrf_token, token) => Ok(()),
             _ => Err(PageError(WebError::new(
                 StatusCode::FORBIDDEN,
                 "csrf_token_invalid",
@@ -429,6 +429,13 @@ async fn receipt(
 ) -> Result<Response, PageError> {
     valid_payment_id(&id)?;
     let p = st.app.payment(&id).await?;
+    // A signed-in resident's payment is theirs alone; a quick-pay receipt is reached by its
+    // unguessable id (the processor sends the payer back to it).
+    if let Some(owner) = &p.resident_id {
+        if ctx.session.as_ref().map(|s| &s.user_id) != Some(owner) {
+            return Err(AppError::NotFound("payment").into());
+        }
+    }
     let title = ctx.t.s(match p.status {
         PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded => {
             "receipt.title"

@@ -8,5 +8,7 @@ use crate::AppState;
 use axum::Router;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(audit::router()).merge(documents::router())
+    Router::new()
+        .merge(audit::router())
+        .merge(documents::router())
 }

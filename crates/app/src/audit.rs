@@ -1,0 +1,83 @@
+//! Reading the audit log: the auditor's viewer and the chain check. Every view is itself
+//! recorded (`audit.viewed`), in the same transaction as the read.
+
+use crate::staff::{Role, StaffUser};
+use crate::{App, AppError};
+use store::audit::{self as au, AuditFilter, AuditRow, ChainBreak};
+use store::StoreError;
+
+/// Who may read the audit log: auditors, and administrators (who answer for the staff
+/// accounts). Clerks and supervisors, whose work the log records, may not (PCI DSS 10.3.1:
+/// read access limited to a job-related need).
+pub fn may_read_audit_log(role: Role) -> bool {
+    matches!(role, Role::Auditor | Role::Administrator)
+}
+
+/// One page of the log, newest first.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub rows: Vec<AuditRow>,
+    /// `seq` to pass as `before` for the next (older) page, if there is one.
+    pub older: Option<i64>,
+    /// The chain check, when asked for: entries verified, or the first break.
+    pub verified: Option<Result<i64, ChainBreak>>,
+}
+
+impl App {
+    /// A page of the audit log for `viewer`, optionally with a check of the whole chain.
+    /// Refused (and the refusal recorded) unless [`may_read_audit_log`].
+    pub async fn audit_log(
+        &self,
+        viewer: &StaffUser,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+        verify: bool,
+        source_ip: &str,
+    ) -> Result<AuditPage, AppError> {
+        let allowed = may_read_audit_log(viewer.role);
+        let detail = format!(
+            "event={:?} actor={:?} object={:?} before={} verify={verify}",
+            filter.event,
+            filter.actor,
+            filter.object,
+            before.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        );
+        let mut tx = self.store.begin().await?;
+        self.audit(
+            &mut tx,
+            &format!("staff:{}", viewer.id),
+            "audit.viewed",
+            "audit_log",
+            if allowed { "success" } else { "failure" },
+            source_ip,
+            &detail,
+        )
+        .await?;
+        if !allowed {
+            tx.commit().await.map_err(StoreError::from)?;
+            return Err(AppError::Forbidden);
+        }
+        let mut rows = au::search(&mut tx, filter, before, limit.saturating_add(1)).await?;
+        let older = if rows.len() as i64 > limit {
+            rows.truncate(usize::try_from(limit).unwrap_or(0));
+            rows.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        tx.commit().await.map_err(StoreError::from)?;
+        // After the commit: the walk reads the whole log and must not hold up appenders
+        // (on PostgreSQL they wait on the chain's lock until this transaction ends).
+        let verified = if verify {
+            let mut conn = self.store.conn().await?;
+            Some(au::verify(&mut conn, &self.config().audit_key).await?)
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            rows,
+            older,
+            verified,
+        })
+    }
+}
