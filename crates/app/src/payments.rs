@@ -780,6 +780,33 @@ impl App {
 
     /// The resident left the hosted page. The session is expired at the processor first so
     /// it cannot be paid later; if it was paid meanwhile, it is settled as paid.
+    /// The resident came back from the processor without paying (its cancel link). Nothing
+    /// is changed by this look: the processor's view is recorded (a decline, or a payment
+    /// that did complete) and, while the checkout is still open, its address is returned so
+    /// the resident can try another card. Cancelling is a separate, deliberate step.
+    pub async fn payment_left(
+        &self,
+        payment_id: &str,
+    ) -> Result<(PaymentView, Option<String>), AppError> {
+        let p = self.payment(payment_id).await?;
+        let (PaymentStatus::Pending, Some(sid)) = (p.status, p.processor_session_id.clone()) else {
+            return Ok((p, None));
+        };
+        match self.processor.retrieve_checkout_session(&sid).await {
+            Ok(session) => {
+                self.settle(&session, SettleSource::Return, None).await?;
+                let url = (session.status == SessionStatus::Open)
+                    .then_some(session.url)
+                    .flatten();
+                Ok((self.payment(payment_id).await?, url))
+            }
+            Err(e) => {
+                tracing::warn!(payment_id, error = %e, "processor unreachable after the resident left checkout");
+                Ok((p, None))
+            }
+        }
+    }
+
     pub async fn cancel_return(&self, payment_id: &str) -> Result<PaymentView, AppError> {
         let p = self.payment(payment_id).await?;
         if p.status == PaymentStatus::Pending {

@@ -4,6 +4,7 @@
 
 use crate::error::{Format, WebError};
 use crate::AppState;
+use app::sessions::Realm;
 use axum::body::{to_bytes, Body};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -35,6 +36,10 @@ fn format_for(path: &str) -> Format {
 pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
     r.layer(middleware::from_fn(rejections_as_errors))
         .layer(middleware::from_fn_with_state(
+            (state.clone(), Realm::Resident),
+            csrf_guard,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             same_origin_guard,
         ))
@@ -45,6 +50,10 @@ pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
 
 pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
     r.layer(middleware::from_fn(rejections_as_errors))
+        .layer(middleware::from_fn_with_state(
+            (state.clone(), Realm::Staff),
+            csrf_guard,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             same_origin_guard,
@@ -180,6 +189,23 @@ fn decoded_pairs_contain_pan(bytes: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Does a JSON body hold a card number once its escapes are decoded (`"\u0034242..."`)?
+/// The raw-text scan cannot see through JSON string escapes; the API's JSON extractor can.
+fn json_contains_pan(bytes: &[u8]) -> bool {
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => domain::pan::contains_pan(s),
+            serde_json::Value::Number(n) => domain::pan::contains_pan(&n.to_string()),
+            serde_json::Value::Array(a) => a.iter().any(walk),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .any(|(k, v)| domain::pan::contains_pan(k) || walk(v)),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| walk(&v))
+}
+
 /// Does the path, the query or a (scanned) header look like it holds a card number?
 fn head_carries_pan(req: &Request) -> bool {
     let path = req.uri().path();
@@ -226,6 +252,7 @@ async fn card_number_guard(req: Request, next: Next) -> Response {
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         if domain::pan::contains_pan(&String::from_utf8_lossy(&bytes))
             || (is_form && decoded_pairs_contain_pan(&bytes))
+            || json_contains_pan(&bytes)
         {
             return card_refused(&path);
         }
@@ -418,6 +445,99 @@ async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next)
         }
     }
     next.run(req).await
+}
+
+/// The browser's form token: every page's forms carry it, every form post must return it.
+/// Before sign-in it is a random value in its own cookie (double submit); after sign-in
+/// the session's token is accepted too (pages then carry that one).
+#[derive(Debug, Clone)]
+pub struct FormToken(pub String);
+
+pub fn form_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-sr_form"
+    } else {
+        "sr_form"
+    }
+}
+
+fn plausible_token(t: &str) -> bool {
+    t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn csrf_refused() -> Response {
+    WebError::new(
+        StatusCode::FORBIDDEN,
+        "csrf_token_invalid",
+        "This form has expired or was not sent from our page. Go back, reload the page and try again.",
+        Format::Html,
+    )
+    .into_response()
+}
+
+/// Every state-changing browser request carries the form token (CSRF protection on top of
+/// the Origin check). Multipart uploads are checked by their handler (session token).
+async fn csrf_guard(
+    State((st, realm)): State<(AppState, Realm)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let name = form_cookie_name(st.cfg.secure_cookies);
+    let existing = crate::cookies::get(req.headers(), name).filter(|t| plausible_token(t));
+    let token = existing.clone().unwrap_or_else(app::ids::random_token);
+    req.extensions_mut().insert(FormToken(token.clone()));
+    let path = req.uri().path().to_owned();
+    // Forms only ever POST; other methods are not routed for pages (405).
+    let unsafe_method = *req.method() == Method::POST;
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("multipart/form-data"));
+    if unsafe_method && format_for(&path) == Format::Html && !multipart {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+            return WebError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("The request body is larger than {} KiB.", MAX_BODY / 1024),
+                Format::Html,
+            )
+            .into_response();
+        };
+        let sent = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+            .ok()
+            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+        let Some(sent) = sent else {
+            return csrf_refused();
+        };
+        let mut ok = existing
+            .as_deref()
+            .is_some_and(|t| domain::secret::constant_time_eq(t, &sent));
+        if !ok {
+            let session_cookie = match realm {
+                Realm::Resident => crate::portal::resident_cookie_name(&st),
+                Realm::Staff => crate::staff::staff_cookie_name(&st),
+            };
+            if let Some(tok) = crate::cookies::get(&parts.headers, session_cookie) {
+                if let Ok(Some(session)) = st.app.session(realm, &tok).await {
+                    ok = domain::secret::constant_time_eq(&session.csrf_token, &sent);
+                }
+            }
+        }
+        if !ok {
+            return csrf_refused();
+        }
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
+    let mut res = next.run(req).await;
+    if existing.is_none() {
+        let cookie = crate::cookies::set(name, &token, "Strict", st.cfg.secure_cookies, None);
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    res
 }
 
 /// Extractor rejections (a malformed form, query or path, a wrong method) come out of axum

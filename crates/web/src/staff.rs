@@ -62,6 +62,8 @@ pub struct StaffCtx {
     pub ip: String,
     pub city: String,
     pub signed_in: Option<(Session, StaffUser)>,
+    /// The browser's form token, for the sign-in forms.
+    pub form_token: String,
 }
 
 impl FromRequestParts<AppState> for StaffCtx {
@@ -86,6 +88,7 @@ impl FromRequestParts<AppState> for StaffCtx {
             ip: crate::portal::client_ip(parts),
             city: st.app.config().city_name.clone(),
             signed_in,
+            form_token: crate::portal::form_token(parts),
         })
     }
 }
@@ -119,7 +122,7 @@ impl StaffCtx {
                 .signed_in
                 .as_ref()
                 .map(|(s, _)| s.csrf_token.clone())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| self.form_token.clone()),
             nav: true,
         }
     }

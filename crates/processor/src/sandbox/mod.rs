@@ -119,7 +119,19 @@ pub fn router(cfg: SandboxConfig) -> Router {
         .route("/_sandbox/webhooks/resume", post(resume_webhooks))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(baseline_headers))
         .with_state(state)
+}
+
+/// Every sandbox response (JSON API, errors) is `nosniff` and, unless its handler chose
+/// otherwise (the stylesheet), not stored by caches: it may carry payers' details.
+async fn baseline_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
 }
 
 /// Serves the sandbox on `listener` until the process ends.
@@ -1196,7 +1208,13 @@ async fn retrieve_refund(
 // Operator / test controls
 // ---------------------------------------------------------------------------
 
-async fn list_events(State(st): State<Arc<Shared>>) -> Response {
+// The `/_sandbox/*` controls are test-only, but they show webhook payloads (payers'
+// e-mail addresses, amounts) and can hold webhooks back, so they take the API key like
+// every other sandbox API call: no anonymous or cross-site (CSRF) use.
+async fn list_events(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = st.authorize(&headers) {
+        return e.into_response();
+    }
     st.ensure_worker();
     let paused = *st.paused.borrow();
     let inner = st.lock_fresh();
@@ -1218,12 +1236,18 @@ async fn list_events(State(st): State<Arc<Shared>>) -> Response {
     axum::Json(json!({ "object": "list", "paused": paused, "data": data })).into_response()
 }
 
-async fn pause_webhooks(State(st): State<Arc<Shared>>) -> Response {
+async fn pause_webhooks(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = st.authorize(&headers) {
+        return e.into_response();
+    }
     st.paused.send_replace(true);
     axum::Json(json!({ "paused": true })).into_response()
 }
 
-async fn resume_webhooks(State(st): State<Arc<Shared>>) -> Response {
+async fn resume_webhooks(State(st): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = st.authorize(&headers) {
+        return e.into_response();
+    }
     st.ensure_worker();
     st.paused.send_replace(false);
     axum::Json(json!({ "paused": false })).into_response()

@@ -170,6 +170,7 @@ impl Harness {
     async fn events(&self) -> Value {
         self.browser
             .get(format!("{}/_sandbox/events", self.base))
+            .bearer_auth(KEY)
             .send()
             .await
             .unwrap()
@@ -902,6 +903,7 @@ async fn paused_webhooks_arrive_after_resume() {
     let resp = h
         .browser
         .post(format!("{}/_sandbox/webhooks/pause", h.base))
+        .bearer_auth(KEY)
         .send()
         .await
         .unwrap();
@@ -925,6 +927,7 @@ async fn paused_webhooks_arrive_after_resume() {
     assert!(h.hooks.try_recv().is_err());
     h.browser
         .post(format!("{}/_sandbox/webhooks/resume", h.base))
+        .bearer_auth(KEY)
         .send()
         .await
         .unwrap();

@@ -9,7 +9,9 @@ use crate::journeys::hidden_value;
 pub async fn resident(s: &Server, email: &str) -> (reqwest::Client, String) {
     let c = client();
     let pw = "purple elephants juggle quietly";
-    let post = |path: &str, form: Vec<(&str, String)>| {
+    let token = form_token(&c, &s.portal).await;
+    let post = |path: &str, mut form: Vec<(&str, String)>| {
+        form.push(("csrf", token.clone()));
         c.post(format!("{}{path}", s.portal))
             .header("origin", &s.portal)
             .form(&form)

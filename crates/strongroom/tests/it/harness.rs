@@ -141,6 +141,19 @@ impl Builder {
     }
 }
 
+/// The form token a page gives this client (its cookie jar keeps the matching cookie).
+pub async fn form_token(client: &reqwest::Client, origin: &str) -> String {
+    let html = client
+        .get(format!("{origin}/login"))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html");
+    crate::journeys::hidden_value(&html, "csrf")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
@@ -156,12 +169,18 @@ impl Server {
         &self.running.app
     }
 
-    /// POST a form to the portal as a same-origin browser would.
+    /// POST a form to the portal as a same-origin browser would: with the page's form token
+    /// (fetched from a page first) unless the test sets `csrf` itself.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut form: Vec<(&str, String)> =
+            form.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        if !form.iter().any(|(k, _)| *k == "csrf") {
+            form.push(("csrf", form_token(&self.http, &self.portal).await));
+        }
         self.http
             .post(format!("{}{path}", self.portal))
             .header("origin", &self.portal)
-            .form(form)
+            .form(&form)
             .send()
             .await
             .expect("request")

@@ -161,6 +161,17 @@ async fn declined_cards_leave_the_bill_unpaid_with_a_clear_message() {
         let html = res.text().await.unwrap();
         assert!(html.contains(text), "{code}: {html}");
         assert!(html.contains("Nothing was charged"));
+        assert!(
+            html.contains("Try another card"),
+            "the checkout is still open"
+        );
+        // Looking changed nothing; cancelling is a deliberate POST.
+        assert_eq!(
+            s.app().payment(&id).await.unwrap().status.as_str(),
+            "pending"
+        );
+        let res = s.post_form(&format!("/payments/{id}/cancel"), &[]).await;
+        assert_eq!(res.status(), 303);
         let p = s.app().payment(&id).await.unwrap();
         assert_eq!(p.status.as_str(), "failed");
         assert_eq!(p.failure_code.as_deref(), Some(code));
@@ -176,6 +187,27 @@ async fn cancel_returns_to_the_portal_with_nothing_charged() {
     assert_eq!(s.http.get(&url).send().await.unwrap().status(), 200);
     let html = s
         .follow(s.get(&format!("/payments/{id}/cancel")).await)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Nothing was charged"));
+    assert_eq!(
+        s.app().payment(&id).await.unwrap().status.as_str(),
+        "pending",
+        "a GET changes nothing"
+    );
+    // Without the form token the cancel is refused; with it, the payment is canceled.
+    let res = s
+        .http
+        .post(format!("{}/payments/{id}/cancel", s.portal))
+        .header("origin", &s.portal)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let html = s
+        .follow(s.post_form(&format!("/payments/{id}/cancel"), &[]).await)
         .await
         .text()
         .await

@@ -156,12 +156,17 @@ async fn cross_site_form_posts_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+    let token = form_token(&s.http, &s.portal).await;
     let post = |origin: &'static str, site: &'static str| {
         s.http
             .post(format!("{}/quick-pay", s.portal))
             .header("origin", origin)
             .header("sec-fetch-site", site)
-            .form(&[("account_number", "100001"), ("postal_code", "93301")])
+            .form(&[
+                ("account_number", "100001"),
+                ("postal_code", "93301"),
+                ("csrf", token.as_str()),
+            ])
             .send()
     };
     assert_eq!(post("null", "cross-site").await.unwrap().status(), 403);
@@ -224,4 +229,191 @@ async fn audit_chain_records_payments_and_verifies() {
         .collect();
     assert!(events.iter().any(|e| e == "payment.created"));
     assert!(events.iter().any(|e| e == "payment.succeeded"));
+}
+
+// Black-box scan (docs/security-scan.md, finding 1): a card number written with JSON
+// string escapes (`\u0034` is `4`) slipped past the raw-text card-number guard, was
+// decoded by the JSON extractor and stored (payment e-mail, return_url) or echoed in a
+// JSON error message.
+#[tokio::test]
+async fn card_numbers_hidden_in_json_escapes_are_refused() {
+    let s = server().start().await;
+    // "4242424242424242" with one digit escaped, in a value, a URL and a key.
+    let bodies = [
+        (
+            "/api/v1/payments",
+            r#"{"email":"a\u0034242424242424242@example.com","items":[{"type":"utility","account_number":"100001","postal_code":"93301","amount_cents":100}]}"#,
+        ),
+        (
+            "/api/v1/payments",
+            r#"{"email":"a@example.com","return_url":"http://127.0.0.1/x?c=42424242\u003424242","items":[{"type":"utility","account_number":"100001","postal_code":"93301","amount_cents":100}]}"#,
+        ),
+        (
+            "/api/v1/quick-pay/lookup",
+            r#"{"account_number":"1","postal_code":"2","4242424242\u003424242":1}"#,
+        ),
+        (
+            "/api/v1/quick-pay/lookup",
+            r#"{"account_number":"4000\u0020\u0030000 0000 0002","postal_code":"93301"}"#,
+        ),
+    ];
+    for (i, (path, body)) in bodies.iter().enumerate() {
+        let res = s
+            .http
+            .post(format!("{}{path}", s.portal))
+            .header("content-type", "application/json")
+            .header("Idempotency-Key", format!("json-escape-{i}"))
+            .body(*body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{path} {body}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains("card_number_refused"), "{text}");
+        assert!(!text.contains("4242424242424242"), "echoed: {text}");
+    }
+    let (_, findings) = strongroom::scan::scan(&[s.data_dir.clone()]).unwrap();
+    assert!(findings.is_empty(), "card numbers found: {findings:?}");
+}
+
+// Black-box scan (docs/security-scan.md, finding 2): the sandbox processor's test-only
+// controls answered anyone: `/_sandbox/events` listed every webhook payload (payers'
+// e-mail addresses, amounts, payment ids) and `/_sandbox/webhooks/pause` could be
+// triggered by a cross-site form post. They now take the sandbox API key.
+#[tokio::test]
+async fn sandbox_controls_need_the_api_key() {
+    let s = server().start().await;
+    s.api_payment("100001", "93301", 100, "sandbox-controls")
+        .await;
+    let events = format!("{}/_sandbox/events", s.processor);
+    let pause = format!("{}/_sandbox/webhooks/pause", s.processor);
+    let resume = format!("{}/_sandbox/webhooks/resume", s.processor);
+    let anon = s.http.get(&events).send().await.unwrap();
+    assert_eq!(anon.status(), 401);
+    assert!(!anon.text().await.unwrap().contains("payer@example.com"));
+    let wrong = s
+        .http
+        .get(&events)
+        .bearer_auth("sk_test_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    for url in [&pause, &resume] {
+        let res = s
+            .http
+            .post(url.as_str())
+            .header("origin", "https://evil.example.net")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{url}");
+    }
+    let ok = s.http.get(&events).bearer_auth(SK).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let v: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(v["paused"], false, "the anonymous pause had no effect");
+}
+
+#[tokio::test]
+async fn every_form_post_needs_the_form_token() {
+    let s = server().start().await;
+    let mine = form_token(&s.http, &s.portal).await;
+    let other = form_token(&client(), &s.portal).await;
+    for path in [
+        "/quick-pay",
+        "/quick-pay/pay",
+        "/login",
+        "/register",
+        "/forgot",
+        "/reset",
+        "/logout",
+        "/pay",
+        "/accounts/link",
+    ] {
+        let post = |token: Option<&str>| {
+            let mut form = vec![
+                ("account_number", "100001"),
+                ("postal_code", "93301"),
+                ("email", "a@example.com"),
+            ];
+            if let Some(t) = token {
+                form.push(("csrf", t));
+            }
+            s.http
+                .post(format!("{}{path}", s.portal))
+                .header("origin", &s.portal)
+                .form(&form)
+                .send()
+        };
+        assert_eq!(
+            post(None).await.unwrap().status(),
+            403,
+            "{path} without a token"
+        );
+        assert_eq!(
+            post(Some(&other)).await.unwrap().status(),
+            403,
+            "{path} with another browser's token"
+        );
+        assert_eq!(
+            post(Some("")).await.unwrap().status(),
+            403,
+            "{path} with an empty token"
+        );
+    }
+    // The right token gets through to the handler.
+    let res = s
+        .http
+        .post(format!("{}/quick-pay", s.portal))
+        .header("origin", &s.portal)
+        .form(&[
+            ("account_number", "100001"),
+            ("postal_code", "93301"),
+            ("csrf", mine.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The same on the staff listener's sign-in form.
+    let staff_token = form_token(&s.http, &s.staff).await;
+    let res = s
+        .http
+        .post(format!("{}/login", s.staff))
+        .header("origin", &s.staff)
+        .form(&[("username", "x"), ("password", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = s
+        .http
+        .post(format!("{}/login", s.staff))
+        .header("origin", &s.staff)
+        .form(&[
+            ("username", "x"),
+            ("password", "y"),
+            ("csrf", staff_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "reaches the login handler");
+    // The cookie behind the token is HttpOnly and SameSite=Strict.
+    let res = client().get(format!("{}/", s.portal)).send().await.unwrap();
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("sr_form="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
 }

@@ -13,10 +13,15 @@ async fn staff_login(
     user: &str,
     pw: &str,
 ) -> reqwest::Response {
+    let token = crate::harness::form_token(client, &s.staff).await;
     client
         .post(format!("{}/login", s.staff))
         .header("origin", &s.staff)
-        .form(&[("username", user), ("password", pw)])
+        .form(&[
+            ("username", user),
+            ("password", pw),
+            ("csrf", token.as_str()),
+        ])
         .send()
         .await
         .unwrap()
@@ -55,10 +60,11 @@ pub(crate) async fn fresh_code(s: &Server, user: &str) -> String {
 
 /// Posts a code to the second step.
 async fn post_code(s: &Server, client: &reqwest::Client, code: &str) -> reqwest::Response {
+    let token = crate::harness::form_token(client, &s.staff).await;
     client
         .post(format!("{}/login/mfa", s.staff))
         .header("origin", &s.staff)
-        .form(&[("code", code)])
+        .form(&[("code", code), ("csrf", token.as_str())])
         .send()
         .await
         .unwrap()
@@ -555,8 +561,14 @@ async fn staff_mfa_wrong_codes_end_the_challenge_and_count_toward_lockout() {
         let res = reqwest::Client::new()
             .post(format!("{}/login/mfa", s.staff))
             .header("origin", &s.staff)
-            .header("cookie", format!("sr_staff_mfa={token}"))
-            .form(&[("code", totp_code(&secret, server_now(&s)))])
+            .header(
+                "cookie",
+                format!("sr_staff_mfa={token}; sr_form={}", "a".repeat(64)),
+            )
+            .form(&[
+                ("code", totp_code(&secret, server_now(&s))),
+                ("csrf", "a".repeat(64)),
+            ])
             .send()
             .await
             .unwrap();

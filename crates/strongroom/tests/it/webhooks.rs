@@ -27,6 +27,7 @@ async fn paid_without_webhook(s: &Server, key: &str) -> (String, String) {
     assert_eq!(
         s.http
             .post(format!("{}/_sandbox/webhooks/pause", s.processor))
+            .bearer_auth(SK)
             .send()
             .await
             .unwrap()
@@ -185,6 +186,7 @@ async fn webhook_delayed_past_the_return_and_racing_it_posts_once() {
     assert_eq!(
         s.http
             .post(format!("{}/_sandbox/webhooks/resume", s.processor))
+            .bearer_auth(SK)
             .send()
             .await
             .unwrap()
@@ -196,6 +198,7 @@ async fn webhook_delayed_past_the_return_and_racing_it_posts_once() {
         let v: serde_json::Value = s
             .http
             .get(&events_url)
+            .bearer_auth(SK)
             .send()
             .await
             .unwrap()

@@ -41,6 +41,17 @@ pub struct Ctx {
     pub session: Option<Session>,
     pub ip: String,
     pub city: String,
+    /// The browser's form token (see `security::FormToken`), for pages without a session.
+    pub form_token: String,
+}
+
+/// The form token the CSRF layer put on the request.
+pub fn form_token(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<crate::security::FormToken>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -82,6 +93,7 @@ impl FromRequestParts<AppState> for Ctx {
             session,
             ip: client_ip(parts),
             city: st.app.config().city_name.clone(),
+            form_token: form_token(parts),
         })
     }
 }
@@ -98,7 +110,7 @@ impl Ctx {
                 .session
                 .as_ref()
                 .map(|s| s.csrf_token.clone())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| self.form_token.clone()),
             nav: true,
         }
     }
@@ -165,7 +177,10 @@ pub fn router() -> Router<AppState> {
         .route("/quick-pay", post(quick_pay_lookup))
         .route("/quick-pay/pay", post(quick_pay_start))
         .route("/payments/{id}/return", get(payment_return))
-        .route("/payments/{id}/cancel", get(payment_cancel))
+        .route(
+            "/payments/{id}/cancel",
+            get(payment_left).post(payment_cancel),
+        )
         .route("/payments/{id}/receipt", get(receipt))
         .merge(account::router())
         .layer(axum::middleware::from_fn(remember_language))
@@ -396,6 +411,40 @@ async fn payment_return(
     }
 }
 
+#[derive(Template)]
+#[template(path = "portal/left.html")]
+struct LeftPage {
+    c: Chrome,
+    p: PaymentView,
+    failure: Option<String>,
+    checkout_url: Option<String>,
+}
+
+/// The processor's cancel link lands here (a GET: it changes nothing).
+async fn payment_left(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    valid_payment_id(&id)?;
+    let (p, checkout_url) = st.app.payment_left(&id).await?;
+    if p.status != PaymentStatus::Pending {
+        return Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response());
+    }
+    let failure = failure_message(&ctx.t, p.failure_code.as_deref());
+    render(
+        StatusCode::OK,
+        &LeftPage {
+            c: ctx.chrome(),
+            p,
+            failure,
+            checkout_url,
+        },
+    )
+}
+
+/// The resident's deliberate "Cancel this payment" (a POST with the form token): the
+/// checkout is expired at the processor so it cannot be paid later.
 async fn payment_cancel(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -403,6 +452,15 @@ async fn payment_cancel(
     valid_payment_id(&id)?;
     st.app.cancel_return(&id).await?;
     Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
+}
+
+fn failure_message(t: &Tr, code: Option<&str>) -> Option<String> {
+    match code {
+        Some("insufficient_funds") => Some(t.s("decline.insufficient_funds").to_owned()),
+        Some("processor_unavailable") => Some(t.s("decline.processor_unavailable").to_owned()),
+        Some(_) => Some(t.s("decline.generic").to_owned()),
+        None => None,
+    }
 }
 
 #[derive(Template)]
@@ -450,12 +508,7 @@ async fn receipt(
         )),
         _ => None,
     };
-    let failure = match p.failure_code.as_deref() {
-        Some("insufficient_funds") => Some(ctx.t.s("decline.insufficient_funds").to_owned()),
-        Some("processor_unavailable") => Some(ctx.t.s("decline.processor_unavailable").to_owned()),
-        Some(_) => Some(ctx.t.s("decline.generic").to_owned()),
-        None => None,
-    };
+    let failure = failure_message(&ctx.t, p.failure_code.as_deref());
     let return_url = p.return_url.clone();
     render(
         StatusCode::OK,
