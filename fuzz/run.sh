@@ -42,18 +42,23 @@ cargo fuzz build "${build_flags[@]}"
 build_secs=$(($(date +%s) - t0))
 echo "fuzz: built ${#targets[@]} targets in ${build_secs}s (sanitizer: $sanitizer)"
 
+# Run the binaries just built (as `cargo fuzz run` would, without its rebuild check, so a
+# source edited meanwhile cannot change what is being fuzzed halfway through).
+triple=$(rustc -vV | sed -n 's/^host: //p')
+bin_dir="target/$triple/release"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
+
 mkdir -p work/logs
 failed=()
 results=()
 for t in "${targets[@]}"; do
-    mkdir -p "work/corpus/$t" "corpus/$t"
+    mkdir -p "work/corpus/$t" "corpus/$t" "artifacts/$t"
     log="work/logs/$t.log"
     echo
     echo "==> fuzz $t for ${secs}s"
     rc=0
-    cargo fuzz run "${build_flags[@]}" "$t" "work/corpus/$t" "corpus/$t" -- \
-        -max_total_time="$secs" -timeout=10 -print_final_stats=1 2>&1 | tee "$log" ||
-        rc=$?
+    "$bin_dir/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$secs" -timeout=10 \
+        -print_final_stats=1 "work/corpus/$t" "corpus/$t" 2>&1 | tee "$log" || rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
@@ -70,7 +75,7 @@ echo "==> fuzz summary (${secs}s per target, build ${build_secs}s, sanitizer $sa
 printf '%s\n' "${results[@]}"
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "fuzz: crash in: ${failed[*]}" >&2
-    echo "replay with: (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run ${build_flags[*]} TARGET artifacts/TARGET/crash-...)" >&2
+    echo "replay: (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run ${build_flags[*]} TARGET artifacts/TARGET/crash-...)" >&2
     exit 1
 fi
 echo "fuzz: no crashes"

@@ -1,5 +1,6 @@
 //! Utility accounts as residents and staff see them: balance, due date, bills.
 
+use crate::crypto::columns;
 use crate::{App, AppError};
 use domain::account::mask_name;
 use domain::{AccountNumber, Money, PostalCode};
@@ -100,8 +101,8 @@ impl App {
         Ok(AccountSummary {
             account_number: AccountNumber::parse(&a.account_number)
                 .ok_or_else(|| AppError::Internal("stored account number is malformed".into()))?,
-            masked_name: mask_name(&a.holder_name),
-            service_street: a.service_street.clone(),
+            masked_name: mask_name(&self.open(columns::ACCOUNT_HOLDER_NAME, &a.holder_name)?),
+            service_street: self.open(columns::ACCOUNT_SERVICE_STREET, &a.service_street)?,
             balance,
             due_date,
             past_due,

@@ -1,5 +1,6 @@
 //! Deterministic demo data: a small city's utility accounts with two years of bills.
 
+use crate::crypto::columns;
 use crate::ids::random_id;
 use crate::{App, AppError};
 use rand::rngs::StdRng;
@@ -145,8 +146,8 @@ impl App {
                 &AccountRow {
                     account_number: number.clone(),
                     postal_code: zip.into(),
-                    holder_name: name,
-                    service_street: street,
+                    holder_name: self.seal(columns::ACCOUNT_HOLDER_NAME, &name)?,
+                    service_street: self.seal(columns::ACCOUNT_SERVICE_STREET, &street)?,
                     service_city: "Bakersfield, CA".into(),
                     currency: currency.into(),
                     created_at: now,

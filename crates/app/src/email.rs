@@ -1,6 +1,7 @@
 //! Emails: written to the outbox in the same transaction as their cause, delivered by a
 //! worker over SMTP with retries (or, in demo mode, kept for the staff outbox view).
 
+use crate::crypto::columns;
 use crate::ids::random_id;
 use crate::payments::PaymentView;
 use crate::{App, AppError};
@@ -47,7 +48,19 @@ impl App {
         kind: &str,
     ) -> Result<(), AppError> {
         let id = domain::ids::EmailId::from_random(&random_id()).to_string();
-        store::outbox::enqueue(conn, &id, to, subject, body, kind, self.now_unix()).await?;
+        let sealed_to = self.seal(columns::OUTBOX_TO, to)?;
+        let sealed_body = self.seal(columns::OUTBOX_BODY, body)?;
+        store::outbox::enqueue(
+            conn,
+            &id,
+            &sealed_to,
+            &self.email_index(to),
+            subject,
+            &sealed_body,
+            kind,
+            self.now_unix(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -98,6 +111,10 @@ impl App {
             let mut conn = self.store.conn().await?;
             store::outbox::due(&mut conn, now, 50).await?
         };
+        let due = due
+            .into_iter()
+            .map(|e| self.open_email(e))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut delivered = 0;
         for e in due {
             let result = match mailer {
@@ -128,8 +145,21 @@ impl App {
     }
 
     pub async fn emails_to(&self, to: &str) -> Result<Vec<store::outbox::EmailRow>, AppError> {
-        let mut conn = self.store.conn().await?;
-        Ok(store::outbox::for_recipient(&mut conn, to, 50).await?)
+        let rows = {
+            let mut conn = self.store.conn().await?;
+            store::outbox::for_recipient(&mut conn, &self.email_index(to), 50).await?
+        };
+        rows.into_iter().map(|e| self.open_email(e)).collect()
+    }
+
+    /// An outbox row with its recipient and body decrypted.
+    pub(crate) fn open_email(
+        &self,
+        mut e: store::outbox::EmailRow,
+    ) -> Result<store::outbox::EmailRow, AppError> {
+        e.to_addr = self.open(columns::OUTBOX_TO, &e.to_addr)?;
+        e.body_text = self.open(columns::OUTBOX_BODY, &e.body_text)?;
+        Ok(e)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod billing;
 pub mod clock;
+pub mod crypto;
 pub mod demo;
 pub mod documents;
 pub mod email;
@@ -50,6 +51,8 @@ pub struct Config {
     /// Only in demo mode, where the outbox is the only mailbox: in production such a link
     /// would let any clerk take over a resident's account.
     pub outbox_shows_links: bool,
+    /// Keys that seal personal data at rest and key its blind indexes (`crypto`).
+    pub keys: Arc<crypto::KeyRing>,
 }
 
 impl std::fmt::Debug for Config {
@@ -59,6 +62,7 @@ impl std::fmt::Debug for Config {
             .field("city_name", &self.city_name)
             .field("webhook_secret", &"***")
             .field("audit_key", &"***")
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }

@@ -5,7 +5,7 @@
 //! [`LoginStep`]: a challenge (a random token the browser keeps for at most 5 minutes) that
 //! [`App::staff_login_verify`] turns into a session once a code is right. A member who has
 //! not enrolled yet is shown a fresh secret and enrolls by entering a first code; then ten
-//! recovery codes are made, returned once, and only their SHA-256 is kept.
+//! recovery codes are made, returned once, and only a keyed hash is kept.
 //!
 //! Single use: the store remembers the newest 30-second step whose code was accepted, and a
 //! code is accepted only for a later step (an atomic conditional update, so two requests
@@ -195,8 +195,25 @@ fn classify(input: &str) -> Entered {
     }
 }
 
-fn recovery_hash(canonical: &str) -> String {
-    token_hash(canonical)
+/// Recovery codes are kept as a keyed hash (HMAC-SHA256 under a key derived from the
+/// server's audit key, which is not in the database): a leaked database or backup alone
+/// does not allow guessing them offline.
+fn recovery_hash(server_key: &[u8], canonical: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let derived = match <Hmac<sha2::Sha256> as Mac>::new_from_slice(server_key) {
+        Ok(mut m) => {
+            m.update(b"strongroom recovery codes v1");
+            m.finalize().into_bytes().to_vec()
+        }
+        Err(_) => return token_hash(canonical),
+    };
+    match <Hmac<sha2::Sha256> as Mac>::new_from_slice(&derived) {
+        Ok(mut m) => {
+            m.update(canonical.as_bytes());
+            hex::encode(m.finalize().into_bytes())
+        }
+        Err(_) => token_hash(canonical),
+    }
 }
 
 fn well_formed_token(token: &str) -> bool {
@@ -350,7 +367,13 @@ impl App {
         let accepted = match classify(code) {
             Entered::Totp(code) => self.accept_totp(&mut tx, &row, &mfa, &code, now).await?,
             Entered::Recovery(canonical) if enrolled => {
-                m::use_recovery_code(&mut tx, &row.id, &recovery_hash(&canonical), now).await?
+                m::use_recovery_code(
+                    &mut tx,
+                    &row.id,
+                    &recovery_hash(&self.config().audit_key, &canonical),
+                    now,
+                )
+                .await?
             }
             _ => false,
         };
@@ -384,7 +407,7 @@ impl App {
             recovery_codes = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
             let hashes: Vec<String> = recovery_codes
                 .iter()
-                .map(|c| recovery_hash(&c.replace('-', "")))
+                .map(|c| recovery_hash(&self.config().audit_key, &c.replace('-', "")))
                 .collect();
             m::replace_recovery_codes(&mut tx, &row.id, &hashes, now).await?;
             self.audit(

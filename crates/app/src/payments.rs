@@ -118,6 +118,8 @@ impl SettleSource {
 }
 
 const MAX_ITEMS: usize = 20;
+/// Payment starts allowed per client address in 15 minutes.
+pub const PAYMENT_STARTS_PER_WINDOW: i64 = 30;
 
 impl App {
     fn view(&self, p: PaymentRow, items: Vec<PaymentItemRow>) -> Result<PaymentView, AppError> {
@@ -139,7 +141,7 @@ impl App {
                 .collect(),
             id: p.id,
             confirmation_number: p.confirmation_number,
-            email: p.email,
+            email: self.open(crate::crypto::columns::PAYMENT_EMAIL, &p.email)?,
             resident_id: p.resident_id,
             channel: p.channel,
             card_brand: p.card_brand,
@@ -220,6 +222,13 @@ impl App {
                 "choose at least one bill to pay",
             ));
         }
+        // Each start opens a checkout at the processor: bounded per client.
+        self.rate_limit(
+            &format!("pay-ip:{}", req.source_ip),
+            PAYMENT_STARTS_PER_WINDOW,
+            900,
+        )
+        .await?;
         if req.items.len() > MAX_ITEMS {
             return Err(AppError::invalid(
                 "items",
@@ -296,7 +305,8 @@ impl App {
             status: PaymentStatus::Pending.as_str().into(),
             amount_cents: total.cents(),
             currency: currency.code().into(),
-            email: req.email.to_string(),
+            email: self.seal(crate::crypto::columns::PAYMENT_EMAIL, req.email.as_str())?,
+            email_index: Some(self.email_index(req.email.as_str())),
             resident_id: req.resident_id.clone(),
             channel: req.channel.as_str().into(),
             processor_session_id: None,

@@ -2,6 +2,7 @@
 //! link utility accounts.
 
 use crate::billing::AccountSummary;
+use crate::crypto::columns;
 use crate::ids::{random_id, random_token, token_hash};
 use crate::sessions::{NewSession, Realm};
 use crate::{passwords, App, AppError};
@@ -62,11 +63,9 @@ impl App {
             .await?;
         let hash = passwords::hash(password_plain.to_owned()).await?;
         let now = self.now_unix();
+        let email_key = self.email_index(email.as_str());
         let mut tx = self.store.begin().await?;
-        if res::by_email_key(&mut tx, &email.normalized())
-            .await?
-            .is_some()
-        {
+        if res::by_email_key(&mut tx, &email_key).await?.is_some() {
             let body = format!(
                 "Someone tried to create a {} payments account with this email address, which already has one.\n\nIf it was you, log in or reset your password at {}/forgot.\nIf it was not you, you can ignore this email.\n",
                 self.config().city_name,
@@ -88,8 +87,8 @@ impl App {
             &mut tx,
             &ResidentRow {
                 id: id.clone(),
-                email: email.to_string(),
-                email_key: email.normalized(),
+                email: self.seal(columns::RESIDENT_EMAIL, email.as_str())?,
+                email_key,
                 password_hash: hash,
                 email_verified_at: None,
                 disabled: 0,
@@ -162,7 +161,8 @@ impl App {
         password_plain: &str,
         source_ip: &str,
     ) -> Result<(Resident, NewSession), AppError> {
-        let key = email.trim().to_lowercase();
+        // Blind index: the rate-limit bucket and the lookup carry no readable address.
+        let key = self.email_index(email);
         self.rate_limit(&format!("login-ip:{source_ip}"), 30, 900)
             .await?;
         self.rate_limit(&format!("login-user:{key}"), 10, 900)
@@ -217,8 +217,8 @@ impl App {
         tx.commit().await.map_err(StoreError::from)?;
         Ok((
             Resident {
+                email: self.open(columns::RESIDENT_EMAIL, &row.email)?,
                 id: row.id,
-                email: row.email,
                 verified: true,
             },
             session,
@@ -231,8 +231,8 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("resident"))?;
         Ok(Resident {
+            email: self.open(columns::RESIDENT_EMAIL, &r.email)?,
             id: r.id,
-            email: r.email,
             verified: r.email_verified_at.is_some(),
         })
     }
@@ -248,11 +248,13 @@ impl App {
         })?;
         self.rate_limit(&format!("reset-ip:{source_ip}"), 20, 3600)
             .await?;
-        self.rate_limit(&format!("reset-user:{}", email.normalized()), 5, 3600)
+        let email_key = self.email_index(email.as_str());
+        self.rate_limit(&format!("reset-user:{email_key}"), 5, 3600)
             .await?;
         let now = self.now_unix();
         let mut tx = self.store.begin().await?;
-        if let Some(r) = res::by_email_key(&mut tx, &email.normalized()).await? {
+        if let Some(r) = res::by_email_key(&mut tx, &email_key).await? {
+            let to = self.open(columns::RESIDENT_EMAIL, &r.email)?;
             let token = random_token();
             res::insert_token(
                 &mut tx,
@@ -268,14 +270,8 @@ impl App {
                 self.config().city_name,
                 self.link("/reset", &token)
             );
-            self.enqueue_email(
-                &mut tx,
-                &r.email,
-                "Reset your password",
-                &body,
-                "password_reset",
-            )
-            .await?;
+            self.enqueue_email(&mut tx, &to, "Reset your password", &body, "password_reset")
+                .await?;
             self.audit(
                 &mut tx,
                 &format!("resident:{}", r.id),
@@ -305,11 +301,9 @@ impl App {
             .await?
             .ok_or(AppError::BadToken)?;
         let r = res::get(&mut tx, &id).await?.ok_or(AppError::BadToken)?;
-        if let Err(p) = password::check(
-            new_password,
-            password::RESIDENT_MIN_LEN,
-            &[r.email.as_str()],
-        ) {
+        let email = self.open(columns::RESIDENT_EMAIL, &r.email)?;
+        if let Err(p) = password::check(new_password, password::RESIDENT_MIN_LEN, &[email.as_str()])
+        {
             tx.rollback().await.map_err(StoreError::from)?;
             return Err(AppError::invalid("password", password_message(p)));
         }

@@ -211,7 +211,7 @@ impl App {
             if q.is_empty() {
                 store::payments::recent(&mut conn, limit).await?
             } else {
-                store::payments::search(&mut conn, q, limit).await?
+                store::payments::search(&mut conn, q, &self.email_index(q), limit).await?
             }
         };
         let mut out = Vec::with_capacity(rows.len());
@@ -239,15 +239,19 @@ impl App {
     }
 
     pub async fn outbox(&self, limit: i64) -> Result<Vec<store::outbox::EmailRow>, AppError> {
-        let mut conn = self.store.conn().await?;
-        Ok(store::outbox::recent(&mut conn, limit).await?)
+        let rows = {
+            let mut conn = self.store.conn().await?;
+            store::outbox::recent(&mut conn, limit).await?
+        };
+        rows.into_iter().map(|e| self.open_email(e)).collect()
     }
 
     pub async fn outbox_email(&self, id: &str) -> Result<store::outbox::EmailRow, AppError> {
         let mut conn = self.store.conn().await?;
-        let mut e = store::outbox::get(&mut conn, id)
+        let e = store::outbox::get(&mut conn, id)
             .await?
             .ok_or(AppError::NotFound("email"))?;
+        let mut e = self.open_email(e)?;
         if !self.config().outbox_shows_links && LINK_EMAILS.contains(&e.kind.as_str()) {
             e.body_text = "(This email carries a single-use link for the resident and is not shown to staff.)".into();
         }

@@ -61,6 +61,21 @@ fn digits_look_like_pan(digits: &[u8]) -> bool {
     }
 }
 
+/// A group of digits with separators: `starts` are the offsets in `digits` where each
+/// separated part begins. Besides the whole group, every run of whole parts is checked, so
+/// a card number followed by a short group (`4242 4242 4242 4242 123`, a CVV) is found.
+fn group_looks_like_pan(digits: &[u8], starts: &[usize]) -> bool {
+    if digits_look_like_pan(digits) {
+        return true;
+    }
+    starts.iter().enumerate().any(|(k, &a)| {
+        starts[k + 1..]
+            .iter()
+            .chain(std::iter::once(&digits.len()))
+            .any(|&e| (13..=19).contains(&(e - a)) && digits_look_like_pan(&digits[a..e]))
+    })
+}
+
 /// Length of the run of digits ending just before `i`.
 fn seg_len(b: &[u8], i: usize) -> usize {
     b[..i]
@@ -83,6 +98,7 @@ fn pan_spans(s: &str) -> Vec<(usize, usize)> {
         }
         let start = i;
         let mut digits = Vec::with_capacity(24);
+        let mut starts = vec![0];
         let mut end = i;
         while i < b.len() {
             if b[i].is_ascii_digit() {
@@ -97,12 +113,13 @@ fn pan_spans(s: &str) -> Vec<(usize, usize)> {
             {
                 // Separators join groups of three or more digits (4242 4242 ..., 3782 822463
                 // 10005), not the two-digit parts of dates.
+                starts.push(digits.len());
                 i += 1;
             } else {
                 break;
             }
         }
-        if digits_look_like_pan(&digits) {
+        if group_looks_like_pan(&digits, &starts) {
             spans.push((start, end));
         }
         i = end.max(i);
@@ -212,6 +229,27 @@ mod tests {
         ] {
             assert!(!contains_pan(s), "{s}");
         }
+    }
+
+    #[test]
+    fn finds_a_card_followed_by_a_short_group() {
+        // Found by the `pan_masker` fuzz target: the CVV joined the group, and the
+        // 19 digits as a whole are not a card number.
+        for s in [
+            "4242424242424242 123",
+            "4242 4242 4242 4242 123",
+            "5555-5555-5555-4444-999",
+            "378282246310005 1234",
+            "999 4242424242424242",
+            "c5-5557-55542462422424",
+        ] {
+            assert!(contains_pan(s), "{s}");
+            assert!(!contains_pan(&mask_pans(s)), "{s}");
+        }
+        assert_eq!(
+            mask_pans("card 4242 4242 4242 4242 123 exp"),
+            "card **** **** **** **** *** exp"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod mfa;
 pub mod outbox;
 pub mod payments;
+pub mod pii;
 pub mod ratelimit;
 pub mod residents;
 pub mod sessions;

@@ -22,11 +22,15 @@ pub async fn get(conn: &mut AnyConnection, staff_id: &str) -> Result<Option<MfaR
     .await?)
 }
 
-/// Stores a not-yet-enrolled secret unless the member already has one (enrolled or not).
+/// Stores a fresh not-yet-enrolled secret (a new one at every password step, so a secret
+/// seen by someone who only knew the password is gone when the member enrolls); an
+/// enrolled member's secret is never replaced here.
 pub async fn insert_pending(conn: &mut AnyConnection, staff_id: &str, secret: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO staff_mfa (staff_id, totp_secret, enrolled_at, last_used_step)
-         VALUES ($1, $2, NULL, 0) ON CONFLICT (staff_id) DO NOTHING",
+         VALUES ($1, $2, NULL, 0)
+         ON CONFLICT (staff_id) DO UPDATE SET totp_secret = excluded.totp_secret
+         WHERE staff_mfa.enrolled_at IS NULL",
     )
     .bind(staff_id)
     .bind(secret)

@@ -20,18 +20,22 @@ pub struct EmailRow {
 
 const COLS: &str = "id, to_addr, subject, body_text, kind, status, attempts, next_attempt_at, last_error, created_at, sent_at";
 
+// The row's fields, spelled out; `to` and `body` arrive sealed, `to_index` is the
+// recipient's blind index.
+#[allow(clippy::too_many_arguments)]
 pub async fn enqueue(
     conn: &mut AnyConnection,
     id: &str,
     to: &str,
+    to_index: &str,
     subject: &str,
     body: &str,
     kind: &str,
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO outbox_emails (id, to_addr, subject, body_text, kind, status, attempts, next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+        "INSERT INTO outbox_emails (id, to_addr, to_index, subject, body_text, kind, status, attempts, next_attempt_at, created_at)
+         VALUES ($1, $2, $7, $3, $4, $5, 'pending', 0, $6, $6)",
     )
     .bind(id)
     .bind(to)
@@ -39,6 +43,7 @@ pub async fn enqueue(
     .bind(body)
     .bind(kind)
     .bind(now)
+    .bind(to_index)
     .execute(conn)
     .await?;
     Ok(())
@@ -103,15 +108,16 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<EmailRow>>
     )
 }
 
+/// Emails to one recipient, found by the blind index of the address.
 pub async fn for_recipient(
     conn: &mut AnyConnection,
-    to: &str,
+    to_index: &str,
     limit: i64,
 ) -> Result<Vec<EmailRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLS} FROM outbox_emails WHERE LOWER(to_addr) = LOWER($1) ORDER BY created_at DESC, id DESC LIMIT $2"
+        "SELECT {COLS} FROM outbox_emails WHERE to_index = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
     ))
-    .bind(to)
+    .bind(to_index)
     .bind(limit)
     .fetch_all(conn)
     .await?)

@@ -10,7 +10,10 @@ pub struct PaymentRow {
     pub status: String,
     pub amount_cents: i64,
     pub currency: String,
+    /// Sealed by the app (`payments.email`).
     pub email: String,
+    /// Keyed blind index of the email, for the staff search.
+    pub email_index: Option<String>,
     pub resident_id: Option<String>,
     pub channel: String,
     pub processor_session_id: Option<String>,
@@ -44,7 +47,7 @@ pub struct PaymentEventRow {
     pub detail: String,
 }
 
-const COLS: &str = "id, confirmation_number, status, amount_cents, currency, email, resident_id, channel,
+const COLS: &str = "id, confirmation_number, status, amount_cents, currency, email, email_index, resident_id, channel,
     processor_session_id, processor_payment_intent, card_brand, card_last4, failure_code, failure_message,
     refunded_cents, return_url, created_at, updated_at, decided_at";
 
@@ -54,10 +57,10 @@ pub async fn insert(
     items: &[PaymentItemRow],
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO payments (id, confirmation_number, status, amount_cents, currency, email, resident_id, channel,
+        "INSERT INTO payments (id, confirmation_number, status, amount_cents, currency, email, email_index, resident_id, channel,
             processor_session_id, processor_payment_intent, card_brand, card_last4, failure_code, failure_message,
             refunded_cents, return_url, created_at, updated_at, decided_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(&p.id)
     .bind(&p.confirmation_number)
@@ -65,6 +68,7 @@ pub async fn insert(
     .bind(p.amount_cents)
     .bind(&p.currency)
     .bind(&p.email)
+    .bind(&p.email_index)
     .bind(&p.resident_id)
     .bind(&p.channel)
     .bind(&p.processor_session_id)
@@ -276,16 +280,23 @@ pub async fn for_account(
     .await?)
 }
 
-/// Staff search: exact confirmation number, account number or email (case-insensitive).
-pub async fn search(conn: &mut AnyConnection, q: &str, limit: i64) -> Result<Vec<PaymentRow>> {
+/// Staff search: exact confirmation number, account number, payment id, or email (the
+/// caller passes the email's blind index, `email_index`).
+pub async fn search(
+    conn: &mut AnyConnection,
+    q: &str,
+    email_index: &str,
+    limit: i64,
+) -> Result<Vec<PaymentRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM payments
-         WHERE UPPER(confirmation_number) = UPPER($1) OR LOWER(email) = LOWER($1) OR id = $1
+         WHERE UPPER(confirmation_number) = UPPER($1) OR email_index = $3 OR id = $1
             OR id IN (SELECT payment_id FROM payment_items WHERE account_number = $1)
          ORDER BY created_at DESC, id DESC LIMIT $2"
     ))
     .bind(q)
     .bind(limit)
+    .bind(email_index)
     .fetch_all(conn)
     .await?)
 }

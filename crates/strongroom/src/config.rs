@@ -38,6 +38,10 @@ pub struct Server {
     /// A TLS-terminating proxy is in front of the listeners.
     #[serde(default)]
     pub behind_tls_proxy: bool,
+    /// Addresses of that proxy: their `X-Forwarded-For` names the client, so rate limits and
+    /// the audit log see residents, not the proxy.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Terminate TLS here (PEM files), for cities without a proxy. Both or neither.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -90,6 +94,10 @@ pub struct Security {
     pub audit_head_file: Option<PathBuf>,
     /// Key of `strongroom backup` files: 32 random bytes as 64 hex characters.
     pub backup_key_file: Option<PathBuf>,
+    /// Keys of personal data at rest (`strongroom keys init --out FILE` creates it;
+    /// `strongroom keys rotate` adds keys). Required by `serve`.
+    #[serde(default)]
+    pub data_keys_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

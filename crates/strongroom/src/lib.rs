@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod integrity;
+pub mod keys;
 pub mod logging;
 pub mod scan;
 pub mod server;

@@ -38,6 +38,31 @@ impl<'a> MakeWriter<'a> for ScrubbingWriter {
     }
 }
 
+/// The first directive of a filter (`RUST_LOG` syntax) that would turn on debug or trace
+/// output: a level word or number (`debug`, `trace`, `4`, `5`), or a bare target (which
+/// `tracing` reads as "everything from that target").
+pub fn verbose_directive(filter: &str) -> Option<String> {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .find(|d| {
+            let level = d
+                .rsplit('=')
+                .next()
+                .unwrap_or(d)
+                .trim()
+                .to_ascii_lowercase();
+            let level = level.trim_end_matches(']').to_owned();
+            match level.as_str() {
+                "off" | "error" | "warn" | "info" | "0" | "1" | "2" | "3" => false,
+                // A directive with no level is a target at full verbosity.
+                _ => true,
+            }
+        })
+        .map(str::to_owned)
+}
+
 /// Installs the global subscriber. `STRONGROOM_LOG` (not `RUST_LOG`) picks levels; the
 /// default is `info`. Returns an error if a subscriber was already installed.
 pub fn init(log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -65,4 +90,29 @@ pub fn init(log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
         .with_writer(ScrubbingWriter { file })
         .try_init()
         .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verbose_directive;
+
+    #[test]
+    fn verbose_levels_in_any_spelling_are_found() {
+        for bad in [
+            "debug",
+            "TRACE",
+            "5",
+            "4",
+            "hyper=5",
+            "info,web=debug",
+            "tower_http",
+            "web[span]=trace",
+            "warn,sqlx",
+        ] {
+            assert!(verbose_directive(bad).is_some(), "{bad}");
+        }
+        for ok in ["info", "warn", "error,web=info", "off", "3", "access=warn"] {
+            assert_eq!(verbose_directive(ok), None, "{ok}");
+        }
+    }
 }

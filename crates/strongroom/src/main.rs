@@ -79,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Keys of personal data at rest (names, emails, addresses).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Scan files or directories for card numbers; exits 1 if any is found.
     ScanPan {
         #[arg(required = true)]
@@ -114,6 +119,29 @@ enum IntegrityCommand {
         /// (default: as the server's inventory says, which a tampered server could change).
         #[arg(long)]
         processor_origin: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a new data keys file (mode 600) for security.data_keys_file.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a new key, make it current and re-encrypt every stored value with it (stop the
+    /// server first). Older keys stay in the file.
+    Rotate {
+        /// Production configuration file (database.url, security.data_keys_file).
+        #[arg(
+            long,
+            conflicts_with = "data_dir",
+            required_unless_present = "data_dir"
+        )]
+        config: Option<PathBuf>,
+        /// Demo data directory (strongroom.db, data.keys).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -262,6 +290,49 @@ fn run() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Keys {
+                command: KeysCommand::Init { out },
+            } => {
+                let ring = strongroom::keys::init(&out)?;
+                println!(
+                    "created data keys file {} (key {}); set security.data_keys_file to it",
+                    out.display(),
+                    ring.current_id()
+                );
+                Ok(())
+            }
+            Command::Keys {
+                command: KeysCommand::Rotate { config, data_dir },
+            } => {
+                let (url, keys_file, audit_key, city) = match (config, data_dir) {
+                    (Some(c), _) => {
+                        let cfg = config::load(&c, std::env::vars())?;
+                        let keys = cfg
+                            .security
+                            .data_keys_file
+                            .context("set security.data_keys_file in the configuration")?;
+                        let audit_key = config::read_secret(&cfg.security.audit_key_file)?;
+                        (cfg.database.url, keys, audit_key, cfg.city.name)
+                    }
+                    (None, Some(d)) => {
+                        let (url, audit_key_file, _) = strongroom::audit::demo_paths(&d);
+                        (
+                            url,
+                            d.join(strongroom::keys::DEMO_FILE),
+                            config::read_secret(&audit_key_file)?,
+                            "City of Bakersfield".to_owned(),
+                        )
+                    }
+                    (None, None) => bail!("pass --config or --data-dir"),
+                };
+                let lines =
+                    strongroom::keys::rotate(&url, &keys_file, audit_key.into_bytes(), &city)
+                        .await?;
+                for l in lines {
+                    println!("{l}");
+                }
+                Ok(())
+            }
             Command::ScanPan { paths } => {
                 let (files, findings) = strongroom::scan::scan(&paths)?;
                 for f in &findings {
@@ -383,6 +454,12 @@ async fn demo(
     }
     let audit_key = demo_secret(&data_dir, "audit.key", || random_hex(32))?;
     demo_secret(&data_dir, "backup.key", || random_hex(32))?;
+    let keys_path = data_dir.join(strongroom::keys::DEMO_FILE);
+    let data_keys = if keys_path.exists() {
+        strongroom::keys::load(&keys_path)?
+    } else {
+        strongroom::keys::init(&keys_path)?
+    };
     let staff_password = demo_secret(&data_dir, "demo-staff-password", || random_hex(10))?;
     let db = data_dir.join("strongroom.db");
     let database_url = format!("sqlite://{}?mode=rwc", db.display());
@@ -402,6 +479,7 @@ async fn demo(
         processor_secret_key: format!("sk_test_{}", random_hex(12)).into(),
         webhook_secret: format!("whsec_{}", random_hex(16)).into(),
         audit_key: audit_key.into_bytes(),
+        data_keys,
         audit_head_file: Some(data_dir.join("audit.head")),
         clock: Arc::new(SystemClock),
         mailer: Mailer::OutboxOnly,
@@ -409,6 +487,7 @@ async fn demo(
         hsts: false,
         allowed_return_origins: vec![],
         tls: None,
+        trusted_proxies: vec![],
         worker_interval: Some(Duration::from_secs(2)),
         payment_ttl_secs: 3600,
     })
@@ -474,8 +553,14 @@ async fn staff_add(path: &Path, username: &str, name: &str, role: &str) -> anyho
     std::io::stdin().read_line(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']);
     let audit_key = config::read_secret(&cfg.security.audit_key_file)?;
-    let app =
-        server::offline_app(&cfg.database.url, audit_key.into_bytes(), &cfg.city.name).await?;
+    let data_keys = data_keys(&cfg)?;
+    let app = server::offline_app(
+        &cfg.database.url,
+        audit_key.into_bytes(),
+        &cfg.city.name,
+        data_keys,
+    )
+    .await?;
     if app.staff_by_username(username).await?.is_some() {
         bail!("a staff user named {username:?} already exists");
     }
@@ -488,15 +573,22 @@ async fn staff_add(path: &Path, username: &str, name: &str, role: &str) -> anyho
     Ok(())
 }
 
+/// The production data keys (personal data at rest); refuses to go on without them.
+fn data_keys(cfg: &config::Config) -> anyhow::Result<app::crypto::KeyRing> {
+    let p = cfg.security.data_keys_file.as_ref().context(
+        "refusing to start: set security.data_keys_file (create the file with `strongroom keys init --out FILE`)",
+    )?;
+    strongroom::keys::load(p)
+}
+
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let cfg = config::load(path, std::env::vars())?;
     // Verbose levels are where the 2018 breach began (a debug switch that logged card
     // data): production refuses them, whichever variable asks.
     for var in ["STRONGROOM_LOG", "RUST_LOG"] {
         if let Ok(v) = std::env::var(var) {
-            let v = v.to_ascii_lowercase();
-            if v.contains("debug") || v.contains("trace") {
-                bail!("refusing to start: {var} asks for debug or trace logging, which production never allows; unset it or use info, warn or error");
+            if let Some(d) = logging::verbose_directive(&v) {
+                bail!("refusing to start: {var} asks for debug or trace logging ({d:?}), which production never allows; unset it or use info, warn or error");
             }
         }
     }
@@ -504,7 +596,6 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     if is_root() {
         bail!("refusing to run as root: create a dedicated user (the systemd unit does) and run as that user");
     }
-    let loopback = cfg.server.portal_addr.ip().is_loopback();
     let https = cfg.server.public_url.starts_with("https://");
     let tls = match (&cfg.server.tls_cert_file, &cfg.server.tls_key_file) {
         (Some(c), Some(k)) => {
@@ -515,12 +606,18 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         (None, None) => None,
         _ => bail!("set both server.tls_cert_file and server.tls_key_file, or neither"),
     };
-    if !loopback && !cfg.server.behind_tls_proxy && tls.is_none() {
-        bail!("refusing to serve plain HTTP on the public address {}: set server.tls_cert_file and server.tls_key_file, or put a TLS proxy in front and set server.behind_tls_proxy = true", cfg.server.portal_addr);
+    for (what, addr) in [
+        ("portal", cfg.server.portal_addr),
+        ("staff back office", cfg.server.staff_addr),
+    ] {
+        if !addr.ip().is_loopback() && !cfg.server.behind_tls_proxy && tls.is_none() {
+            bail!("refusing to serve the {what} over plain HTTP on the public address {addr}: set server.tls_cert_file and server.tls_key_file, or put a TLS proxy in front and set server.behind_tls_proxy = true");
+        }
     }
     let secret_key = config::read_secret(&cfg.processor.secret_key_file)?;
     let webhook_secret = config::read_secret(&cfg.processor.webhook_secret_file)?;
     let audit_key = config::read_secret(&cfg.security.audit_key_file)?;
+    let data_keys = data_keys(&cfg)?;
     let running = server::start(server::Options {
         database_url: cfg.database.url.clone(),
         portal_listener: bind(cfg.server.portal_addr, "portal").await?,
@@ -534,6 +631,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         processor_secret_key: secret_key.into(),
         webhook_secret: webhook_secret.into(),
         audit_key: audit_key.into_bytes(),
+        data_keys,
         audit_head_file: cfg.security.audit_head_file.clone(),
         clock: Arc::new(SystemClock),
         mailer: Mailer::smtp(&cfg.email.smtp_host, cfg.email.smtp_port, &cfg.email.from)?,
@@ -541,6 +639,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         hsts: https,
         allowed_return_origins: cfg.api.return_url_origins.clone(),
         tls,
+        trusted_proxies: cfg.server.trusted_proxies.clone(),
         worker_interval: Some(Duration::from_secs(5)),
         payment_ttl_secs: 3600,
     })

@@ -33,6 +33,8 @@ pub struct Options {
     pub processor_secret_key: domain::Secret,
     pub webhook_secret: domain::Secret,
     pub audit_key: Vec<u8>,
+    /// Keys of personal data at rest.
+    pub data_keys: app::crypto::KeyRing,
     /// Where the server keeps the audit chain's checkpoint (truncation detection), updated
     /// about every second; `None`: no checkpoint.
     pub audit_head_file: Option<std::path::PathBuf>,
@@ -41,6 +43,8 @@ pub struct Options {
     pub secure_cookies: bool,
     pub hsts: bool,
     pub allowed_return_origins: Vec<String>,
+    /// Proxies trusted to name the client in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Certificate and key (PEM) to terminate TLS on both listeners.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Interval of the email worker; `None` runs no workers (tests drive them).
@@ -136,6 +140,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             audit_key: o.audit_key.clone(),
             allowed_return_origins: o.allowed_return_origins.clone(),
             outbox_shows_links: matches!(o.mailer, Mailer::OutboxOnly),
+            keys: Arc::new(o.data_keys.clone()),
         },
     );
     let web_cfg = web::WebConfig {
@@ -144,6 +149,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         processor_origin: processor_origin.clone(),
         secure_cookies: o.secure_cookies,
         hsts: o.hsts,
+        trusted_proxies: o.trusted_proxies.clone(),
     };
     let state = web::AppState::new(app.clone(), web_cfg);
     let portal =
@@ -256,6 +262,7 @@ pub async fn offline_app(
     database_url: &str,
     audit_key: Vec<u8>,
     city_name: &str,
+    data_keys: app::crypto::KeyRing,
 ) -> anyhow::Result<App> {
     let store = store::Store::connect(database_url)
         .await
@@ -275,6 +282,7 @@ pub async fn offline_app(
             audit_key,
             allowed_return_origins: vec![],
             outbox_shows_links: false,
+            keys: Arc::new(data_keys),
         },
     ))
 }

@@ -8,7 +8,7 @@ use app::payments::{
 };
 use app::AppError;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,6 @@ use axum::{Json, Router};
 use domain::{AccountNumber, EmailAddress, Money, PostalCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
 use utoipa::{OpenApi, ToSchema};
 
 pub fn router() -> Router<AppState> {
@@ -117,13 +116,13 @@ pub struct BillLineJson {
     responses((status = 200, body = LookupResponse), (status = 404, description = "No account matches that account number and ZIP code (the same answer for either)", body = ErrorBody), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn lookup(
     State(st): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    axum::Extension(client): axum::Extension<crate::security::ClientIp>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<LookupResponse>, ApiError> {
     let req: LookupRequest = parse(&headers, &body)?;
     st.app
-        .rate_limit(&format!("lookup-ip:{}", addr.ip()), 60, 900)
+        .rate_limit(&format!("lookup-ip:{}", client.0), 60, 900)
         .await?;
     let s = st.app.lookup(&req.account_number, &req.postal_code).await?;
     Ok(Json(LookupResponse {
@@ -291,7 +290,7 @@ const IDEMPOTENCY_SCOPE: &str = "api.payments";
     responses((status = 201, body = PaymentJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn create_payment(
     State(st): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    axum::Extension(client): axum::Extension<crate::security::ClientIp>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -350,7 +349,7 @@ async fn create_payment(
             }
         }
     }
-    let result = match to_request(&st, req, addr.ip().to_string()) {
+    let result = match to_request(&st, req, client.0.to_string()) {
         Ok(r) => st.app.start_payment(r).await,
         Err(e) => Err(e),
     };

@@ -6,13 +6,12 @@ use crate::error::{Format, WebError};
 use crate::AppState;
 use app::integrity::CspViolation;
 use axum::body::{to_bytes, Body};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 
 /// Where the inventory is served.
 pub const INVENTORY_PATH: &str = "/.well-known/script-inventory.json";
@@ -203,7 +202,7 @@ fn parse_reports(content_type: &str, body: &[u8]) -> Result<Vec<CspViolation>, R
 /// reduced to path, directive and blocked origin. 204 when accepted.
 async fn csp_report(
     State(st): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    axum::Extension(client): axum::Extension<crate::security::ClientIp>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -234,7 +233,7 @@ async fn csp_report(
     };
     match st
         .app
-        .record_csp_reports(&addr.ip().to_string(), &reports)
+        .record_csp_reports(&client.0.to_string(), &reports)
         .await
     {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),

@@ -31,6 +31,8 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Send HSTS (TLS on, directly or at a proxy).
     pub hsts: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (the TLS proxy in front).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone)]

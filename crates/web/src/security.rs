@@ -33,6 +33,35 @@ fn format_for(path: &str) -> Format {
     }
 }
 
+/// The client's address as far as we can trust it (see `resolve_client_ip`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// The TCP peer; or, when the peer is one of the configured trusted proxies, the address that
+/// proxy reports: the last `X-Forwarded-For` entry, the one it appended itself. Rate limits
+/// and the audit log are per client, not per proxy.
+async fn resolve_client_ip(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ip = match peer {
+        Some(p) if st.cfg.trusted_proxies.contains(&p) => req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or(p),
+        Some(p) => p,
+        None => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
 pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
     r.layer(middleware::from_fn(rejections_as_errors))
         .layer(middleware::from_fn_with_state(
@@ -44,7 +73,11 @@ pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
             same_origin_guard,
         ))
         .layer(middleware::from_fn(card_number_guard))
-        .layer(middleware::from_fn_with_state(state, portal_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            portal_headers,
+        ))
+        .layer(middleware::from_fn_with_state(state, resolve_client_ip))
         .layer(middleware::from_fn(access_log))
 }
 
@@ -59,7 +92,8 @@ pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
             same_origin_guard,
         ))
         .layer(middleware::from_fn(staff_card_number_guard))
-        .layer(middleware::from_fn_with_state(state, staff_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), staff_headers))
+        .layer(middleware::from_fn_with_state(state, resolve_client_ip))
         .layer(middleware::from_fn(access_log))
 }
 
@@ -87,6 +121,7 @@ fn set_common(res: &mut Response, csp: &str, hsts: bool, path: &str) {
             .get(header::CONTENT_DISPOSITION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|d| d.starts_with("attachment"));
+    let ok = res.status().is_success();
     let h = res.headers_mut();
     let mut put = |name: header::HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -99,7 +134,8 @@ fn set_common(res: &mut Response, csp: &str, hsts: bool, path: &str) {
     for (name, value) in FIXED_HEADERS {
         put(header::HeaderName::from_static(name), value);
     }
-    if !path.starts_with("/assets/") {
+    // Assets keep their own caching; an error under /assets/ is a page like any other.
+    if !(path.starts_with("/assets/") && ok) {
         put(header::CACHE_CONTROL, "no-store");
     }
     if hsts {

@@ -241,3 +241,47 @@ async fn openapi_document_describes_the_api() {
         assert!(doc["paths"][p].is_object(), "{p} documented");
     }
 }
+
+#[tokio::test]
+async fn payment_starts_are_rate_limited_per_client_behind_the_proxy() {
+    let s = server().start().await;
+    let body = json!({"items":[{"type":"utility","account_number":"100001","postal_code":"93301","amount_cents":1}],"email":"a@example.com"});
+    let post = |ip: &'static str, key: String| {
+        s.http
+            .post(format!("{}/api/v1/payments", s.portal))
+            .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    for i in 0..app::payments::PAYMENT_STARTS_PER_WINDOW {
+        assert_eq!(
+            post("198.51.100.7", format!("rl-{i}"))
+                .await
+                .unwrap()
+                .status(),
+            201,
+            "start {i}"
+        );
+    }
+    let res = post("198.51.100.7", "rl-over".into()).await.unwrap();
+    assert_eq!(res.status(), 429);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
+    // The proxy's last X-Forwarded-For entry is the client: another resident is not affected.
+    assert_eq!(
+        post("198.51.100.8", "rl-other".into())
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    // The audit log names the client, not the proxy.
+    let mut c = s.app().store.conn().await.unwrap();
+    let rows = store::audit::recent(&mut c, 5).await.unwrap();
+    assert!(
+        rows.iter().any(|r| r.source_ip == "198.51.100.8"),
+        "{:?}",
+        rows.iter().map(|r| &r.source_ip).collect::<Vec<_>>()
+    );
+}

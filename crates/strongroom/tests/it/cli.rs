@@ -222,16 +222,21 @@ async fn serve_starts_from_a_proper_config_and_staff_add_creates_a_user() {
         secret("wh", "whsec_abc"),
         secret("audit", "0123456789abcdef0123456789abcdef"),
     );
+    let keys = secret(
+        "data.keys",
+        &app::crypto::KeyRing::generate().to_file_text(),
+    );
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let config = format!(
-        "[city]\nname = \"City of Example\"\n[server]\nportal_addr = \"127.0.0.1:{port}\"\nstaff_addr = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:{port}\"\nstaff_url = \"http://127.0.0.1\"\n[database]\nurl = \"sqlite://{db}?mode=rwc\"\n[processor]\napi_base = \"http://127.0.0.1:9\"\nhosted_origin = \"http://127.0.0.1:9\"\nsecret_key_file = \"{sk}\"\nwebhook_secret_file = \"{wh}\"\n[email]\nsmtp_host = \"127.0.0.1\"\nfrom = \"X <x@example.gov>\"\n[security]\naudit_key_file = \"{audit}\"\n",
+        "[city]\nname = \"City of Example\"\n[server]\nportal_addr = \"127.0.0.1:{port}\"\nstaff_addr = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1:{port}\"\nstaff_url = \"http://127.0.0.1\"\n[database]\nurl = \"sqlite://{db}?mode=rwc\"\n[processor]\napi_base = \"http://127.0.0.1:9\"\nhosted_origin = \"http://127.0.0.1:9\"\nsecret_key_file = \"{sk}\"\nwebhook_secret_file = \"{wh}\"\n[email]\nsmtp_host = \"127.0.0.1\"\nfrom = \"X <x@example.gov>\"\n[security]\naudit_key_file = \"{audit}\"\ndata_keys_file = \"{keys}\"\n",
         db = dir.path().join("db.sqlite").display(),
         sk = sk.display(),
         wh = wh.display(),
-        audit = audit.display()
+        audit = audit.display(),
+        keys = keys.display()
     );
     let cfg = dir.path().join("strongroom.toml");
     std::fs::write(&cfg, config).unwrap();
@@ -239,7 +244,7 @@ async fn serve_starts_from_a_proper_config_and_staff_add_creates_a_user() {
     if is_root() {
         let nobody =
             |p: &std::path::Path| std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
-        for p in [dir.path(), &sk, &wh, &audit, &cfg] {
+        for p in [dir.path(), &sk, &wh, &audit, &keys, &cfg] {
             nobody(p);
         }
     }
@@ -351,6 +356,11 @@ async fn serve_terminates_tls_itself_on_a_public_address() {
         secret("wh", "whsec_abc"),
         secret("audit", "0123456789abcdef0123456789abcdef"),
     );
+    let keys = secret(
+        "data.keys",
+        &app::crypto::KeyRing::generate().to_file_text(),
+    );
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
     for p in [&sk, &wh, &audit, &key] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -360,19 +370,20 @@ async fn serve_terminates_tls_itself_on_a_public_address() {
         .unwrap()
         .port();
     let config = format!(
-        "[city]\nname = \"City of Example\"\n[server]\nportal_addr = \"0.0.0.0:{port}\"\nstaff_addr = \"127.0.0.1:0\"\npublic_url = \"https://localhost:{port}\"\nstaff_url = \"https://127.0.0.1\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\n[database]\nurl = \"sqlite://{db}?mode=rwc\"\n[processor]\napi_base = \"http://127.0.0.1:9\"\nhosted_origin = \"http://127.0.0.1:9\"\nsecret_key_file = \"{sk}\"\nwebhook_secret_file = \"{wh}\"\n[email]\nsmtp_host = \"127.0.0.1\"\nfrom = \"X <x@example.gov>\"\n[security]\naudit_key_file = \"{audit}\"\n",
+        "[city]\nname = \"City of Example\"\n[server]\nportal_addr = \"0.0.0.0:{port}\"\nstaff_addr = \"127.0.0.1:0\"\npublic_url = \"https://localhost:{port}\"\nstaff_url = \"https://127.0.0.1\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\"\n[database]\nurl = \"sqlite://{db}?mode=rwc\"\n[processor]\napi_base = \"http://127.0.0.1:9\"\nhosted_origin = \"http://127.0.0.1:9\"\nsecret_key_file = \"{sk}\"\nwebhook_secret_file = \"{wh}\"\n[email]\nsmtp_host = \"127.0.0.1\"\nfrom = \"X <x@example.gov>\"\n[security]\naudit_key_file = \"{audit}\"\ndata_keys_file = \"{keys}\"\n",
         cert = cert.display(),
         key = key.display(),
         db = dir.path().join("db.sqlite").display(),
         sk = sk.display(),
         wh = wh.display(),
-        audit = audit.display()
+        audit = audit.display(),
+        keys = keys.display()
     );
     let cfg = dir.path().join("strongroom.toml");
     std::fs::write(&cfg, config).unwrap();
     std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     if is_root() {
-        for p in [dir.path(), &sk, &wh, &audit, &cfg, &cert, &key] {
+        for p in [dir.path(), &sk, &wh, &audit, &keys, &cfg, &cert, &key] {
             std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
         }
     }

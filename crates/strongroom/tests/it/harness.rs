@@ -15,6 +15,12 @@ pub const WEBHOOK_SECRET: &str = "whsec_testsecret";
 pub const SK: &str = "sk_test_integration";
 pub const AUDIT_KEY: &[u8] = b"test-audit-key-0123456789abcdef";
 
+/// The fixed data keys of every test server (also written to `data.keys` in its data dir).
+/// Letters only in hex, so the card-number scans of the data dir find no digit runs.
+pub fn test_keys() -> app::crypto::KeyRing {
+    app::crypto::KeyRing::from_parts(vec![(1, [0xab; 32])], [0xcd; 32]).expect("key ring")
+}
+
 /// Where test data directories and logs are kept for the post-suite card-number scan.
 pub fn artifacts_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("it-artifacts")
@@ -35,6 +41,7 @@ pub struct Server {
     pub running: Running,
     pub clock: Arc<ManualClock>,
     pub data_dir: PathBuf,
+    pub database_url: String,
     pub portal: String,
     pub staff: String,
     pub processor: String,
@@ -98,8 +105,16 @@ impl Builder {
             (None, Mailer::OutboxOnly)
         };
         let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
+        let keys_file = data_dir.join(strongroom::keys::DEMO_FILE);
+        std::fs::write(&keys_file, test_keys().to_file_text()).expect("data keys");
+        std::fs::set_permissions(
+            &keys_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod data keys");
+        let db_url = database_url(&data_dir).await;
         let running = server::start(server::Options {
-            database_url: database_url(&data_dir).await,
+            database_url: db_url.clone(),
             portal_listener: bind().await,
             staff_listener: bind().await,
             portal_origin: None,
@@ -114,6 +129,7 @@ impl Builder {
             processor_secret_key: SK.into(),
             webhook_secret: WEBHOOK_SECRET.into(),
             audit_key: AUDIT_KEY.to_vec(),
+            data_keys: test_keys(),
             audit_head_file: Some(data_dir.join("audit.head")),
             clock: clock.clone(),
             mailer,
@@ -121,6 +137,7 @@ impl Builder {
             hsts: false,
             allowed_return_origins: vec!["https://ivr.example.com".into()],
             tls: None,
+            trusted_proxies: vec!["127.0.0.1".parse().expect("ip")],
             worker_interval: Some(Duration::from_millis(50)),
             payment_ttl_secs: 3600,
         })
@@ -135,6 +152,7 @@ impl Builder {
             running,
             clock,
             data_dir,
+            database_url: db_url,
             http,
             mail,
         }
@@ -152,6 +170,10 @@ pub async fn form_token(client: &reqwest::Client, origin: &str) -> String {
         .await
         .expect("html");
     crate::journeys::hidden_value(&html, "csrf")
+}
+
+fn rand_octet() -> u8 {
+    app::ids::random_token().as_bytes()[0] % 250 + 1
 }
 
 pub fn client() -> reqwest::Client {
@@ -201,7 +223,13 @@ impl Server {
         body: Option<serde_json::Value>,
         idem: Option<&str>,
     ) -> (u16, serde_json::Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.portal));
+        // Each API call comes from its own client, as residents behind the city's proxy do
+        // (the harness trusts 127.0.0.1 as that proxy).
+        let client_ip = format!("10.{}.{}.{}", rand_octet(), rand_octet(), rand_octet());
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.portal))
+            .header("x-forwarded-for", client_ip);
         if let Some(b) = body {
             req = req.json(&b);
         }

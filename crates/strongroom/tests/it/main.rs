@@ -13,6 +13,7 @@ mod cli;
 mod harness;
 mod integrity;
 mod journeys;
+mod pii;
 mod security;
 mod staff;
 mod uploads;

@@ -272,7 +272,7 @@ async fn card_numbers_hidden_in_json_escapes_are_refused() {
         assert!(text.contains("card_number_refused"), "{text}");
         assert!(!text.contains("4242424242424242"), "echoed: {text}");
     }
-    let (_, findings) = strongroom::scan::scan(&[s.data_dir.clone()]).unwrap();
+    let (_, findings) = strongroom::scan::scan(std::slice::from_ref(&s.data_dir)).unwrap();
     assert!(findings.is_empty(), "card numbers found: {findings:?}");
 }
 
@@ -416,4 +416,48 @@ async fn every_form_post_needs_the_form_token() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+}
+
+// Black-box scan (docs/security-scan.md, finding 3): the sandbox processor's JSON API and
+// error responses had neither `X-Content-Type-Options: nosniff` nor `Cache-Control`;
+// checkout sessions carry payers' e-mail addresses.
+#[tokio::test]
+async fn sandbox_api_responses_are_nosniff_and_not_cached() {
+    let s = server().start().await;
+    let (_, checkout_url) = s
+        .api_payment("100001", "93301", 100, "sandbox-headers")
+        .await;
+    let id = checkout_url.rsplit('/').next().unwrap().to_owned();
+    for (url, key) in [
+        (
+            format!("{}/v1/checkout/sessions/{id}", s.processor),
+            Some(SK),
+        ),
+        (format!("{}/v1/checkout/sessions/{id}", s.processor), None),
+        (format!("{}/no-such-thing", s.processor), None),
+        (format!("{}/_sandbox/events", s.processor), Some(SK)),
+        (checkout_url.clone(), None),
+    ] {
+        let mut req = s.http.get(&url);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let res = req.send().await.unwrap();
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{url}");
+        assert_eq!(h["cache-control"], "no-store", "{url}");
+    }
+}
+
+// Black-box scan (docs/security-scan.md, finding 4): a 404 under /assets/ (an HTML error
+// page) went out without `Cache-Control`, because every /assets/ path skipped `no-store`.
+#[tokio::test]
+async fn asset_errors_are_not_cacheable() {
+    let s = server().start().await;
+    let res = s.get("/assets/no-such-file.css").await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let res = s.get("/assets/app.css").await;
+    assert_eq!(res.status(), 200);
+    assert_ne!(res.headers()["cache-control"], "no-store");
 }

@@ -10,7 +10,7 @@ use app::payments::{Channel, ItemProof, PaymentRequest, PaymentView, RequestedIt
 use app::sessions::{Realm, Session};
 use app::AppError;
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -18,7 +18,6 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use domain::{AccountNumber, EmailAddress, Money, PaymentStatus, PostalCode};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 pub const RESIDENT_COOKIE: &str = "sr_resident";
 pub const RESIDENT_COOKIE_SECURE: &str = "__Host-sr_resident";
@@ -62,8 +61,8 @@ struct LangQuery {
 pub fn client_ip(parts: &Parts) -> String {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .get::<crate::security::ClientIp>()
+        .map(|c| c.0.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
