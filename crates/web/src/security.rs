@@ -69,7 +69,7 @@ pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
             csrf_guard,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), Realm::Resident),
             same_origin_guard,
         ))
         .layer(middleware::from_fn(card_number_guard))
@@ -88,7 +88,7 @@ pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
             csrf_guard,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), Realm::Staff),
             same_origin_guard,
         ))
         .layer(middleware::from_fn(staff_card_number_guard))
@@ -448,7 +448,11 @@ fn multipart_text_carries_pan(body: &[u8], boundary: &str) -> Option<bool> {
 /// Refuses state-changing browser requests from another origin (CSRF defence in depth;
 /// pages also carry per-session tokens). The API and the webhook take no cookies, so they
 /// are exempt.
-async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+async fn same_origin_guard(
+    State((st, realm)): State<(AppState, Realm)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path();
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && format_for(path) == Format::Html {
@@ -460,7 +464,12 @@ async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next)
             .headers()
             .get("sec-fetch-site")
             .and_then(|v| v.to_str().ok());
-        let ours = [st.cfg.portal_origin.as_str(), st.cfg.staff_origin.as_str()];
+        // Each listener accepts only its own origin: the portal never takes a post made by a
+        // staff page, nor the other way round.
+        let ours = [match realm {
+            Realm::Resident => st.cfg.portal_origin.as_str(),
+            Realm::Staff => st.cfg.staff_origin.as_str(),
+        }];
         // Browsers send `Origin: null` on some same-origin form posts (privacy settings,
         // referrer policies); then the browser's own Sec-Fetch-Site decides.
         let origin_ok = match origin {
@@ -489,11 +498,14 @@ async fn same_origin_guard(State(st): State<AppState>, req: Request, next: Next)
 #[derive(Debug, Clone)]
 pub struct FormToken(pub String);
 
-pub fn form_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-sr_form"
-    } else {
-        "sr_form"
+/// One form cookie per listener: cookies ignore ports, so the two listeners on one host
+/// name would otherwise share it.
+pub fn form_cookie_name(secure: bool, realm: Realm) -> &'static str {
+    match (secure, realm) {
+        (true, Realm::Resident) => "__Host-sr_form",
+        (false, Realm::Resident) => "sr_form",
+        (true, Realm::Staff) => "__Host-sr_staff_form",
+        (false, Realm::Staff) => "sr_staff_form",
     }
 }
 
@@ -518,7 +530,7 @@ async fn csrf_guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let name = form_cookie_name(st.cfg.secure_cookies);
+    let name = form_cookie_name(st.cfg.secure_cookies, realm);
     let existing = crate::cookies::get(req.headers(), name).filter(|t| plausible_token(t));
     let token = existing.clone().unwrap_or_else(app::ids::random_token);
     req.extensions_mut().insert(FormToken(token.clone()));

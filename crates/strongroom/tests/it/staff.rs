@@ -563,7 +563,7 @@ async fn staff_mfa_wrong_codes_end_the_challenge_and_count_toward_lockout() {
             .header("origin", &s.staff)
             .header(
                 "cookie",
-                format!("sr_staff_mfa={token}; sr_form={}", "a".repeat(64)),
+                format!("sr_staff_mfa={token}; sr_staff_form={}", "a".repeat(64)),
             )
             .form(&[
                 ("code", totp_code(&secret, server_now(&s))),
