@@ -13,7 +13,11 @@ fn check_value(v: &str) {
     if let Ok(m) = Money::parse_dollars(v, Currency::Usd) {
         assert!(m.cents() >= 0, "negative amount from {v:?}");
         let plain = m.to_plain();
-        assert_eq!(Money::parse_dollars(&plain, Currency::Usd), Ok(m), "{v:?} -> {plain:?}");
+        assert_eq!(
+            Money::parse_dollars(&plain, Currency::Usd),
+            Ok(m),
+            "{v:?} -> {plain:?}"
+        );
         let _ = m.to_string();
     }
     if let Some(e) = EmailAddress::parse(v) {

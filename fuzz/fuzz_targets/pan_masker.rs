@@ -12,11 +12,21 @@ fuzz_target!(|data: &[u8]| {
 
     let found = contains_pan(s);
     let masked = mask_pans(s);
-    assert!(!contains_pan(&masked), "masked text still has a card number: {masked:?}");
-    assert_eq!(masked.chars().count(), s.chars().count(), "masking changed the length");
+    assert!(
+        !contains_pan(&masked),
+        "masked text still has a card number: {masked:?}"
+    );
+    assert_eq!(
+        masked.chars().count(),
+        s.chars().count(),
+        "masking changed the length"
+    );
     // Only ASCII digits turn into `*`; everything else is kept.
     for (a, b) in s.chars().zip(masked.chars()) {
-        assert!(a == b || (a.is_ascii_digit() && b == '*'), "{a:?} became {b:?}");
+        assert!(
+            a == b || (a.is_ascii_digit() && b == '*'),
+            "{a:?} became {b:?}"
+        );
     }
     assert_eq!(found, masked != s, "contains_pan and mask_pans disagree");
 
@@ -29,5 +39,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let scrubbed = scrub(s);
-    assert!(!contains_pan(&scrubbed), "scrubbed text still has a card number");
+    assert!(
+        !contains_pan(&scrubbed),
+        "scrubbed text still has a card number"
+    );
 });

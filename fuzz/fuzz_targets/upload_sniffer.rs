@@ -31,26 +31,55 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// What `check_content` accepted: the right magic, a matching extension, no markup.
 fn check_accepted(name: &str, bytes: &[u8], kind: DocumentKind) {
     assert!(!bytes.is_empty());
-    assert!(bytes.starts_with(magic(kind)), "accepted without the {kind:?} magic");
+    assert!(
+        bytes.starts_with(magic(kind)),
+        "accepted without the {kind:?} magic"
+    );
     assert_eq!(sniff(bytes), Some(kind));
     let ext = name
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
-    assert!(extensions(kind).contains(&ext.as_str()), "{kind:?} accepted as {name:?}");
+    assert!(
+        extensions(kind).contains(&ext.as_str()),
+        "{kind:?} accepted as {name:?}"
+    );
     // Fuzz inputs are far smaller than the 64 KiB windows, so the whole file is searched.
     let lower = bytes.to_ascii_lowercase();
-    for marker in [&b"<?php"[..], b"<script", b"<html", b"<svg", b"<jsp:", b"<iframe"] {
-        assert!(!contains(&lower, marker), "accepted a file with {:?}", String::from_utf8_lossy(marker));
+    for marker in [
+        &b"<?php"[..],
+        b"<script",
+        b"<html",
+        b"<svg",
+        b"<jsp:",
+        b"<iframe",
+    ] {
+        assert!(
+            !contains(&lower, marker),
+            "accepted a file with {:?}",
+            String::from_utf8_lossy(marker)
+        );
     }
     if kind == DocumentKind::Pdf {
-        for name in [&b"/JavaScript"[..], b"/Launch", b"/EmbeddedFile", b"/RichMedia"] {
-            for (at, _) in bytes.windows(name.len()).enumerate().filter(|(_, w)| *w == name) {
+        for name in [
+            &b"/JavaScript"[..],
+            b"/Launch",
+            b"/EmbeddedFile",
+            b"/RichMedia",
+        ] {
+            for (at, _) in bytes
+                .windows(name.len())
+                .enumerate()
+                .filter(|(_, w)| *w == name)
+            {
                 let next = bytes.get(at + name.len()).copied();
-                let delimits = next.is_none_or(|b| {
-                    b.is_ascii_whitespace() || b"/()<>[]{}%\0".contains(&b)
-                });
-                assert!(!delimits, "accepted a PDF with {}", String::from_utf8_lossy(name));
+                let delimits =
+                    next.is_none_or(|b| b.is_ascii_whitespace() || b"/()<>[]{}%\0".contains(&b));
+                assert!(
+                    !delimits,
+                    "accepted a PDF with {}",
+                    String::from_utf8_lossy(name)
+                );
             }
         }
     }
@@ -70,12 +99,18 @@ fuzz_target!(|data: &[u8]| {
     match check_file_name(&raw_name) {
         Ok(name) => {
             assert!(!name.is_empty() && name.chars().count() <= MAX_NAME_CHARS);
-            assert!(!name.contains(['/', '\\', '\0']) && !name.contains(".."), "{name:?}");
+            assert!(
+                !name.contains(['/', '\\', '\0']) && !name.contains(".."),
+                "{name:?}"
+            );
             assert!(!name.starts_with('.'));
             assert!(!name.chars().any(char::is_control), "{name:?}");
             let lower = name.to_lowercase();
             for ext in ["php", "jsp", "html", "htm", "svg", "exe", "js"] {
-                assert!(!lower.split('.').skip(1).any(|e| e.trim() == ext), "{name:?}");
+                assert!(
+                    !lower.split('.').skip(1).any(|e| e.trim() == ext),
+                    "{name:?}"
+                );
             }
             if let Ok(kind) = check_content(&name, bytes) {
                 check_accepted(&name, bytes, kind);

@@ -14,7 +14,7 @@ pub const MAX_ATTEMPTS: i64 = 8;
 #[derive(Clone)]
 pub enum Mailer {
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        transport: Box<AsyncSmtpTransport<Tokio1Executor>>,
         from: Mailbox,
     },
     /// Demo mode: mail is not sent anywhere; staff read it in the outbox view.
@@ -23,18 +23,42 @@ pub enum Mailer {
 
 impl Mailer {
     /// Plain SMTP to a relay the city runs (or the test sink). TLS relays come with config.
-    pub fn smtp(host: &str, port: u16, from: &str) -> Result<Mailer, AppError> {
+    /// SMTP to the city's relay. `security` is `starttls` (the default: upgrade, refuse if
+    /// the server cannot), `tls` (implicit TLS, port 465) or `none`, which is accepted only
+    /// for a relay on this machine (loopback), since reset links travel in these emails.
+    pub fn smtp(host: &str, port: u16, from: &str, security: &str) -> Result<Mailer, AppError> {
         let from: Mailbox = from.parse().map_err(|_| {
             AppError::invalid(
                 "email.from",
                 "not a valid mailbox like \"City <pay@city.gov>\"",
             )
         })?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let builder = match security {
+            "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+                .map_err(|e| AppError::invalid("email.smtp_host", format!("cannot set up TLS for {host}: {e}")))?,
+            "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+                .map_err(|e| AppError::invalid("email.smtp_host", format!("cannot set up TLS for {host}: {e}")))?,
+            "none" if loopback => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+            "none" => {
+                return Err(AppError::invalid(
+                    "email.security",
+                    "plain SMTP is allowed only to a relay on this machine (localhost); use starttls or tls",
+                ))
+            }
+            other => return Err(AppError::invalid("email.security", format!("{other:?} is not one of starttls, tls, none"))),
+        };
+        let transport = builder
             .port(port)
             .timeout(Some(std::time::Duration::from_secs(20)))
             .build();
-        Ok(Mailer::Smtp { transport, from })
+        Ok(Mailer::Smtp {
+            transport: Box::new(transport),
+            from,
+        })
     }
 }
 

@@ -76,10 +76,17 @@ pub struct Email {
     #[serde(default = "default_smtp_port")]
     pub smtp_port: u16,
     pub from: String,
+    /// `starttls` (default), `tls`, or `none` (only for a relay on localhost).
+    #[serde(default = "default_smtp_security")]
+    pub security: String,
+}
+
+fn default_smtp_security() -> String {
+    "starttls".into()
 }
 
 fn default_smtp_port() -> u16 {
-    25
+    587
 }
 
 #[derive(Debug, Deserialize)]

@@ -634,7 +634,12 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         data_keys,
         audit_head_file: cfg.security.audit_head_file.clone(),
         clock: Arc::new(SystemClock),
-        mailer: Mailer::smtp(&cfg.email.smtp_host, cfg.email.smtp_port, &cfg.email.from)?,
+        mailer: Mailer::smtp(
+            &cfg.email.smtp_host,
+            cfg.email.smtp_port,
+            &cfg.email.from,
+            &cfg.email.security,
+        )?,
         secure_cookies: https,
         hsts: https,
         allowed_return_origins: cfg.api.return_url_origins.clone(),

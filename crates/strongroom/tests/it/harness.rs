@@ -98,6 +98,7 @@ impl Builder {
                 "127.0.0.1",
                 sink.port,
                 "City of Testville <pay@testville.gov>",
+                "none",
             )
             .expect("mailer");
             (Some(sink), mailer)
