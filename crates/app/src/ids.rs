@@ -19,7 +19,11 @@ pub fn random_token() -> String {
     loop {
         let bytes: [u8; 32] = rand::rngs::OsRng.gen();
         let token = hex::encode(bytes);
-        let longest_digit_run = token.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+        let longest_digit_run = token
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
         if longest_digit_run < 13 {
             return token;
         }

@@ -79,3 +79,55 @@ pub async fn delete_for_user(conn: &mut AnyConnection, realm: &str, user_id: &st
         .await?;
     Ok(())
 }
+
+/// Ends every session of one user except the one whose hash is `keep`. Returns how many
+/// were ended.
+pub async fn delete_for_user_except(
+    conn: &mut AnyConnection,
+    realm: &str,
+    user_id: &str,
+    keep: &str,
+) -> Result<u64> {
+    let done =
+        sqlx::query("DELETE FROM sessions WHERE realm = $1 AND user_id = $2 AND token_hash <> $3")
+            .bind(realm)
+            .bind(user_id)
+            .bind(keep)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected())
+}
+
+/// Every session row of one user of `realm` (live or not), oldest first (ties by last use).
+pub async fn for_user(
+    conn: &mut AnyConnection,
+    realm: &str,
+    user_id: &str,
+) -> Result<Vec<SessionRow>> {
+    Ok(sqlx::query_as(
+        "SELECT token_hash, realm, user_id, csrf_token, created_at, last_seen_at, expires_at FROM sessions
+         WHERE realm = $1 AND user_id = $2 ORDER BY created_at, last_seen_at, token_hash",
+    )
+    .bind(realm)
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Ends one session of one user; the realm and user are part of the match, so a caller
+/// can only end sessions of the user it names. True if a row was removed.
+pub async fn delete_of_user(
+    conn: &mut AnyConnection,
+    realm: &str,
+    user_id: &str,
+    token_hash: &str,
+) -> Result<bool> {
+    let done =
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1 AND realm = $2 AND user_id = $3")
+            .bind(token_hash)
+            .bind(realm)
+            .bind(user_id)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}

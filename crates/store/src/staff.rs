@@ -81,3 +81,12 @@ pub async fn record_success(conn: &mut AnyConnection, id: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+pub async fn set_password(conn: &mut AnyConnection, id: &str, hash: &str) -> Result<()> {
+    sqlx::query("UPDATE staff_users SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -49,10 +49,10 @@ pub fn router() -> Router<AppState> {
 
 /// A refused form: the status to answer with, the message, and the field it is about
 /// (`""` when it is about the form as a whole).
-struct Problem {
-    status: StatusCode,
-    field: &'static str,
-    message: String,
+pub(super) struct Problem {
+    pub(super) status: StatusCode,
+    pub(super) field: &'static str,
+    pub(super) message: String,
 }
 
 fn password_problem_message(t: &Tr, message: &str) -> Option<String> {
@@ -93,7 +93,7 @@ fn password_problem_message(t: &Tr, message: &str) -> Option<String> {
 }
 
 /// Turns a refusal into a [`Problem`]; failures of ours stay errors (an error page).
-fn problem(ctx: &Ctx, e: AppError) -> Result<Problem, PageError> {
+pub(super) fn problem(ctx: &Ctx, e: AppError) -> Result<Problem, PageError> {
     let t = &ctx.t;
     let (field, message) = match &e {
         AppError::BadCredentials => ("", t.s("account.error.bad_credentials").to_owned()),

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod documents;
+pub mod profile;
 
 use crate::AppState;
 use axum::Router;
@@ -11,4 +12,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(audit::router())
         .merge(documents::router())
+        .merge(profile::router())
 }

@@ -1,0 +1,288 @@
+//! Account security a signed-in user runs themselves: change the password (giving the
+//! current one), and (in `sessions`) see and end their own sessions; and what an
+//! administrator may do about someone else's sessions.
+//!
+//! A password change ends every other session of that user and keeps the one it was made
+//! from; it is audited (`resident.password_changed` / `staff.password_changed`) in the same
+//! transaction. A wrong current password is refused and recorded; every attempt counts
+//! toward a per-user rate limit, so a stolen session cannot be used to guess the password.
+
+use crate::crypto::columns;
+use crate::residents::password_message;
+use crate::sessions::{Realm, Session};
+use crate::staff::{Role, StaffUser};
+use crate::{passwords, App, AppError};
+use domain::password;
+use store::StoreError;
+
+/// Password-change attempts per user per window.
+const CHANGE_MAX: i64 = 10;
+const CHANGE_WINDOW_SECS: i64 = 15 * 60;
+
+/// What `change_*_password` answers to a wrong current password.
+pub const WRONG_CURRENT: &str = "your current password is not correct";
+
+/// The sessions an administrator ended.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    /// The user's id (resident or staff).
+    pub user_id: String,
+    pub ended: u64,
+}
+
+impl App {
+    /// Changes a resident's password. `current_session` is the session the request came
+    /// with: it is kept, every other session of the resident is ended.
+    pub async fn change_resident_password(
+        &self,
+        resident_id: &str,
+        current: &str,
+        new: &str,
+        current_session: &Session,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        if current_session.realm != Realm::Resident || current_session.user_id != resident_id {
+            return Err(AppError::Forbidden);
+        }
+        self.rate_limit(
+            &format!("pwchange:resident:{resident_id}"),
+            CHANGE_MAX,
+            CHANGE_WINDOW_SECS,
+        )
+        .await?;
+        let row = {
+            let mut conn = self.store.conn().await?;
+            store::residents::get(&mut conn, resident_id)
+                .await?
+                .ok_or(AppError::NotFound("resident"))?
+        };
+        let actor = format!("resident:{resident_id}");
+        if !passwords::verify(current.to_owned(), Some(row.password_hash.clone())).await {
+            self.refuse_change(&actor, "resident.password_changed", resident_id, source_ip)
+                .await?;
+            return Err(AppError::invalid("current_password", WRONG_CURRENT));
+        }
+        let email = self.open(columns::RESIDENT_EMAIL, &row.email)?;
+        password::check(new, password::RESIDENT_MIN_LEN, &[email.as_str()])
+            .map_err(|p| AppError::invalid("password", password_message(p)))?;
+        let hash = passwords::hash(new.to_owned()).await?;
+        let now = self.now_unix();
+        let mut tx = self.store.begin().await?;
+        store::residents::set_password(&mut tx, resident_id, &hash).await?;
+        // An outstanding reset link would undo the change: void it.
+        store::residents::void_tokens(&mut tx, resident_id, "reset", now).await?;
+        let ended = self
+            .end_sessions_in(&mut tx, Realm::Resident, resident_id, Some(current_session))
+            .await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            "resident.password_changed",
+            resident_id,
+            "success",
+            source_ip,
+            &format!("other sessions ended: {ended}"),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Changes a staff member's password; as [`App::change_resident_password`]. The rules
+    /// are the staff rules (at least `STAFF_MIN_LEN` characters, not the user name).
+    pub async fn change_staff_password(
+        &self,
+        staff_id: &str,
+        current: &str,
+        new: &str,
+        current_session: &Session,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        if current_session.realm != Realm::Staff || current_session.user_id != staff_id {
+            return Err(AppError::Forbidden);
+        }
+        self.rate_limit(
+            &format!("pwchange:staff:{staff_id}"),
+            CHANGE_MAX,
+            CHANGE_WINDOW_SECS,
+        )
+        .await?;
+        let row = {
+            let mut conn = self.store.conn().await?;
+            store::staff::get(&mut conn, staff_id)
+                .await?
+                .filter(|r| r.disabled == 0)
+                .ok_or(AppError::NotFound("staff member"))?
+        };
+        let actor = format!("staff:{staff_id}");
+        if !passwords::verify(current.to_owned(), Some(row.password_hash.clone())).await {
+            self.refuse_change(&actor, "staff.password_changed", staff_id, source_ip)
+                .await?;
+            return Err(AppError::invalid("current_password", WRONG_CURRENT));
+        }
+        password::check(new, password::STAFF_MIN_LEN, &[row.username.as_str()])
+            .map_err(|p| AppError::invalid("password", password_message(p)))?;
+        let hash = passwords::hash(new.to_owned()).await?;
+        let mut tx = self.store.begin().await?;
+        store::staff::set_password(&mut tx, staff_id, &hash).await?;
+        let ended = self
+            .end_sessions_in(&mut tx, Realm::Staff, staff_id, Some(current_session))
+            .await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            "staff.password_changed",
+            staff_id,
+            "success",
+            source_ip,
+            &format!("other sessions ended: {ended}"),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Asks a signed-in user for their password again before ending sessions (ASVS
+    /// 7.5.2). A wrong one is refused as [`WRONG_CURRENT`], recorded (`{realm}.reauth`)
+    /// and counted toward the same per-user limit as password changes.
+    pub async fn reauthenticate(
+        &self,
+        realm: Realm,
+        user_id: &str,
+        password_plain: &str,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        self.rate_limit(
+            &format!("pwchange:{}:{user_id}", realm.as_str()),
+            CHANGE_MAX,
+            CHANGE_WINDOW_SECS,
+        )
+        .await?;
+        let stored = {
+            let mut conn = self.store.conn().await?;
+            match realm {
+                Realm::Resident => store::residents::get(&mut conn, user_id)
+                    .await?
+                    .map(|r| r.password_hash),
+                Realm::Staff => store::staff::get(&mut conn, user_id)
+                    .await?
+                    .filter(|r| r.disabled == 0)
+                    .map(|r| r.password_hash),
+            }
+        };
+        if stored.is_some() && passwords::verify(password_plain.to_owned(), stored).await {
+            return Ok(());
+        }
+        let actor = format!("{}:{user_id}", realm.as_str());
+        self.refuse_change(
+            &actor,
+            &format!("{}.reauth", realm.as_str()),
+            user_id,
+            source_ip,
+        )
+        .await?;
+        Err(AppError::invalid("current_password", WRONG_CURRENT))
+    }
+
+    async fn refuse_change(
+        &self,
+        actor: &str,
+        event: &str,
+        object: &str,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        let mut tx = self.store.begin().await?;
+        self.audit(
+            &mut tx,
+            actor,
+            event,
+            object,
+            "failure",
+            source_ip,
+            "wrong current password",
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// An administrator ends every session of a staff member (by user name). Audited
+    /// `sessions.revoked`, also when refused or when no such member exists.
+    pub async fn revoke_staff_sessions(
+        &self,
+        admin: &StaffUser,
+        username: &str,
+        source_ip: &str,
+    ) -> Result<Revoked, AppError> {
+        let target = {
+            let mut conn = self.store.conn().await?;
+            store::staff::by_username(&mut conn, username.trim()).await?
+        };
+        self.revoke(admin, Realm::Staff, target.map(|r| r.id), source_ip)
+            .await
+    }
+
+    /// An administrator ends every session of a resident, found by email through the
+    /// blind index (the address itself is neither stored nor logged). Audited
+    /// `sessions.revoked`.
+    pub async fn revoke_resident_sessions(
+        &self,
+        admin: &StaffUser,
+        email: &str,
+        source_ip: &str,
+    ) -> Result<Revoked, AppError> {
+        let key = self.email_index(email);
+        let target = {
+            let mut conn = self.store.conn().await?;
+            store::residents::by_email_key(&mut conn, &key).await?
+        };
+        self.revoke(admin, Realm::Resident, target.map(|r| r.id), source_ip)
+            .await
+    }
+
+    async fn revoke(
+        &self,
+        admin: &StaffUser,
+        realm: Realm,
+        target: Option<String>,
+        source_ip: &str,
+    ) -> Result<Revoked, AppError> {
+        let actor = format!("staff:{}", admin.id);
+        let mut tx = self.store.begin().await?;
+        let (object, outcome, detail, result) = match target {
+            _ if admin.role != Role::Administrator => (
+                "unknown".to_owned(),
+                "failure",
+                "role too low".to_owned(),
+                Err(AppError::Forbidden),
+            ),
+            None => (
+                "unknown".to_owned(),
+                "failure",
+                format!("{}: no such user", realm.as_str()),
+                Err(AppError::NotFound("user")),
+            ),
+            Some(id) => {
+                let ended = self.end_sessions_in(&mut tx, realm, &id, None).await?;
+                (
+                    id.clone(),
+                    "success",
+                    format!("{}: ended {ended}", realm.as_str()),
+                    Ok(Revoked { user_id: id, ended }),
+                )
+            }
+        };
+        self.audit(
+            &mut tx,
+            &actor,
+            "sessions.revoked",
+            &object,
+            outcome,
+            source_ip,
+            &detail,
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        result
+    }
+}

@@ -1,0 +1,259 @@
+//! A signed-in resident's account security (ASVS 6.2.2, 6.2.3, 7.5.2):
+//!
+//! - `GET  /account/security`: change-password form and the list of active sessions;
+//! - `POST /account/password`: current and new password (other sessions are ended);
+//! - `POST /account/sessions/end`: with the password again, ends one session (named by
+//!   its opaque reference) or, with `session=others`, every session but this one.
+//!
+//! Every post carries the session's CSRF token.
+
+use super::account::problem;
+use super::{render, Chrome, Ctx};
+use crate::error::PageError;
+use crate::staff::utc;
+use crate::AppState;
+use app::account_security::WRONG_CURRENT;
+use app::sessions::{Realm, Session, SessionInfo};
+use app::AppError;
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use domain::password::{MAX_LEN, RESIDENT_MIN_LEN};
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account/security", get(page))
+        .route("/account/password", post(change_password))
+        .route("/account/sessions/end", post(end_sessions))
+}
+
+/// One row of the sessions table.
+pub struct SessionLine {
+    pub reference: String,
+    pub created: String,
+    pub last_seen: String,
+    pub this_device: bool,
+}
+
+impl SessionLine {
+    pub fn of(s: &SessionInfo) -> SessionLine {
+        SessionLine {
+            reference: s.reference.clone(),
+            created: utc(s.created_at),
+            last_seen: utc(s.last_seen_at),
+            this_device: s.this_device,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/account_security.html")]
+struct SecurityPage {
+    c: Chrome,
+    min_len: usize,
+    max_len: usize,
+    /// The password rules, translated.
+    hint: String,
+    /// The field the error is about: `current_password`, `password`, `end_password` or
+    /// `""`.
+    error_field: &'static str,
+    error: String,
+    notice: String,
+    sessions: Vec<SessionLine>,
+}
+
+async fn show(
+    st: &AppState,
+    ctx: &Ctx,
+    session: &Session,
+    status: StatusCode,
+    error_field: &'static str,
+    error: String,
+    notice: String,
+) -> Result<Response, PageError> {
+    let sessions = st
+        .app
+        .sessions_of(Realm::Resident, &session.user_id, Some(session))
+        .await?
+        .iter()
+        .map(SessionLine::of)
+        .collect();
+    render(
+        status,
+        &SecurityPage {
+            c: ctx.chrome(),
+            min_len: RESIDENT_MIN_LEN,
+            hint: ctx.t.f(
+                "security.password.hint",
+                &[("min", &RESIDENT_MIN_LEN.to_string())],
+            ),
+            max_len: MAX_LEN,
+            error_field,
+            error,
+            notice,
+            sessions,
+        },
+    )
+}
+
+async fn page(State(st): State<AppState>, ctx: Ctx) -> Result<Response, PageError> {
+    let Ok(session) = ctx.resident() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    show(
+        &st,
+        &ctx,
+        session,
+        StatusCode::OK,
+        "",
+        String::new(),
+        String::new(),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn change_password(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<PasswordForm>,
+) -> Result<Response, PageError> {
+    let Ok(session) = ctx.resident() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    ctx.check_csrf(&f.csrf)?;
+    let result = st
+        .app
+        .change_resident_password(
+            &session.user_id,
+            &f.current_password,
+            &f.password,
+            session,
+            &ctx.ip,
+        )
+        .await;
+    match result {
+        Ok(()) => {
+            let notice = ctx.t.s("security.password.changed").to_owned();
+            show(
+                &st,
+                &ctx,
+                session,
+                StatusCode::OK,
+                "",
+                String::new(),
+                notice,
+            )
+            .await
+        }
+        Err(AppError::Invalid { field, message })
+            if field == "current_password" && message == WRONG_CURRENT =>
+        {
+            let error = ctx.t.s("security.error.current_password").to_owned();
+            show(
+                &st,
+                &ctx,
+                session,
+                StatusCode::BAD_REQUEST,
+                "current_password",
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => {
+            let p = problem(&ctx, e)?;
+            show(
+                &st,
+                &ctx,
+                session,
+                p.status,
+                p.field,
+                p.message,
+                String::new(),
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EndForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current_password: String,
+    /// A session's reference, or `others`.
+    #[serde(default)]
+    session: String,
+}
+
+async fn end_sessions(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<EndForm>,
+) -> Result<Response, PageError> {
+    let Ok(session) = ctx.resident() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    ctx.check_csrf(&f.csrf)?;
+    if let Err(e) = st
+        .app
+        .reauthenticate(
+            Realm::Resident,
+            &session.user_id,
+            &f.current_password,
+            &ctx.ip,
+        )
+        .await
+    {
+        let (status, error) = match e {
+            AppError::Invalid { .. } => (
+                StatusCode::BAD_REQUEST,
+                ctx.t.s("security.error.current_password").to_owned(),
+            ),
+            other => {
+                let p = problem(&ctx, other)?;
+                (p.status, p.message)
+            }
+        };
+        return show(
+            &st,
+            &ctx,
+            session,
+            status,
+            "end_password",
+            error,
+            String::new(),
+        )
+        .await;
+    }
+    if f.session == "others" {
+        st.app
+            .end_all_sessions(Realm::Resident, &session.user_id, Some(session), &ctx.ip)
+            .await?;
+        return Ok(Redirect::to("/account/security").into_response());
+    }
+    let own = f.session == session.reference();
+    st.app
+        .end_session_by_id(Realm::Resident, &session.user_id, &f.session, &ctx.ip)
+        .await?;
+    if own {
+        // Ending this device's session signs this browser out.
+        return Ok(Redirect::to("/login").into_response());
+    }
+    Ok(Redirect::to("/account/security").into_response())
+}

@@ -1,0 +1,305 @@
+//! A signed-in staff member's own account security (ASVS 6.2.2, 6.2.3, 7.5.2), and the
+//! administrators' page to end someone else's sessions (ASVS 7.4.5):
+//!
+//! - `GET  /profile`: change-password form and the member's active sessions (any role);
+//! - `POST /profile/password`; `POST /profile/sessions/end` (with the password again: one
+//!   session by reference, or `session=others`);
+//! - `GET  /admin/sessions`: two forms (a staff user name, a resident email), and
+//!   `POST /admin/sessions/staff`, `/admin/sessions/resident`: end every session of that
+//!   user (administrators only; audited `sessions.revoked`).
+//!
+//! Every post carries the session's CSRF token.
+
+use crate::portal::account_security::SessionLine;
+use crate::portal::{render, Chrome};
+use crate::staff::{Refusal, StaffCtx};
+use crate::AppState;
+use app::account_security::WRONG_CURRENT;
+use app::sessions::{Realm, Session};
+use app::staff::{Role, StaffUser};
+use app::AppError;
+use askama::Template;
+use axum::extract::rejection::FormRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use domain::password::{MAX_LEN, STAFF_MIN_LEN};
+use serde::Deserialize;
+
+/// Who may end other users' sessions.
+const REVOKE: Role = Role::Administrator;
+/// Longest user name or email accepted on the admin forms.
+const MAX_FIELD: usize = 254;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/profile", get(profile))
+        .route("/profile/password", post(change_password))
+        .route("/profile/sessions/end", post(end_sessions))
+        .route("/admin/sessions", get(admin_page))
+        .route("/admin/sessions/staff", post(revoke_staff))
+        .route("/admin/sessions/resident", post(revoke_resident))
+}
+
+type Page = Result<Response, Refusal>;
+
+#[derive(Deserialize)]
+struct AnyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    session: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// The signed-in member with at least `need`, after checking the form's CSRF token.
+fn member<'a>(
+    ctx: &'a StaffCtx,
+    need: Role,
+    form: &Result<Form<AnyForm>, FormRejection>,
+) -> Result<(&'a Session, &'a StaffUser), Refusal> {
+    ctx.require(need)?;
+    let Some((session, user)) = &ctx.signed_in else {
+        return Err(Refusal::from(Redirect::to("/login").into_response()));
+    };
+    let token = form.as_ref().map(|Form(f)| f.csrf.as_str()).unwrap_or("");
+    if token.is_empty() || !domain::secret::constant_time_eq(&session.csrf_token, token) {
+        return Err(ctx.fail(
+            StatusCode::FORBIDDEN,
+            "csrf_token_invalid",
+            ctx.t.s("staff.error.csrf"),
+        ));
+    }
+    Ok((session, user))
+}
+
+#[derive(Template)]
+#[template(path = "staff/profile.html")]
+struct ProfilePage {
+    c: Chrome,
+    username: String,
+    min_len: usize,
+    max_len: usize,
+    /// The password rules, translated.
+    hint: String,
+    error_field: &'static str,
+    error: String,
+    notice: String,
+    sessions: Vec<SessionLine>,
+}
+
+async fn show_profile(
+    st: &AppState,
+    ctx: &StaffCtx,
+    status: StatusCode,
+    error_field: &'static str,
+    error: String,
+    notice: String,
+) -> Page {
+    let user = ctx.require(Role::Auditor)?;
+    let session = ctx.signed_in.as_ref().map(|(s, _)| s);
+    let sessions = st
+        .app
+        .sessions_of(Realm::Staff, &user.id, session)
+        .await
+        .map_err(|e| ctx.app_error(e))?
+        .iter()
+        .map(SessionLine::of)
+        .collect();
+    Ok(render(
+        status,
+        &ProfilePage {
+            c: ctx.chrome(),
+            username: user.username.clone(),
+            min_len: STAFF_MIN_LEN,
+            hint: ctx.t.f(
+                "staff.profile.password_hint",
+                &[("min", &STAFF_MIN_LEN.to_string())],
+            ),
+            max_len: MAX_LEN,
+            error_field,
+            error,
+            notice,
+            sessions,
+        },
+    )?)
+}
+
+async fn profile(State(st): State<AppState>, ctx: StaffCtx) -> Page {
+    show_profile(&st, &ctx, StatusCode::OK, "", String::new(), String::new()).await
+}
+
+async fn change_password(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (session, user) = member(&ctx, Role::Auditor, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    let result = st
+        .app
+        .change_staff_password(&user.id, &f.current_password, &f.password, session, &ctx.ip)
+        .await;
+    match result {
+        Ok(()) => {
+            let notice = ctx.t.s("security.password.changed").to_owned();
+            show_profile(&st, &ctx, StatusCode::OK, "", String::new(), notice).await
+        }
+        Err(AppError::Invalid { field, message }) => {
+            let (field, error) = if field == "current_password" && message == WRONG_CURRENT {
+                (
+                    "current_password",
+                    ctx.t.s("security.error.current_password").to_owned(),
+                )
+            } else {
+                (
+                    "password",
+                    format!("{}: {message}", ctx.t.s("account.field.new_password")),
+                )
+            };
+            show_profile(
+                &st,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                field,
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(ctx.app_error(e)),
+    }
+}
+
+async fn end_sessions(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (session, user) = member(&ctx, Role::Auditor, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    match st
+        .app
+        .reauthenticate(Realm::Staff, &user.id, &f.current_password, &ctx.ip)
+        .await
+    {
+        Ok(()) => {}
+        Err(AppError::Invalid { .. }) => {
+            let error = ctx.t.s("security.error.current_password").to_owned();
+            return show_profile(
+                &st,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                "end_password",
+                error,
+                String::new(),
+            )
+            .await;
+        }
+        Err(e) => return Err(ctx.app_error(e)),
+    }
+    if f.session == "others" {
+        st.app
+            .end_all_sessions(Realm::Staff, &user.id, Some(session), &ctx.ip)
+            .await
+            .map_err(|e| ctx.app_error(e))?;
+        return Ok(Redirect::to("/profile").into_response());
+    }
+    let own = f.session == session.reference();
+    st.app
+        .end_session_by_id(Realm::Staff, &user.id, &f.session, &ctx.ip)
+        .await
+        .map_err(|e| ctx.app_error(e))?;
+    Ok(Redirect::to(if own { "/login" } else { "/profile" }).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "staff/admin_sessions.html")]
+struct AdminPage {
+    c: Chrome,
+    notice: String,
+    error: String,
+}
+
+fn show_admin(ctx: &StaffCtx, status: StatusCode, notice: String, error: String) -> Page {
+    ctx.require(REVOKE)?;
+    Ok(render(
+        status,
+        &AdminPage {
+            c: ctx.chrome(),
+            notice,
+            error,
+        },
+    )?)
+}
+
+async fn admin_page(ctx: StaffCtx) -> Page {
+    show_admin(&ctx, StatusCode::OK, String::new(), String::new())
+}
+
+async fn revoke_staff(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (_, admin) = member(&ctx, REVOKE, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    if f.username.trim().is_empty() || f.username.len() > MAX_FIELD {
+        return Err(ctx.bad_request());
+    }
+    let result = st
+        .app
+        .revoke_staff_sessions(admin, &f.username, &ctx.ip)
+        .await;
+    revoked(&ctx, result)
+}
+
+async fn revoke_resident(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (_, admin) = member(&ctx, REVOKE, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    if f.email.trim().is_empty() || f.email.len() > MAX_FIELD {
+        return Err(ctx.bad_request());
+    }
+    let result = st
+        .app
+        .revoke_resident_sessions(admin, &f.email, &ctx.ip)
+        .await;
+    revoked(&ctx, result)
+}
+
+fn revoked(ctx: &StaffCtx, result: Result<app::account_security::Revoked, AppError>) -> Page {
+    match result {
+        Ok(r) => {
+            let notice = ctx
+                .t
+                .f("staff.sessions.revoked", &[("n", &r.ended.to_string())]);
+            show_admin(ctx, StatusCode::OK, notice, String::new())
+        }
+        Err(AppError::NotFound(_)) => {
+            let error = ctx.t.s("staff.sessions.no_such_user").to_owned();
+            show_admin(ctx, StatusCode::NOT_FOUND, String::new(), error)
+        }
+        Err(e) => Err(ctx.app_error(e)),
+    }
+}
