@@ -63,8 +63,12 @@ impl App {
             return Err(AppError::invalid("current_password", WRONG_CURRENT));
         }
         let email = self.open(columns::RESIDENT_EMAIL, &row.email)?;
-        password::check(new, password::RESIDENT_MIN_LEN, &[email.as_str()])
-            .map_err(|p| AppError::invalid("password", password_message(p)))?;
+        password::check(
+            new,
+            password::RESIDENT_MIN_LEN,
+            &[email.as_str(), self.config().city_name.as_str()],
+        )
+        .map_err(|p| AppError::invalid("password", password_message(p)))?;
         let hash = passwords::hash(new.to_owned()).await?;
         let now = self.now_unix();
         let mut tx = self.store.begin().await?;
@@ -120,8 +124,12 @@ impl App {
                 .await?;
             return Err(AppError::invalid("current_password", WRONG_CURRENT));
         }
-        password::check(new, password::STAFF_MIN_LEN, &[row.username.as_str()])
-            .map_err(|p| AppError::invalid("password", password_message(p)))?;
+        password::check(
+            new,
+            password::STAFF_MIN_LEN,
+            &[row.username.as_str(), self.config().city_name.as_str()],
+        )
+        .map_err(|p| AppError::invalid("password", password_message(p)))?;
         let hash = passwords::hash(new.to_owned()).await?;
         let mut tx = self.store.begin().await?;
         store::staff::set_password(&mut tx, staff_id, &hash).await?;

@@ -56,7 +56,7 @@ impl App {
         password::check(
             password_plain,
             password::RESIDENT_MIN_LEN,
-            &[email.as_str()],
+            &[email.as_str(), self.config().city_name.as_str()],
         )
         .map_err(|p| AppError::invalid("password", password_message(p)))?;
         self.rate_limit(&format!("register:{source_ip}"), 20, 3600)
@@ -302,8 +302,11 @@ impl App {
             .ok_or(AppError::BadToken)?;
         let r = res::get(&mut tx, &id).await?.ok_or(AppError::BadToken)?;
         let email = self.open(columns::RESIDENT_EMAIL, &r.email)?;
-        if let Err(p) = password::check(new_password, password::RESIDENT_MIN_LEN, &[email.as_str()])
-        {
+        if let Err(p) = password::check(
+            new_password,
+            password::RESIDENT_MIN_LEN,
+            &[email.as_str(), self.config().city_name.as_str()],
+        ) {
             tx.rollback().await.map_err(StoreError::from)?;
             return Err(AppError::invalid("password", password_message(p)));
         }

@@ -86,8 +86,12 @@ impl App {
                 "use 1 to 64 letters, digits, dots, dashes or underscores",
             ));
         }
-        domain::password::check(password_plain, domain::password::STAFF_MIN_LEN, &[username])
-            .map_err(|p| AppError::invalid("password", crate::residents::password_message(p)))?;
+        domain::password::check(
+            password_plain,
+            domain::password::STAFF_MIN_LEN,
+            &[username, self.config().city_name.as_str()],
+        )
+        .map_err(|p| AppError::invalid("password", crate::residents::password_message(p)))?;
         let hash = passwords::hash(password_plain.to_owned()).await?;
         let row = StaffRow {
             id: domain::ids::StaffId::from_random(&random_id()).to_string(),

@@ -8,6 +8,9 @@ pub const RESIDENT_MIN_LEN: usize = 15;
 pub const STAFF_MIN_LEN: usize = 12;
 pub const MAX_LEN: usize = 128;
 
+/// Words of the service itself that no password may contain.
+pub const CONTEXT_WORDS: &[&str] = &["strongroom"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordProblem {
     #[error("too short")]
@@ -64,12 +67,26 @@ pub fn check(password: &str, min_len: usize, identifiers: &[&str]) -> Result<(),
     if is_common(&lower) || is_common(lower.trim()) {
         return Err(PasswordProblem::Common);
     }
-    for id in identifiers {
-        let id = id.to_lowercase();
-        let local = id.split('@').next().unwrap_or_default();
-        if (local.chars().count() >= 4 && lower.contains(local))
-            || (!id.is_empty() && lower.contains(&id))
-        {
+    // Context-specific words (NIST SP 800-63B 3.1.1.2): the service's name, and the user's
+    // own identifiers (email, user name) with their words of five letters or more, and the
+    // city's name words passed in by the caller.
+    let words = CONTEXT_WORDS
+        .iter()
+        .map(|w| (*w).to_owned())
+        .chain(identifiers.iter().flat_map(|id| {
+            let id = id.to_lowercase();
+            let local = id.split('@').next().unwrap_or_default().to_owned();
+            let parts: Vec<String> = id
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.chars().count() >= 5)
+                .map(str::to_owned)
+                .collect();
+            std::iter::once(id.clone())
+                .chain(std::iter::once(local).filter(|l| l.chars().count() >= 4))
+                .chain(parts)
+        }));
+    for w in words {
+        if !w.is_empty() && lower.contains(&w) {
             return Err(PasswordProblem::ContainsIdentifier);
         }
     }

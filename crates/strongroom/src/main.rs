@@ -538,6 +538,27 @@ async fn demo(
     Ok(())
 }
 
+/// A URL whose host is this machine (loopback or a Unix socket path).
+fn is_local_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host_port = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host_port.rsplit_once('@').map_or(host_port, |(_, h)| h);
+    let host = host
+        .trim_start_matches('[')
+        .split(']')
+        .next()
+        .unwrap_or(host);
+    let host = host
+        .rsplit_once(':')
+        .filter(|(h, p)| !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    host.is_empty()
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -593,9 +614,6 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         }
     }
     logging::init(None)?;
-    if is_root() {
-        bail!("refusing to run as root: create a dedicated user (the systemd unit does) and run as that user");
-    }
     let https = cfg.server.public_url.starts_with("https://");
     let tls = match (&cfg.server.tls_cert_file, &cfg.server.tls_key_file) {
         (Some(c), Some(k)) => {
@@ -606,6 +624,24 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         (None, None) => None,
         _ => bail!("set both server.tls_cert_file and server.tls_key_file, or neither"),
     };
+    // Outbound connections are encrypted too (card-adjacent data and keys travel on them):
+    // the processor over https, PostgreSQL with TLS, unless the peer is on this machine.
+    if !cfg.processor.api_base.starts_with("https://") && !is_local_url(&cfg.processor.api_base) {
+        bail!("refusing to call the payment processor over plain HTTP: processor.api_base must start with https://");
+    }
+    if (cfg.database.url.starts_with("postgres://")
+        || cfg.database.url.starts_with("postgresql://"))
+        && !is_local_url(&cfg.database.url)
+        && ![
+            "sslmode=require",
+            "sslmode=verify-ca",
+            "sslmode=verify-full",
+        ]
+        .iter()
+        .any(|m| cfg.database.url.contains(m))
+    {
+        bail!("refusing to reach PostgreSQL without TLS: add ?sslmode=verify-full (or require) to database.url");
+    }
     for (what, addr) in [
         ("portal", cfg.server.portal_addr),
         ("staff back office", cfg.server.staff_addr),
@@ -613,6 +649,9 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         if !addr.ip().is_loopback() && !cfg.server.behind_tls_proxy && tls.is_none() {
             bail!("refusing to serve the {what} over plain HTTP on the public address {addr}: set server.tls_cert_file and server.tls_key_file, or put a TLS proxy in front and set server.behind_tls_proxy = true");
         }
+    }
+    if is_root() {
+        bail!("refusing to run as root: create a dedicated user (the systemd unit does) and run as that user");
     }
     let secret_key = config::read_secret(&cfg.processor.secret_key_file)?;
     let webhook_secret = config::read_secret(&cfg.processor.webhook_secret_file)?;

@@ -184,8 +184,28 @@ fn serve_refuses_unknown_keys_and_bad_secrets() {
         &base.replace("127.0.0.1:0\"\nstaff", "0.0.0.0:0\"\nstaff"),
         &[],
     );
-    // As root (CI) the root check comes first; otherwise the plain-HTTP one.
-    assert!(err.contains("root") || err.contains("plain HTTP"), "{err}");
+    assert!(err.contains("plain HTTP"), "{err}");
+    let err = run(
+        &base.replace(
+            "api_base = \"http://127.0.0.1:9\"",
+            "api_base = \"http://processor.example.com\"",
+        ),
+        &[],
+    );
+    assert!(err.contains("processor over plain HTTP"), "{err}");
+    let sqlite = format!(
+        "url = \"sqlite://{}?mode=rwc\"",
+        dir.path().join("db.sqlite").display()
+    );
+    assert!(base.contains(&sqlite));
+    let err = run(
+        &base.replace(
+            &sqlite,
+            "url = \"postgres://app@db.example.gov/strongroom\"",
+        ),
+        &[],
+    );
+    assert!(err.contains("PostgreSQL without TLS"), "{err}");
 }
 
 fn is_root() -> bool {
