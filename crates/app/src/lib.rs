@@ -15,6 +15,7 @@ pub mod integrity;
 pub mod mfa;
 pub mod passwords;
 pub mod payments;
+pub mod resident_mfa;
 pub mod residents;
 pub mod sessions;
 pub mod staff;

@@ -11,13 +11,16 @@
 //! code is accepted only for a later step (an atomic conditional update, so two requests
 //! racing with the same code cannot both win). Wrong codes count toward the account's
 //! lockout (10 failures, 30 minutes) and a challenge allows 5 tries.
+//!
+//! Residents use the same pieces, opt-in (`crate::resident_mfa`): the helpers here take the
+//! realm's [`store::mfa::Tables`].
 
 use crate::ids::{random_token, token_hash};
 use crate::sessions::{NewSession, Realm};
 use crate::staff::{StaffUser, LOCK_SECS, MAX_FAILURES};
 use crate::{App, AppError};
 use rand::{Rng, RngCore};
-use store::mfa::{self as m, ChallengeRow, MfaRow};
+use store::mfa::{self as m, ChallengeRow, MfaRow, Tables};
 use store::staff::{self as st, StaffRow};
 use store::StoreError;
 use totp_rs::{Algorithm, Secret, TOTP};
@@ -99,7 +102,7 @@ pub fn new_secret_base32() -> String {
     Secret::Raw(bytes).to_encoded().to_string()
 }
 
-fn totp(secret_base32: &str, issuer: &str, account: &str) -> Result<TOTP, AppError> {
+pub(crate) fn totp(secret_base32: &str, issuer: &str, account: &str) -> Result<TOTP, AppError> {
     let bytes = Secret::Encoded(secret_base32.to_owned())
         .to_bytes()
         .map_err(|_| AppError::Internal("stored TOTP secret is not base32".into()))?;
@@ -142,7 +145,7 @@ fn same(a: &str, b: &str) -> bool {
 
 /// The step whose code `code` is, among the current step and one either side that are
 /// later than `last_used_step`.
-fn matching_step(t: &TOTP, code: &str, now: i64, last_used_step: i64) -> Option<i64> {
+pub(crate) fn matching_step(t: &TOTP, code: &str, now: i64, last_used_step: i64) -> Option<i64> {
     let current = now.div_euclid(STEP_SECS);
     let mut found = None;
     for step in [current - 1, current, current + 1] {
@@ -173,14 +176,14 @@ fn recovery_code() -> String {
 
 /// What a member typed, as a TOTP code or a recovery code.
 #[derive(Debug, PartialEq, Eq)]
-enum Entered {
+pub(crate) enum Entered {
     Totp(String),
     /// The canonical form: lower case, no separators.
     Recovery(String),
     Neither,
 }
 
-fn classify(input: &str) -> Entered {
+pub(crate) fn classify(input: &str) -> Entered {
     let s: String = input
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
@@ -198,7 +201,7 @@ fn classify(input: &str) -> Entered {
 /// Recovery codes are kept as a keyed hash (HMAC-SHA256 under a key derived from the
 /// server's audit key, which is not in the database): a leaked database or backup alone
 /// does not allow guessing them offline.
-fn recovery_hash(server_key: &[u8], canonical: &str) -> String {
+pub(crate) fn recovery_hash(server_key: &[u8], canonical: &str) -> String {
     use hmac::{Hmac, Mac};
     let derived = match <Hmac<sha2::Sha256> as Mac>::new_from_slice(server_key) {
         Ok(mut m) => {
@@ -216,13 +219,90 @@ fn recovery_hash(server_key: &[u8], canonical: &str) -> String {
     }
 }
 
-fn well_formed_token(token: &str) -> bool {
+pub(crate) fn well_formed_token(token: &str) -> bool {
     token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl App {
-    fn totp_issuer(&self) -> String {
+    pub(crate) fn totp_issuer(&self) -> String {
         self.config().city_name.clone()
+    }
+
+    /// A new challenge for `user_id` (their earlier ones end): the token for the cookie.
+    pub(crate) async fn open_challenge(
+        &self,
+        conn: &mut store::Conn,
+        t: &Tables,
+        user_id: &str,
+    ) -> Result<String, AppError> {
+        let now = self.now_unix();
+        let token = random_token();
+        m::insert_challenge_in(
+            t,
+            conn,
+            &ChallengeRow {
+                token_hash: token_hash(&token),
+                user_id: user_id.to_owned(),
+                created_at: now,
+                expires_at: now + CHALLENGE_SECS,
+                attempts: 0,
+            },
+        )
+        .await?;
+        Ok(token)
+    }
+
+    /// Checks what the user typed: `Some(used_recovery_code)` when it was an unused TOTP
+    /// step's code (that step and every earlier one are then used up) or, once enrolled,
+    /// an unused recovery code (then used up); `None` otherwise.
+    pub(crate) async fn check_code(
+        &self,
+        conn: &mut store::Conn,
+        t: &Tables,
+        account: &str,
+        mfa: &MfaRow,
+        code: &str,
+        now: i64,
+    ) -> Result<Option<bool>, AppError> {
+        Ok(match classify(code) {
+            Entered::Totp(code) => {
+                let tp = totp(&mfa.totp_secret, &self.totp_issuer(), account)?;
+                match matching_step(&tp, &code, now, mfa.last_used_step) {
+                    Some(step) => m::use_step_in(t, conn, &mfa.user_id, step)
+                        .await?
+                        .then_some(false),
+                    None => None,
+                }
+            }
+            Entered::Recovery(canonical) if mfa.enrolled_at.is_some() => m::use_recovery_code_in(
+                t,
+                conn,
+                &mfa.user_id,
+                &recovery_hash(&self.config().audit_key, &canonical),
+                now,
+            )
+            .await?
+            .then_some(true),
+            _ => None,
+        })
+    }
+
+    /// Makes `RECOVERY_CODES` new recovery codes for `user_id` (replacing earlier ones):
+    /// returned once, only their keyed hashes stored.
+    pub(crate) async fn issue_recovery_codes(
+        &self,
+        conn: &mut store::Conn,
+        t: &Tables,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Vec<String>, AppError> {
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| recovery_hash(&self.config().audit_key, &c.replace('-', "")))
+            .collect();
+        m::replace_recovery_codes_in(t, conn, user_id, &hashes, now).await?;
+        Ok(codes)
     }
 
     /// After a right password: a new challenge (earlier ones of the member end), and for a
@@ -233,23 +313,11 @@ impl App {
         row: &StaffRow,
         source_ip: &str,
     ) -> Result<LoginStep, AppError> {
-        let now = self.now_unix();
         m::insert_pending(conn, &row.id, &new_secret_base32()).await?;
         let mfa = m::get(conn, &row.id)
             .await?
             .ok_or_else(|| AppError::Internal("MFA row missing after insert".into()))?;
-        let token = random_token();
-        m::insert_challenge(
-            conn,
-            &ChallengeRow {
-                token_hash: token_hash(&token),
-                staff_id: row.id.clone(),
-                created_at: now,
-                expires_at: now + CHALLENGE_SECS,
-                attempts: 0,
-            },
-        )
-        .await?;
+        let token = self.open_challenge(conn, &m::STAFF, &row.id).await?;
         let enrolled = mfa.enrolled_at.is_some();
         self.audit(
             conn,
@@ -290,8 +358,8 @@ impl App {
             return Ok(None);
         }
         let (Some(row), Some(mfa)) = (
-            st::get(&mut conn, &c.staff_id).await?,
-            m::get(&mut conn, &c.staff_id).await?,
+            st::get(&mut conn, &c.user_id).await?,
+            m::get(&mut conn, &c.user_id).await?,
         ) else {
             return Ok(None);
         };
@@ -336,8 +404,8 @@ impl App {
             tx.commit().await.map_err(StoreError::from)?;
             return Err(AppError::BadToken);
         }
-        let actor = format!("staff:{}", c.staff_id);
-        let row = match st::get(&mut tx, &c.staff_id).await? {
+        let actor = format!("staff:{}", c.user_id);
+        let row = match st::get(&mut tx, &c.user_id).await? {
             Some(r) if r.disabled == 0 => r,
             _ => {
                 m::delete_challenge(&mut tx, &hash).await?;
@@ -364,20 +432,11 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Internal("challenge without an MFA secret".into()))?;
         let enrolled = mfa.enrolled_at.is_some();
-        let accepted = match classify(code) {
-            Entered::Totp(code) => self.accept_totp(&mut tx, &row, &mfa, &code, now).await?,
-            Entered::Recovery(canonical) if enrolled => {
-                m::use_recovery_code(
-                    &mut tx,
-                    &row.id,
-                    &recovery_hash(&self.config().audit_key, &canonical),
-                    now,
-                )
-                .await?
-            }
-            _ => false,
-        };
-        let used_recovery_code = accepted && matches!(classify(code), Entered::Recovery(_));
+        let checked = self
+            .check_code(&mut tx, &m::STAFF, &row.username, &mfa, code, now)
+            .await?;
+        let accepted = checked.is_some();
+        let used_recovery_code = checked == Some(true);
         if !accepted {
             let attempts = m::count_attempt(&mut tx, &hash).await?;
             st::record_failure(&mut tx, &row.id, MAX_FAILURES, now + LOCK_SECS).await?;
@@ -404,12 +463,9 @@ impl App {
         }
         let mut recovery_codes = Vec::new();
         if !enrolled && m::mark_enrolled(&mut tx, &row.id, now).await? {
-            recovery_codes = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
-            let hashes: Vec<String> = recovery_codes
-                .iter()
-                .map(|c| recovery_hash(&self.config().audit_key, &c.replace('-', "")))
-                .collect();
-            m::replace_recovery_codes(&mut tx, &row.id, &hashes, now).await?;
+            recovery_codes = self
+                .issue_recovery_codes(&mut tx, &m::STAFF, &row.id, now)
+                .await?;
             self.audit(
                 &mut tx,
                 &actor,
@@ -458,23 +514,6 @@ impl App {
             recovery_codes,
             used_recovery_code,
         })
-    }
-
-    /// Is `code` the TOTP code of an unused step? If so, that step (and every earlier one)
-    /// is used up.
-    async fn accept_totp(
-        &self,
-        conn: &mut store::Conn,
-        row: &StaffRow,
-        mfa: &MfaRow,
-        code: &str,
-        now: i64,
-    ) -> Result<bool, AppError> {
-        let t = totp(&mfa.totp_secret, &self.totp_issuer(), &row.username)?;
-        match matching_step(&t, code, now, mfa.last_used_step) {
-            Some(step) => Ok(m::use_step(conn, &row.id, step).await?),
-            None => Ok(false),
-        }
     }
 
     /// Gives staff member `username` a new, already enrolled TOTP secret, replacing any

@@ -4,6 +4,7 @@
 use crate::billing::AccountSummary;
 use crate::crypto::columns;
 use crate::ids::{random_id, random_token, token_hash};
+use crate::resident_mfa::ResidentLoginStep;
 use crate::sessions::{NewSession, Realm};
 use crate::{passwords, App, AppError};
 use domain::password::{self, PasswordProblem};
@@ -153,14 +154,32 @@ impl App {
         Ok(())
     }
 
-    /// Logs a resident in. Unknown email and wrong password look the same, in answer and in
-    /// time (a dummy hash is verified for unknown emails).
+    /// Logs in a resident without two-step sign-in (one with it on is refused as
+    /// `BadCredentials` after the password step; see [`App::resident_login_step`]).
     pub async fn resident_login(
         &self,
         email: &str,
         password_plain: &str,
         source_ip: &str,
     ) -> Result<(Resident, NewSession), AppError> {
+        match self
+            .resident_login_step(email, password_plain, source_ip)
+            .await?
+        {
+            ResidentLoginStep::SignedIn(r, s) => Ok((r, s)),
+            ResidentLoginStep::Challenge { .. } => Err(AppError::BadCredentials),
+        }
+    }
+
+    /// Logs a resident in. Unknown email and wrong password look the same, in answer and in
+    /// time (a dummy hash is verified for unknown emails). With two-step sign-in on, a right
+    /// password yields a challenge, not a session (`crate::resident_mfa`).
+    pub async fn resident_login_step(
+        &self,
+        email: &str,
+        password_plain: &str,
+        source_ip: &str,
+    ) -> Result<ResidentLoginStep, AppError> {
         // Blind index: the rate-limit bucket and the lookup carry no readable address.
         let key = self.email_index(email);
         self.rate_limit(&format!("login-ip:{source_ip}"), 30, 900)
@@ -201,6 +220,13 @@ impl App {
         if row.email_verified_at.is_none() {
             return Err(AppError::EmailNotVerified);
         }
+        if let Some(token) = self
+            .start_resident_challenge(&mut tx, &row, source_ip)
+            .await?
+        {
+            tx.commit().await.map_err(StoreError::from)?;
+            return Ok(ResidentLoginStep::Challenge { token });
+        }
         let session = self
             .create_session(&mut tx, Realm::Resident, &row.id)
             .await?;
@@ -215,7 +241,7 @@ impl App {
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok((
+        Ok(ResidentLoginStep::SignedIn(
             Resident {
                 email: self.open(columns::RESIDENT_EMAIL, &row.email)?,
                 id: row.id,

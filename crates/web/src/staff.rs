@@ -396,7 +396,7 @@ struct MfaForm {
     code: String,
 }
 
-fn grouped(secret: &str) -> String {
+pub(crate) fn grouped(secret: &str) -> String {
     secret
         .as_bytes()
         .chunks(4)

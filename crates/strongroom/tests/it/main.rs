@@ -15,6 +15,7 @@ mod harness;
 mod integrity;
 mod journeys;
 mod pii;
+mod resident_mfa;
 mod security;
 mod staff;
 mod uploads;

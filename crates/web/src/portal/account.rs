@@ -11,6 +11,7 @@ use crate::i18n::Tr;
 use crate::{cookies, AppState};
 use app::billing::{AccountSummary, Bill};
 use app::payments::{Channel, ItemProof, PaymentRequest, PaymentView, RequestedItem};
+use app::resident_mfa::ResidentLoginStep;
 use app::sessions::Session;
 use app::AppError;
 use askama::Template;
@@ -298,10 +299,10 @@ async fn verify(
 
 #[derive(Template)]
 #[template(path = "portal/account_login.html")]
-struct LoginPage {
-    c: Chrome,
-    email: String,
-    error: String,
+pub(super) struct LoginPage {
+    pub(super) c: Chrome,
+    pub(super) email: String,
+    pub(super) error: String,
 }
 
 async fn login_form(ctx: Ctx) -> Result<Response, PageError> {
@@ -323,8 +324,17 @@ async fn login(
     ctx: Ctx,
     Form(f): Form<CredentialsForm>,
 ) -> Result<Response, PageError> {
-    match st.app.resident_login(&f.email, &f.password, &ctx.ip).await {
-        Ok((_, new)) => {
+    match st
+        .app
+        .resident_login_step(&f.email, &f.password, &ctx.ip)
+        .await
+    {
+        Ok(ResidentLoginStep::Challenge { token }) => {
+            // Two-step sign-in is on: no session until the code (`account_mfa`).
+            let cookie = super::account_mfa::challenge_cookie(&st, &token);
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/login/mfa")).into_response())
+        }
+        Ok(ResidentLoginStep::SignedIn(_, new)) => {
             // A new session replaces any old one (no session fixation).
             if let Some(old) = &ctx.session {
                 st.app.end_session(old).await?;

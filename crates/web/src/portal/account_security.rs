@@ -2,6 +2,7 @@
 //!
 //! - `GET  /account/security`: change-password form and the list of active sessions;
 //! - `POST /account/password`: current and new password (other sessions are ended);
+//! - two-step sign-in on and off: `account_mfa`;
 //! - `POST /account/sessions/end`: with the password again, ends one session (named by
 //!   its opaque reference) or, with `session=others`, every session but this one.
 //!
@@ -58,15 +59,17 @@ struct SecurityPage {
     max_len: usize,
     /// The password rules, translated.
     hint: String,
-    /// The field the error is about: `current_password`, `password`, `end_password` or
-    /// `""`.
+    /// The field the error is about: `current_password`, `password`, `end_password`,
+    /// `mfa_password`, `mfa_code` or `""`.
     error_field: &'static str,
     error: String,
     notice: String,
     sessions: Vec<SessionLine>,
+    /// Two-step sign-in is on (`account_mfa`).
+    mfa_enabled: bool,
 }
 
-async fn show(
+pub(super) async fn show(
     st: &AppState,
     ctx: &Ctx,
     session: &Session,
@@ -82,6 +85,7 @@ async fn show(
         .iter()
         .map(SessionLine::of)
         .collect();
+    let mfa_enabled = st.app.resident_mfa_enabled(&session.user_id).await?;
     render(
         status,
         &SecurityPage {
@@ -96,6 +100,7 @@ async fn show(
             error,
             notice,
             sessions,
+            mfa_enabled,
         },
     )
 }

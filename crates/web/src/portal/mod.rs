@@ -2,6 +2,7 @@
 //! (in `account`) registration, login and the dashboard.
 
 pub mod account;
+pub mod account_mfa;
 pub mod account_security;
 
 use crate::error::{Format, PageError, WebError};
@@ -184,6 +185,7 @@ pub fn router() -> Router<AppState> {
         .route("/payments/{id}/receipt", get(receipt))
         .merge(account::router())
         .merge(account_security::router())
+        .merge(account_mfa::router())
         .layer(axum::middleware::from_fn(remember_language))
 }
 
