@@ -11,6 +11,7 @@ mod authz;
 mod breach;
 mod browser;
 mod cli;
+mod every_route;
 mod harness;
 mod integrity;
 mod journeys;
