@@ -64,6 +64,26 @@ impl Tr {
         })
     }
 
+    /// A calendar date (`YYYY-MM-DD`, as stored) the way people write it in this language:
+    /// "December 4, 2026", "4 de diciembre de 2026". Anything else is shown as it is.
+    pub fn date(&self, iso: &str) -> String {
+        let mut parts = iso.get(..10).unwrap_or(iso).splitn(3, '-');
+        let (Some(y), Some(m), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
+            return iso.to_owned();
+        };
+        let (Ok(m), Ok(d)) = (m.parse::<u8>(), d.parse::<u8>()) else {
+            return iso.to_owned();
+        };
+        if !(1..=12).contains(&m) || y.len() != 4 {
+            return iso.to_owned();
+        }
+        let month = self.s(&format!("date.month.{m}"));
+        self.f(
+            "date.format",
+            &[("year", y), ("month", month), ("day", &d.to_string())],
+        )
+    }
+
     /// The other language, for the switcher.
     pub fn other(&self) -> (&'static str, &'static str) {
         if self.lang == "es" {
@@ -142,6 +162,14 @@ mod tests {
             .filter(|k| !en.contains_key(k.as_str()))
             .collect();
         assert!(missing.is_empty(), "keys missing from en.toml: {missing:?}");
+    }
+
+    #[test]
+    fn dates_read_as_people_write_them() {
+        assert_eq!(Tr::new("en").date("2026-12-04"), "December 4, 2026");
+        assert_eq!(Tr::new("es").date("2026-12-04"), "4 de diciembre de 2026");
+        assert_eq!(Tr::new("en").date("not a date"), "not a date");
+        assert_eq!(Tr::new("en").date("2026-13-01"), "2026-13-01");
     }
 
     #[test]
