@@ -831,26 +831,24 @@ impl App {
         source: SettleSource,
     ) -> Result<(), AppError> {
         let Some(sid) = &p.processor_session_id else {
-            let mut tx = self.store.begin().await?;
-            if pay_store::transition(&mut tx, &p.id, "pending", "expired", self.now_unix()).await? {
-                self.add_event(&mut tx, &p.id, "expired", "no checkout session was opened")
-                    .await?;
-                self.audit(
-                    &mut tx,
-                    "system",
-                    "payment.expired",
-                    &p.id,
-                    "success",
-                    "-",
-                    source.as_str(),
-                )
-                .await?;
-            }
-            tx.commit().await.map_err(store::StoreError::from)?;
-            return Ok(());
+            return self
+                .expire_locally(p, source, "no checkout session was opened")
+                .await;
         };
         // Ask before expiring: the processor may already hold a decision (and a decline).
-        let session = match self.processor.retrieve_checkout_session(sid).await? {
+        let first = match self.processor.retrieve_checkout_session(sid).await {
+            Ok(s) => s,
+            // The processor has no such session (e.g. made with sandbox keys before the city
+            // switched to live ones): nothing can be captured on it, so it expires here;
+            // otherwise it would be retried forever and block the job's queue.
+            Err(ProcessorError::Api { status: 404, .. }) => {
+                return self
+                    .expire_locally(p, source, "the processor has no such checkout session")
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let session = match first {
             s if s.status == SessionStatus::Open => {
                 self.settle(&s, source, None).await?; // records a decline, if any
                 match self.processor.expire_checkout_session(sid).await {
@@ -864,6 +862,30 @@ impl App {
             s => s,
         };
         self.settle(&session, source, None).await?;
+        Ok(())
+    }
+
+    async fn expire_locally(
+        &self,
+        p: &PaymentView,
+        source: SettleSource,
+        why: &str,
+    ) -> Result<(), AppError> {
+        let mut tx = self.store.begin().await?;
+        if pay_store::transition(&mut tx, &p.id, "pending", "expired", self.now_unix()).await? {
+            self.add_event(&mut tx, &p.id, "expired", why).await?;
+            self.audit(
+                &mut tx,
+                "system",
+                "payment.expired",
+                &p.id,
+                "success",
+                "-",
+                &format!("{}: {why}", source.as_str()),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(store::StoreError::from)?;
         Ok(())
     }
 

@@ -322,6 +322,15 @@ impl App {
         source_ip: &str,
     ) -> Result<(), AppError> {
         let hash = token_hash(token);
+        // Hash before the transaction: SQLite has one connection, and Argon2 takes a while.
+        // A token that is not live is refused first, so a guess costs no hash.
+        {
+            let mut conn = self.store.conn().await?;
+            if !res::token_is_live(&mut conn, &hash, "reset", self.now_unix()).await? {
+                return Err(AppError::BadToken);
+            }
+        }
+        let new_hash = passwords::hash(new_password.to_owned()).await?;
         let mut tx = self.store.begin().await?;
         let id = res::consume_token(&mut tx, &hash, "reset", self.now_unix())
             .await?
@@ -336,7 +345,6 @@ impl App {
             tx.rollback().await.map_err(StoreError::from)?;
             return Err(AppError::invalid("password", password_message(p)));
         }
-        let new_hash = passwords::hash(new_password.to_owned()).await?;
         res::set_password(&mut tx, &id, &new_hash).await?;
         res::void_tokens(&mut tx, &id, "reset", self.now_unix()).await?;
         // A reset proves control of the mailbox.

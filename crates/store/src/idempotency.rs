@@ -4,6 +4,9 @@
 use crate::Result;
 use sqlx::AnyConnection;
 
+/// How long an unfinished reservation holds its key.
+pub const STALE_SECS: i64 = 600;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
     /// The key is new and now reserved for this request.
@@ -34,6 +37,22 @@ pub async fn reserve(
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 1 {
+        return Ok(Reservation::Reserved);
+    }
+    // A reservation whose request never finished (the client went away mid-request) is
+    // reclaimed after ten minutes, so the key does not answer "in progress" forever.
+    let reclaimed = sqlx::query(
+        "UPDATE idempotency_keys SET request_hash = $1, created_at = $2
+         WHERE scope = $3 AND idem_key = $4 AND response_status IS NULL AND created_at < $5",
+    )
+    .bind(request_hash)
+    .bind(now)
+    .bind(scope)
+    .bind(key)
+    .bind(now - STALE_SECS)
+    .execute(&mut *conn)
+    .await?;
+    if reclaimed.rows_affected() == 1 {
         return Ok(Reservation::Reserved);
     }
     let (hash, status, body): (String, Option<i64>, Option<String>) = sqlx::query_as(

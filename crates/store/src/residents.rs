@@ -122,6 +122,24 @@ pub async fn consume_token(
     Ok(Some(id))
 }
 
+/// Whether an unused, unexpired token of `purpose` exists (without using it).
+pub async fn token_is_live(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<bool> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM resident_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(token_hash)
+    .bind(purpose)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
 /// Voids a resident's outstanding tokens of one purpose (after a reset, say).
 pub async fn void_tokens(
     conn: &mut AnyConnection,

@@ -128,7 +128,11 @@ pub fn load(path: &Path, env: impl Iterator<Item = (String, String)>) -> anyhow:
             continue;
         };
         let Some((section, key)) = rest.split_once("__") else {
-            continue;
+            // Variables of the binary itself, not configuration keys.
+            if ["LOG", "TEST_DATABASE_URL", "CI_FUZZ"].contains(&rest) {
+                continue;
+            }
+            bail!("{k}: not a configuration override (write STRONGROOM_SECTION__KEY, with two underscores, e.g. STRONGROOM_DATABASE__URL)");
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         let table = value
@@ -227,6 +231,13 @@ audit_key_file = "/etc/strongroom/audit"
         )
         .unwrap();
         assert_eq!(c.server.portal_addr.port(), 9999);
+    }
+
+    #[test]
+    fn a_misspelt_override_is_an_error() {
+        let e = load_str(GOOD, vec![("STRONGROOM_SECURITY_AUDIT_HEAD_FILE", "/x")]).unwrap_err();
+        assert!(e.to_string().contains("two underscores"), "{e}");
+        assert!(load_str(GOOD, vec![("STRONGROOM_LOG", "info")]).is_ok());
     }
 
     #[test]

@@ -538,7 +538,8 @@ async fn demo(
     Ok(())
 }
 
-/// A URL whose host is this machine (loopback or a Unix socket path).
+/// A URL whose host is this machine: loopback, `localhost`, or a Unix socket (an empty host
+/// with `?host=/path`). An empty host naming another machine in `?host=` is not local.
 fn is_local_url(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host_port = rest.split(['/', '?']).next().unwrap_or_default();
@@ -552,11 +553,26 @@ fn is_local_url(url: &str) -> bool {
         .rsplit_once(':')
         .filter(|(h, p)| !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()))
         .map_or(host, |(h, _)| h);
-    host.is_empty()
-        || host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    let local = |h: &str| {
+        h == "localhost"
+            || h.starts_with('/')
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    if host.is_empty() {
+        return query_param(url, "host").is_none_or(|h| local(&h));
+    }
+    local(host)
+}
+
+/// The value of `name` in a URL's query string.
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 fn is_root() -> bool {
@@ -632,13 +648,8 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     if (cfg.database.url.starts_with("postgres://")
         || cfg.database.url.starts_with("postgresql://"))
         && !is_local_url(&cfg.database.url)
-        && ![
-            "sslmode=require",
-            "sslmode=verify-ca",
-            "sslmode=verify-full",
-        ]
-        .iter()
-        .any(|m| cfg.database.url.contains(m))
+        && !query_param(&cfg.database.url, "sslmode")
+            .is_some_and(|m| matches!(m.as_str(), "require" | "verify-ca" | "verify-full"))
     {
         bail!("refusing to reach PostgreSQL without TLS: add ?sslmode=verify-full (or require) to database.url");
     }
@@ -692,4 +703,30 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     running.stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_url;
+
+    #[test]
+    fn local_urls() {
+        for url in [
+            "http://127.0.0.1:9",
+            "postgres://u:p@localhost/db",
+            "postgres://u@[::1]:5432/db",
+            "postgres:///db?host=/var/run/postgresql",
+            "postgres:///db",
+        ] {
+            assert!(is_local_url(url), "{url}");
+        }
+        for url in [
+            "https://api.stripe.com",
+            "postgres://u:p@db.example.gov/db",
+            "postgres://u:p@/db?host=db.remote",
+            "postgres://u@10.0.0.5:5432/db",
+        ] {
+            assert!(!is_local_url(url), "{url}");
+        }
+    }
 }

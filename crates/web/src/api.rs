@@ -361,7 +361,7 @@ async fn create_payment(
         ),
         Err(e) => {
             let err = WebError::from_app(e, Format::Json);
-            if err.status.is_server_error() {
+            if err.status.is_server_error() || err.status == StatusCode::TOO_MANY_REQUESTS {
                 // Nothing durable was promised: free the key so the client can retry.
                 let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
                 app::store::idempotency::release(&mut conn, IDEMPOTENCY_SCOPE, key)
@@ -401,7 +401,13 @@ async fn get_payment(
     if domain::ids::PaymentId::parse(&id).is_none() {
         return Err(AppError::NotFound("payment").into());
     }
-    Ok(Json(payment_json(st.app.payment(&id).await?, None)))
+    let p = st.app.payment(&id).await?;
+    // The API creates only anonymous (quick-pay) payments; a resident's payment is shown to
+    // that resident only, in the portal.
+    if p.resident_id.is_some() {
+        return Err(AppError::NotFound("payment").into());
+    }
+    Ok(Json(payment_json(p, None)))
 }
 
 async fn webhook(

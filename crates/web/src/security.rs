@@ -544,11 +544,18 @@ async fn csrf_guard(
     let path = req.uri().path().to_owned();
     // Forms only ever POST; other methods are not routed for pages (405).
     let unsafe_method = *req.method() == Method::POST;
+    // Only the staff upload route takes multipart bodies (its handler checks the session's
+    // token in the form); anywhere else a multipart post is not a form of ours.
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("multipart/form-data"));
+        .is_some_and(|c| c.starts_with("multipart/form-data"))
+        && realm == Realm::Staff
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|m| m.as_str() == UPLOAD_ROUTE);
     if unsafe_method && format_for(&path) == Format::Html && !multipart {
         let (parts, body) = req.into_parts();
         let Ok(bytes) = to_bytes(body, MAX_BODY).await else {

@@ -164,6 +164,34 @@ async fn residents_see_only_their_own_accounts_bills_and_payments() {
         404,
         "another resident's receipt"
     );
+    // Nor the processor-return pages or the API for that payment.
+    let pay_id = receipt_url.rsplit('/').nth(1).unwrap().to_owned();
+    assert_eq!(
+        b.get(format!("{}/payments/{pay_id}/cancel", s.portal))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let res = b
+        .post(format!("{}/payments/{pay_id}/cancel", s.portal))
+        .header("origin", &s.portal)
+        .form(&[("csrf", b_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        client()
+            .get(format!("{}/api/v1/payments/{pay_id}", s.portal))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "a resident's payment is not in the API"
+    );
     assert_eq!(
         client().get(&receipt_url).send().await.unwrap().status(),
         404,

@@ -461,3 +461,48 @@ async fn asset_errors_are_not_cacheable() {
     assert_eq!(res.status(), 200);
     assert_ne!(res.headers()["cache-control"], "no-store");
 }
+
+#[tokio::test]
+async fn multipart_posts_are_not_forms_of_ours_on_the_portal() {
+    let s = server().start().await;
+    let (id, _) = s.api_payment("100001", "93301", 100, "mp-1").await;
+    let body = "--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n--xyz--\r\n";
+    let res = s
+        .http
+        .post(format!("{}/payments/{id}/cancel", s.portal))
+        .header("content-type", "multipart/form-data; boundary=xyz")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "no form token: refused");
+    assert_eq!(
+        s.app().payment(&id).await.unwrap().status.as_str(),
+        "pending"
+    );
+}
+
+#[tokio::test]
+async fn the_pay_form_shares_the_lookup_budget() {
+    let s = server().start().await;
+    let mut last = 0;
+    for _ in 0..61 {
+        last = s
+            .post_form(
+                "/quick-pay/pay",
+                &[
+                    ("account_number", "100001"),
+                    ("postal_code", "90210"),
+                    ("amount", "1.00"),
+                    ("email", "a@example.com"),
+                ],
+            )
+            .await
+            .status()
+            .as_u16();
+    }
+    assert_eq!(
+        last, 429,
+        "guessing account + ZIP through the pay form is rate limited too"
+    );
+}

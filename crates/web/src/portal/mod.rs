@@ -325,7 +325,16 @@ async fn quick_pay_start(
     ctx: Ctx,
     Form(f): Form<PayForm>,
 ) -> Result<Response, PageError> {
-    let summary = match st.app.lookup(&f.account_number, &f.postal_code).await {
+    // The same lookup budget as the find-my-bill form: this form answers account + ZIP too.
+    let looked_up = match st
+        .app
+        .rate_limit(&format!("lookup-ip:{}", ctx.ip), 60, 900)
+        .await
+    {
+        Ok(()) => st.app.lookup(&f.account_number, &f.postal_code).await,
+        Err(e) => Err(e),
+    };
+    let summary = match looked_up {
         Ok(s) => s,
         Err(e) => {
             let (status, msg) = form_error(&ctx, e)?;
@@ -430,6 +439,7 @@ async fn payment_left(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     valid_payment_id(&id)?;
+    owned_or_anonymous(&st, &ctx, &id).await?;
     let (p, checkout_url) = st.app.payment_left(&id).await?;
     if p.status != PaymentStatus::Pending {
         return Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response());
@@ -450,11 +460,25 @@ async fn payment_left(
 /// checkout is expired at the processor so it cannot be paid later.
 async fn payment_cancel(
     State(st): State<AppState>,
+    ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     valid_payment_id(&id)?;
+    owned_or_anonymous(&st, &ctx, &id).await?;
     st.app.cancel_return(&id).await?;
     Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
+}
+
+/// A signed-in resident's payment is theirs alone; a quick-pay payment is reached by its
+/// unguessable id (the processor sends the payer back to it).
+async fn owned_or_anonymous(st: &AppState, ctx: &Ctx, id: &str) -> Result<(), PageError> {
+    let p = st.app.payment(id).await?;
+    match &p.resident_id {
+        Some(owner) if ctx.session.as_ref().map(|s| &s.user_id) != Some(owner) => {
+            Err(AppError::NotFound("payment").into())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn failure_message(t: &Tr, code: Option<&str>) -> Option<String> {
