@@ -238,6 +238,11 @@ impl App {
         if let Some(u) = &req.return_url {
             self.check_return_url(u)?;
         }
+        if req.channel == Channel::Portal {
+            if let Some(again) = self.open_duplicate(&req).await? {
+                return Ok(again);
+            }
+        }
         let currency = self.config().currency;
         let now = self.now_unix();
         let payment_id = domain::ids::PaymentId::from_random(&random_id()).to_string();
@@ -409,6 +414,62 @@ impl App {
         })
     }
 
+    /// The same payer asking again for the same items and amounts (a double click, or back
+    /// and "Pay" again) while the first checkout is still open gets that checkout, not a
+    /// second one: two open checkouts for one bill could both be paid.
+    async fn open_duplicate(
+        &self,
+        req: &PaymentRequest,
+    ) -> Result<Option<StartedPayment>, AppError> {
+        let since = self.now_unix() - 30 * 60;
+        let mut wanted: Vec<(String, i64)> = req
+            .items
+            .iter()
+            .map(|i| (i.account.to_string(), i.amount.cents()))
+            .collect();
+        wanted.sort();
+        let candidates = {
+            let mut conn = self.store.conn().await?;
+            let ids = pay_store::recent_pending_for_payer(
+                &mut conn,
+                &self.email_index(req.email.as_str()),
+                since,
+            )
+            .await?;
+            let mut found = None;
+            for id in ids {
+                let Some(p) = pay_store::get(&mut conn, &id).await? else {
+                    continue;
+                };
+                let mut have: Vec<(String, i64)> = pay_store::items(&mut conn, &id)
+                    .await?
+                    .into_iter()
+                    .map(|i| (i.account_number, i.amount_cents))
+                    .collect();
+                have.sort();
+                if have == wanted && p.resident_id == req.resident_id {
+                    found = p.processor_session_id.map(|sid| (id, sid));
+                    break;
+                }
+            }
+            found
+        };
+        let Some((id, sid)) = candidates else {
+            return Ok(None);
+        };
+        // Outside any connection: ask the processor whether that checkout is still open.
+        match self.processor.retrieve_checkout_session(&sid).await {
+            Ok(session) if session.status == SessionStatus::Open => match session.url {
+                Some(url) => Ok(Some(StartedPayment {
+                    payment: self.payment(&id).await?,
+                    checkout_url: url,
+                })),
+                None => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
     async fn fail_unstarted(&self, payment_id: &str, e: &ProcessorError) -> Result<(), AppError> {
         tracing::warn!(payment_id, error = %e, "could not open a checkout session");
         let mut tx = self.store.begin().await?;
@@ -457,7 +518,22 @@ impl App {
                 return Ok(WebhookOutcome::Duplicate);
             }
         }
-        let Some(p) = pay_store::by_session(&mut tx, &session.id).await? else {
+        let mut found = pay_store::by_session(&mut tx, &session.id).await?;
+        if found.is_none() {
+            // The session was opened but recording its id failed (a crash between the two):
+            // the processor's reference is our payment id, so the payment is still found and
+            // the session id recorded now, rather than a paid checkout being ignored.
+            if let Some(reference) = session.client_reference_id.as_deref() {
+                if let Some(p) = pay_store::get(&mut tx, reference)
+                    .await?
+                    .filter(|p| p.processor_session_id.is_none())
+                {
+                    pay_store::set_session(&mut tx, &p.id, &session.id, self.now_unix()).await?;
+                    found = pay_store::get(&mut tx, reference).await?;
+                }
+            }
+        }
+        let Some(p) = found else {
             tx.commit().await.map_err(store::StoreError::from)?;
             return Ok(WebhookOutcome::Ignored("unknown checkout session"));
         };

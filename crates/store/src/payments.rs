@@ -236,6 +236,24 @@ pub async fn events(conn: &mut AnyConnection, payment_id: &str) -> Result<Vec<Pa
     .await?)
 }
 
+/// Ids of pending portal payments for this payer (email blind index) created since `since`,
+/// newest first: the candidates a repeated "Pay" (double click, back and resubmit) reuses.
+pub async fn recent_pending_for_payer(
+    conn: &mut AnyConnection,
+    email_index: &str,
+    since: i64,
+) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM payments WHERE status = 'pending' AND channel = 'portal' AND email_index = $1 AND created_at >= $2
+         ORDER BY created_at DESC, id DESC LIMIT 5",
+    )
+    .bind(email_index)
+    .bind(since)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// Pending payments created before `cutoff`, oldest first.
 pub async fn stale_pending(
     conn: &mut AnyConnection,

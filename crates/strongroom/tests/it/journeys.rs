@@ -465,3 +465,46 @@ async fn malformed_forms_get_clear_4xx_pages_and_change_nothing() {
     assert_eq!(res.status(), 404);
     assert_eq!(s.balance("100001").await, before);
 }
+
+#[tokio::test]
+async fn pressing_pay_twice_reuses_the_open_checkout() {
+    let s = server().start().await;
+    let form = [
+        ("account_number", "100001"),
+        ("postal_code", "93301"),
+        ("amount", "5.00"),
+        ("email", "twice@example.com"),
+    ];
+    let first = s.post_form("/quick-pay/pay", &form).await;
+    let second = s.post_form("/quick-pay/pay", &form).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (303, 303)
+    );
+    assert_eq!(
+        first.headers()["location"],
+        second.headers()["location"],
+        "the same checkout"
+    );
+    let mut c = s.app().store.conn().await.unwrap();
+    assert_eq!(
+        store::payments::recent(&mut c, 10).await.unwrap().len(),
+        1,
+        "one payment"
+    );
+    drop(c);
+    // A different amount is a different payment.
+    let third = s
+        .post_form(
+            "/quick-pay/pay",
+            &[
+                ("account_number", "100001"),
+                ("postal_code", "93301"),
+                ("amount", "6.00"),
+                ("email", "twice@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(third.status(), 303);
+    assert_ne!(third.headers()["location"], first.headers()["location"]);
+}

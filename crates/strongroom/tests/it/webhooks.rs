@@ -280,3 +280,27 @@ impl NowUnix for app::ManualClock {
         app::Clock::now(self).unix_timestamp()
     }
 }
+
+#[tokio::test]
+async fn a_paid_checkout_whose_session_id_was_never_recorded_is_still_posted() {
+    let s = server().start().await;
+    let before = s.balance("100001").await;
+    let (id, url) = s.api_payment("100001", "93301", 321, "lost-session").await;
+    // As if the process died between opening the checkout and recording its id.
+    {
+        let mut c = s.app().store.conn().await.unwrap();
+        sqlx::query("UPDATE payments SET processor_session_id = NULL WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.pay_hosted(&url, "4242424242424242").await.status(), 303);
+    // The webhook finds the payment by the processor's reference (our payment id).
+    eventually("the webhook settles the payment", || async {
+        s.app().payment(&id).await.unwrap().status.as_str() == "succeeded"
+    })
+    .await;
+    assert_eq!(s.balance("100001").await, before - 321);
+    assert_eq!(s.ledger_payments("100001", &id).await, 1);
+}
