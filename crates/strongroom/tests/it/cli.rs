@@ -212,12 +212,20 @@ fn is_root() -> bool {
     std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
 }
 
-/// Runs the binary as an unprivileged user when the tests run as root (as CI does).
+/// Runs the binary as an unprivileged user (nobody) when the tests run as root (as CI does).
 fn as_service_user(args: &[&str]) -> Command {
     if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_strongroom")])
-            .args(args);
+        // setpriv execs the binary in its own place (runuser would fork and wait, and
+        // killing it would leave the server running).
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            env!("CARGO_BIN_EXE_strongroom"),
+        ])
+        .args(args);
         c
     } else {
         let mut c = bin();
