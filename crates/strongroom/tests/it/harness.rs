@@ -345,7 +345,32 @@ impl Server {
         assert_eq!(res.status(), 303, "successful card form redirects");
         let last = self.follow(res).await;
         assert_eq!(last.status(), 200);
+        self.webhooks_settled().await;
         id
+    }
+
+    /// Waits until the sandbox has delivered every webhook it raised (each answered 2xx,
+    /// so its transaction committed), unless deliveries are paused: afterwards nothing in
+    /// flight still writes audit rows, ledger entries or emails behind a test's back.
+    pub async fn webhooks_settled(&self) {
+        let url = format!("{}/_sandbox/events", self.processor);
+        eventually("the sandbox delivered every webhook", || async {
+            let v: serde_json::Value = self
+                .http
+                .get(&url)
+                .bearer_auth(SK)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["paused"] == true
+                || v["data"]
+                    .as_array()
+                    .is_some_and(|evs| evs.iter().all(|e| e["delivered"] == true))
+        })
+        .await;
     }
 }
 
