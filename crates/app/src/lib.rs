@@ -13,6 +13,7 @@ mod error;
 pub mod ids;
 pub mod integrity;
 pub mod mfa;
+pub mod passkeys;
 pub mod passwords;
 pub mod payments;
 pub mod resident_mfa;
@@ -37,6 +38,9 @@ pub struct Config {
     /// The resident portal's public origin, e.g. `https://pay.city.gov` (no trailing slash):
     /// used in processor return URLs and in emailed links.
     pub portal_base_url: String,
+    /// The back office's origin, e.g. `https://staff.pay.city.gov`: its passkeys' relying
+    /// party.
+    pub staff_base_url: String,
     pub city_name: String,
     pub currency: Currency,
     /// Shared secret of the processor's webhook signatures (`whsec_...`).
@@ -76,6 +80,7 @@ pub struct App {
     processor: Arc<dyn Processor>,
     clock: Arc<dyn Clock>,
     cfg: Arc<Config>,
+    rps: Arc<passkeys::RelyingParties>,
 }
 
 impl App {
@@ -85,11 +90,17 @@ impl App {
         clock: Arc<dyn Clock>,
         cfg: Config,
     ) -> App {
+        let rps = passkeys::RelyingParties::new(
+            &cfg.portal_base_url,
+            &cfg.staff_base_url,
+            &cfg.city_name,
+        );
         App {
             store,
             processor,
             clock,
             cfg: Arc::new(cfg),
+            rps: Arc::new(rps),
         }
     }
 

@@ -40,6 +40,42 @@ const SECRET_BYTES: usize = 20;
 const RECOVERY_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 const RECOVERY_LEN: usize = 12;
 
+/// What a person offers as the second step of a login.
+#[derive(Clone, Copy)]
+pub(crate) enum SecondFactor<'a> {
+    /// A TOTP code or a recovery code, as typed.
+    Code(&'a str),
+    /// The browser's signed answer to the sign-in ceremony (JSON).
+    Passkey(&'a str),
+}
+
+/// Which second factor was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Used {
+    Totp,
+    Recovery,
+    Passkey,
+}
+
+impl Used {
+    pub(crate) fn from_recovery(recovery: bool) -> Used {
+        if recovery {
+            Used::Recovery
+        } else {
+            Used::Totp
+        }
+    }
+
+    /// The audit detail of a login that used it.
+    pub(crate) fn detail(self) -> &'static str {
+        match self {
+            Used::Totp => "mfa: totp",
+            Used::Recovery => "mfa: recovery code",
+            Used::Passkey => "mfa: passkey",
+        }
+    }
+}
+
 /// What a right password leads to: the token goes in a short-lived cookie.
 #[derive(Clone)]
 pub enum LoginStep {
@@ -319,6 +355,10 @@ impl App {
             .ok_or_else(|| AppError::Internal("MFA row missing after insert".into()))?;
         let token = self.open_challenge(conn, &m::STAFF, &row.id).await?;
         let enrolled = mfa.enrolled_at.is_some();
+        if enrolled {
+            self.open_passkey_login(conn, Realm::Staff, &row.id, &token)
+                .await?;
+        }
         self.audit(
             conn,
             &format!("staff:{}", row.id),
@@ -388,6 +428,32 @@ impl App {
         code: &str,
         source_ip: &str,
     ) -> Result<MfaLogin, AppError> {
+        self.staff_login_second(challenge_token, SecondFactor::Code(code), source_ip)
+            .await
+    }
+
+    /// The second step of a staff login with a passkey: the browser's signed answer to
+    /// the challenge's sign-in ceremony. Errors as [`App::staff_login_verify`].
+    pub async fn staff_login_passkey(
+        &self,
+        challenge_token: &str,
+        credential_json: &str,
+        source_ip: &str,
+    ) -> Result<MfaLogin, AppError> {
+        self.staff_login_second(
+            challenge_token,
+            SecondFactor::Passkey(credential_json),
+            source_ip,
+        )
+        .await
+    }
+
+    async fn staff_login_second(
+        &self,
+        challenge_token: &str,
+        factor: SecondFactor<'_>,
+        source_ip: &str,
+    ) -> Result<MfaLogin, AppError> {
         self.rate_limit(&format!("staff-mfa-ip:{source_ip}"), 50, 900)
             .await?;
         if !well_formed_token(challenge_token) {
@@ -432,11 +498,19 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Internal("challenge without an MFA secret".into()))?;
         let enrolled = mfa.enrolled_at.is_some();
-        let checked = self
-            .check_code(&mut tx, &m::STAFF, &row.username, &mfa, code, now)
-            .await?;
-        let accepted = checked.is_some();
-        let used_recovery_code = checked == Some(true);
+        let used = match factor {
+            SecondFactor::Code(code) => self
+                .check_code(&mut tx, &m::STAFF, &row.username, &mfa, code, now)
+                .await?
+                .map(Used::from_recovery),
+            SecondFactor::Passkey(json) if enrolled => self
+                .check_passkey_login(&mut tx, Realm::Staff, &row.id, &hash, json, now)
+                .await?
+                .then_some(Used::Passkey),
+            SecondFactor::Passkey(_) => None,
+        };
+        let accepted = used.is_some();
+        let used_recovery_code = used == Some(Used::Recovery);
         if !accepted {
             let attempts = m::count_attempt(&mut tx, &hash).await?;
             st::record_failure(&mut tx, &row.id, MAX_FAILURES, now + LOCK_SECS).await?;
@@ -500,11 +574,7 @@ impl App {
             &row.id,
             "success",
             source_ip,
-            if used_recovery_code {
-                "mfa: recovery code"
-            } else {
-                "mfa: totp"
-            },
+            used.map(Used::detail).unwrap_or_default(),
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -530,6 +600,8 @@ impl App {
         let uri = otpauth_uri(&secret, &self.totp_issuer(), &row.username)?;
         let mut tx = self.store.begin().await?;
         m::replace_enrolled(&mut tx, &row.id, &secret, self.now_unix()).await?;
+        // A reset starts the member's second factors afresh: their passkeys go too.
+        store::passkeys::delete_all(&mut tx, Realm::Staff.as_str(), &row.id).await?;
         self.audit(
             &mut tx,
             "system",

@@ -13,7 +13,8 @@
 use crate::crypto::columns;
 use crate::ids::token_hash;
 use crate::mfa::{
-    new_secret_base32, otpauth_uri, well_formed_token, TotpEnrollment, CHALLENGE_ATTEMPTS,
+    classify, new_secret_base32, otpauth_uri, recovery_hash, well_formed_token, Entered,
+    SecondFactor, TotpEnrollment, Used, CHALLENGE_ATTEMPTS,
 };
 use crate::residents::Resident;
 use crate::sessions::{NewSession, Realm};
@@ -211,7 +212,14 @@ impl App {
             tx.commit().await.map_err(StoreError::from)?;
             return Err(AppError::invalid("code", WRONG_CODE));
         }
-        m::delete_all_in(&T, &mut tx, resident_id).await?;
+        if self
+            .has_passkeys(&mut tx, Realm::Resident, resident_id)
+            .await?
+        {
+            m::delete_secret_in(&T, &mut tx, resident_id).await?;
+        } else {
+            m::delete_all_in(&T, &mut tx, resident_id).await?;
+        }
         self.audit(
             &mut tx,
             &actor,
@@ -237,10 +245,12 @@ impl App {
         let enrolled = m::get_in(&T, conn, &row.id)
             .await?
             .is_some_and(|r| r.enrolled_at.is_some());
-        if !enrolled {
+        if !enrolled && !self.has_passkeys(conn, Realm::Resident, &row.id).await? {
             return Ok(None);
         }
         let token = self.open_challenge(conn, &T, &row.id).await?;
+        self.open_passkey_login(conn, Realm::Resident, &row.id, &token)
+            .await?;
         self.audit(
             conn,
             &format!("resident:{}", row.id),
@@ -275,6 +285,32 @@ impl App {
         code: &str,
         source_ip: &str,
     ) -> Result<ResidentMfaLogin, AppError> {
+        self.resident_login_second(challenge_token, SecondFactor::Code(code), source_ip)
+            .await
+    }
+
+    /// The second step of a resident login with a passkey (the browser's signed answer).
+    /// Errors as [`App::resident_login_verify`].
+    pub async fn resident_login_passkey(
+        &self,
+        challenge_token: &str,
+        credential_json: &str,
+        source_ip: &str,
+    ) -> Result<ResidentMfaLogin, AppError> {
+        self.resident_login_second(
+            challenge_token,
+            SecondFactor::Passkey(credential_json),
+            source_ip,
+        )
+        .await
+    }
+
+    async fn resident_login_second(
+        &self,
+        challenge_token: &str,
+        factor: SecondFactor<'_>,
+        source_ip: &str,
+    ) -> Result<ResidentMfaLogin, AppError> {
         self.rate_limit(&format!("login-ip:{source_ip}"), 30, 900)
             .await?;
         if !well_formed_token(challenge_token) {
@@ -301,13 +337,18 @@ impl App {
             return Err(AppError::BadToken);
         };
         let row = res::get(&mut tx, &c.user_id).await?;
-        let mfa = m::get_in(&T, &mut tx, &c.user_id).await?;
-        let (row, mfa) = match (row, mfa) {
-            (Some(r), Some(mfa))
+        let mfa = m::get_in(&T, &mut tx, &c.user_id)
+            .await?
+            .filter(|m| m.enrolled_at.is_some());
+        let passkeys = self
+            .has_passkeys(&mut tx, Realm::Resident, &c.user_id)
+            .await?;
+        let (row, mfa) = match row {
+            Some(r)
                 if c.expires_at > now
                     && c.attempts < CHALLENGE_ATTEMPTS
                     && r.disabled == 0
-                    && mfa.enrolled_at.is_some() =>
+                    && (mfa.is_some() || passkeys) =>
             {
                 (r, mfa)
             }
@@ -319,10 +360,30 @@ impl App {
         };
         let actor = format!("resident:{}", row.id);
         let email = self.open(columns::RESIDENT_EMAIL, &row.email)?;
-        let Some(used_recovery_code) = self
-            .check_code(&mut tx, &T, &email, &mfa, code, now)
-            .await?
-        else {
+        let used = match (factor, &mfa) {
+            (SecondFactor::Code(code), Some(mfa)) => self
+                .check_code(&mut tx, &T, &email, mfa, code, now)
+                .await?
+                .map(Used::from_recovery),
+            // Passkeys without TOTP: a typed code can only be a recovery code.
+            (SecondFactor::Code(code), None) => match classify(code) {
+                Entered::Recovery(canonical) => m::use_recovery_code_in(
+                    &T,
+                    &mut tx,
+                    &row.id,
+                    &recovery_hash(&self.config().audit_key, &canonical),
+                    now,
+                )
+                .await?
+                .then_some(Used::Recovery),
+                Entered::Totp(_) | Entered::Neither => None,
+            },
+            (SecondFactor::Passkey(json), _) => self
+                .check_passkey_login(&mut tx, Realm::Resident, &row.id, &hash, json, now)
+                .await?
+                .then_some(Used::Passkey),
+        };
+        let Some(used) = used else {
             let attempts = m::count_attempt_in(&T, &mut tx, &hash).await?;
             let exhausted = attempts >= CHALLENGE_ATTEMPTS;
             if exhausted {
@@ -345,6 +406,7 @@ impl App {
                 AppError::BadCredentials
             });
         };
+        let used_recovery_code = used == Used::Recovery;
         if used_recovery_code {
             let left = m::unused_recovery_codes_in(&T, &mut tx, &row.id).await?;
             self.audit(
@@ -369,11 +431,7 @@ impl App {
             &row.id,
             "success",
             source_ip,
-            if used_recovery_code {
-                "mfa: recovery code"
-            } else {
-                "mfa: totp"
-            },
+            used.detail(),
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;

@@ -11,6 +11,7 @@ pub mod documents;
 pub mod idempotency;
 pub mod mfa;
 pub mod outbox;
+pub mod passkeys;
 pub mod payments;
 pub mod pii;
 pub mod ratelimit;

@@ -145,6 +145,14 @@ pub async fn delete_all_in(t: &Tables, conn: &mut AnyConnection, user_id: &str) 
     Ok(())
 }
 
+/// Removes only the user's TOTP secret (a resident turning TOTP off who keeps passkeys,
+/// and with them their recovery codes).
+pub async fn delete_secret_in(t: &Tables, conn: &mut AnyConnection, user_id: &str) -> Result<()> {
+    let sql = format!("DELETE FROM {} WHERE {} = $1", t.mfa, t.owner);
+    sqlx::query(&sql).bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
 /// Records that the code of `step` was used. False (and nothing changes) unless `step` is
 /// later than every step used before: this is what makes each code single-use, also when
 /// two requests race.

@@ -132,6 +132,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         o.clock.clone(),
         app::Config {
             portal_base_url: portal_origin.clone(),
+            staff_base_url: staff_origin.clone(),
             city_name: o.city_name.clone(),
             currency: domain::Currency::Usd,
             webhook_secret: o.webhook_secret.clone(),
@@ -274,6 +275,7 @@ pub async fn offline_app(
         Arc::new(app::SystemClock),
         app::Config {
             portal_base_url: String::new(),
+            staff_base_url: String::new(),
             city_name: city_name.to_owned(),
             currency: domain::Currency::Usd,
             webhook_secret: domain::Secret::default(),
