@@ -17,7 +17,7 @@
 use crate::ids::{random_id, random_token, token_hash};
 use crate::mfa::CHALLENGE_SECS;
 use crate::sessions::Realm;
-use crate::{passwords, App, AppError};
+use crate::{App, AppError};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use store::passkeys::{self as pk, CeremonyRow, PasskeyRow};
@@ -106,7 +106,10 @@ impl std::fmt::Debug for PasskeyCeremony {
 /// The WebAuthn user handle of a person: derived from realm and id, so it reveals
 /// neither the email address nor the database id.
 fn user_handle(realm: Realm, user_id: &str) -> Uuid {
-    let digest = Sha256::digest(format!("strongroom passkey user:{}:{user_id}", realm.as_str()));
+    let digest = Sha256::digest(format!(
+        "strongroom passkey user:{}:{user_id}",
+        realm.as_str()
+    ));
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     Uuid::from_bytes(bytes)
@@ -163,7 +166,11 @@ impl App {
     }
 
     /// A person's passkeys, oldest first.
-    pub async fn passkeys(&self, realm: Realm, user_id: &str) -> Result<Vec<PasskeyInfo>, AppError> {
+    pub async fn passkeys(
+        &self,
+        realm: Realm,
+        user_id: &str,
+    ) -> Result<Vec<PasskeyInfo>, AppError> {
         let mut conn = self.store.conn().await?;
         Ok(pk::list(&mut conn, realm.as_str(), user_id)
             .await?
@@ -263,8 +270,16 @@ impl App {
         let actor = actor(realm, user_id);
         let event = format!("{}.passkey_added", realm.as_str());
         let Some(passkey) = verified else {
-            self.audit(&mut tx, &actor, &event, user_id, "failure", source_ip, "not verified")
-                .await?;
+            self.audit(
+                &mut tx,
+                &actor,
+                &event,
+                user_id,
+                "failure",
+                source_ip,
+                "not verified",
+            )
+            .await?;
             tx.commit().await.map_err(StoreError::from)?;
             return Err(AppError::invalid("credential", NOT_VERIFIED));
         };
@@ -319,7 +334,8 @@ impl App {
         Ok(codes)
     }
 
-    /// Removes one of a signed-in person's passkeys; takes their password again.
+    /// Removes one of a signed-in person's passkeys; takes their password again (a wrong
+    /// one: `AppError::Invalid` on `current_password`).
     pub async fn remove_passkey(
         &self,
         realm: Realm,
@@ -328,22 +344,8 @@ impl App {
         password_plain: &str,
         source_ip: &str,
     ) -> Result<(), AppError> {
-        self.rate_limit(&format!("reauth:{}:{user_id}", realm.as_str()), 10, 900)
+        self.reauthenticate(realm, user_id, password_plain, source_ip)
             .await?;
-        let hash = {
-            let mut conn = self.store.conn().await?;
-            match realm {
-                Realm::Staff => store::staff::get(&mut conn, user_id)
-                    .await?
-                    .map(|r| r.password_hash),
-                Realm::Resident => store::residents::get(&mut conn, user_id)
-                    .await?
-                    .map(|r| r.password_hash),
-            }
-        };
-        if !passwords::verify(password_plain.to_owned(), hash).await {
-            return Err(AppError::invalid("password", "that password is not right"));
-        }
         let mut tx = self.store.begin().await?;
         if !pk::delete(&mut tx, realm.as_str(), user_id, passkey_id).await? {
             return Err(AppError::NotFound("passkey"));
@@ -413,12 +415,15 @@ impl App {
             return Ok(None);
         }
         let mut conn = self.store.conn().await?;
-        Ok(
-            pk::ceremony(&mut conn, realm.as_str(), LOGIN, &token_hash(challenge_token))
-                .await?
-                .filter(|c| c.expires_at > self.now_unix())
-                .map(|c| c.options),
+        Ok(pk::ceremony(
+            &mut conn,
+            realm.as_str(),
+            LOGIN,
+            &token_hash(challenge_token),
         )
+        .await?
+        .filter(|c| c.expires_at > self.now_unix())
+        .map(|c| c.options))
     }
 
     /// Checks a sign-in answer against the ceremony of login challenge `challenge_hash`:

@@ -18,8 +18,7 @@ pub struct PasskeyRow {
     pub last_used_at: Option<i64>,
 }
 
-const COLS: &str =
-    "id, realm, user_id, credential_id, name, credential, created_at, last_used_at";
+const COLS: &str = "id, realm, user_id, credential_id, name, credential, created_at, last_used_at";
 
 /// Stores a new passkey; `Ok(false)` when this credential is already registered in the
 /// realm (to anyone).
@@ -80,7 +79,12 @@ pub async fn record_use(
 }
 
 /// Removes one of the user's passkeys; `Ok(false)` if they have none with this id.
-pub async fn delete(conn: &mut AnyConnection, realm: &str, user_id: &str, id: &str) -> Result<bool> {
+pub async fn delete(
+    conn: &mut AnyConnection,
+    realm: &str,
+    user_id: &str,
+    id: &str,
+) -> Result<bool> {
     let r = sqlx::query("DELETE FROM passkeys WHERE realm = $1 AND user_id = $2 AND id = $3")
         .bind(realm)
         .bind(user_id)

@@ -21,10 +21,16 @@ pub struct Script {
 }
 
 /// Every script any page loads.
-pub const SCRIPTS: &[Script] = &[Script {
-    path: "uswds/js/uswds.min.js",
-    reason: "U.S. Web Design System components (banner, accordions); pages work without it",
-}];
+pub const SCRIPTS: &[Script] = &[
+    Script {
+        path: "uswds/js/uswds.min.js",
+        reason: "U.S. Web Design System components (banner, accordions); pages work without it",
+    },
+    Script {
+        path: "passkey.js",
+        reason: "passkey (WebAuthn) ceremonies on the sign-in code pages and the add-a-passkey page only; not on payment pages",
+    },
+];
 
 /// `sha384-...` of an embedded file, for Subresource Integrity.
 pub fn integrity(path: &str) -> Option<String> {
@@ -40,6 +46,12 @@ pub fn integrity(path: &str) -> Option<String> {
 pub fn uswds_js_integrity() -> &'static str {
     static SRI: OnceLock<String> = OnceLock::new();
     SRI.get_or_init(|| integrity(SCRIPTS[0].path).unwrap_or_default())
+}
+
+/// The SRI value of the passkey script, computed once.
+pub fn passkey_js_integrity() -> &'static str {
+    static SRI: OnceLock<String> = OnceLock::new();
+    SRI.get_or_init(|| integrity(SCRIPTS[1].path).unwrap_or_default())
 }
 
 fn content_type(path: &str) -> &'static str {

@@ -8,6 +8,7 @@ mod cookies;
 pub mod error;
 pub mod i18n;
 pub mod integrity;
+pub mod passkeys;
 pub mod portal;
 pub mod security;
 pub mod staff;

@@ -371,6 +371,9 @@ fn mfa_cookie(st: &AppState, value: &str, max_age: i64) -> String {
 struct MfaPage {
     c: Chrome,
     error: Option<String>,
+    /// The sign-in ceremony's options when the member has passkeys.
+    passkey_options: Option<String>,
+    passkey_sri: &'static str,
 }
 
 #[derive(Template)]
@@ -394,6 +397,9 @@ struct RecoveryCodesPage {
 struct MfaForm {
     #[serde(default)]
     code: String,
+    /// A passkey's answer (JSON), instead of a code.
+    #[serde(default)]
+    credential: String,
 }
 
 pub(crate) fn grouped(secret: &str) -> String {
@@ -406,11 +412,25 @@ pub(crate) fn grouped(secret: &str) -> String {
 }
 
 /// The code form or the enrollment page of a live challenge.
-fn step_page(ctx: &StaffCtx, step: &LoginStep, status: StatusCode, error: Option<String>) -> Page {
+fn step_page(
+    ctx: &StaffCtx,
+    step: &LoginStep,
+    status: StatusCode,
+    error: Option<String>,
+    passkey_options: Option<String>,
+) -> Page {
     let mut c = ctx.chrome();
     c.signed_in = false;
     Ok(match step {
-        LoginStep::Challenge { .. } => render(status, &MfaPage { c, error })?,
+        LoginStep::Challenge { .. } => render(
+            status,
+            &MfaPage {
+                c,
+                error,
+                passkey_options,
+                passkey_sri: crate::assets::passkey_js_integrity(),
+            },
+        )?,
         LoginStep::Enroll {
             secret_base32,
             otpauth_uri,
@@ -425,6 +445,22 @@ fn step_page(ctx: &StaffCtx, step: &LoginStep, status: StatusCode, error: Option
             },
         )?,
     })
+}
+
+/// The passkey sign-in options of a live challenge (enrolled members with passkeys).
+async fn passkey_options(
+    st: &AppState,
+    ctx: &StaffCtx,
+    step: &LoginStep,
+) -> Result<Option<String>, Refusal> {
+    match step {
+        LoginStep::Challenge { token } => st
+            .app
+            .passkey_login_options(Realm::Staff, token)
+            .await
+            .map_err(|e| ctx.app_error(e)),
+        LoginStep::Enroll { .. } => Ok(None),
+    }
 }
 
 /// Back to the password form with a message, the challenge cookie cleared.
@@ -455,7 +491,10 @@ async fn mfa_page(State(st): State<AppState>, ctx: StaffCtx, headers: HeaderMap)
         None => None,
     };
     match step {
-        Some(step) => step_page(&ctx, &step, StatusCode::OK, None),
+        Some(step) => {
+            let options = passkey_options(&st, &ctx, &step).await?;
+            step_page(&ctx, &step, StatusCode::OK, None, options)
+        }
         None => Ok((
             [(header::SET_COOKIE, mfa_cookie(&st, "", 0))],
             Redirect::to("/login"),
@@ -478,7 +517,15 @@ async fn mfa_verify(
     };
     // An over-long entry is a wrong code (and counted as one), not a different error.
     let code = if f.code.len() > MAX_CODE { "" } else { &f.code };
-    let key = match st.app.staff_login_verify(&token, code, &ctx.ip).await {
+    let with_passkey = !f.credential.is_empty();
+    let result = if with_passkey {
+        st.app
+            .staff_login_passkey(&token, crate::passkeys::bounded(&f.credential), &ctx.ip)
+            .await
+    } else {
+        st.app.staff_login_verify(&token, code, &ctx.ip).await
+    };
+    let key = match result {
         Ok(done) => {
             // A session this browser already had is ended, not kept alongside the new one.
             if let Some((old, _)) = &ctx.signed_in {
@@ -516,6 +563,9 @@ async fn mfa_verify(
             )?;
             return Ok((set, page).into_response());
         }
+        Err(AppError::BadCredentials) if with_passkey => {
+            (StatusCode::UNAUTHORIZED, "passkey.not_verified")
+        }
         Err(AppError::BadCredentials) => (StatusCode::UNAUTHORIZED, "staff.mfa.bad_code"),
         Err(AppError::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "error.rate_limited"),
         Err(AppError::BadToken) => {
@@ -533,7 +583,10 @@ async fn mfa_verify(
         .await
         .map_err(|e| ctx.app_error(e))?
     {
-        Some(step) => step_page(&ctx, &step, key.0, Some(ctx.t.s(key.1).to_owned())),
+        Some(step) => {
+            let options = passkey_options(&st, &ctx, &step).await?;
+            step_page(&ctx, &step, key.0, Some(ctx.t.s(key.1).to_owned()), options)
+        }
         None => restart(&st, &ctx, StatusCode::UNAUTHORIZED, "staff.mfa.expired"),
     }
 }

@@ -67,12 +67,42 @@ fn bounded(code: &str) -> &str {
 struct CodePage {
     c: Chrome,
     error: String,
+    /// The sign-in ceremony's options when the resident has passkeys.
+    passkey_options: Option<String>,
+    passkey_sri: &'static str,
+}
+
+/// The code page of the challenge `token`, with the passkey button when the resident has
+/// passkeys.
+async fn code_page(
+    st: &AppState,
+    ctx: &Ctx,
+    token: &str,
+    status: StatusCode,
+    error: String,
+) -> Result<Response, PageError> {
+    let passkey_options = st
+        .app
+        .passkey_login_options(app::sessions::Realm::Resident, token)
+        .await?;
+    render(
+        status,
+        &CodePage {
+            c: ctx.chrome(),
+            error,
+            passkey_options,
+            passkey_sri: crate::assets::passkey_js_integrity(),
+        },
+    )
 }
 
 #[derive(Deserialize)]
 struct CodeForm {
     #[serde(default)]
     code: String,
+    /// A passkey's answer (JSON), instead of a code.
+    #[serde(default)]
+    credential: String,
 }
 
 /// Back to the password form with a message, the challenge cookie cleared.
@@ -96,24 +126,15 @@ async fn code_form(
     if ctx.session.is_some() {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    let live = match cookies::get(&headers, MFA_COOKIE) {
-        Some(token) => st.app.resident_challenge_live(&token).await?,
-        None => false,
-    };
-    if !live {
+    let token = cookies::get(&headers, MFA_COOKIE).unwrap_or_default();
+    if !st.app.resident_challenge_live(&token).await? {
         return Ok((
             [(header::SET_COOKIE, mfa_cookie(&st, "", 0))],
             Redirect::to("/login"),
         )
             .into_response());
     }
-    render(
-        StatusCode::OK,
-        &CodePage {
-            c: ctx.chrome(),
-            error: String::new(),
-        },
-    )
+    code_page(&st, &ctx, &token, StatusCode::OK, String::new()).await
 }
 
 async fn verify(
@@ -125,11 +146,17 @@ async fn verify(
     let Some(token) = cookies::get(&headers, MFA_COOKIE) else {
         return Ok(Redirect::to("/login").into_response());
     };
-    match st
-        .app
-        .resident_login_verify(&token, bounded(&f.code), &ctx.ip)
-        .await
-    {
+    let with_passkey = !f.credential.is_empty();
+    let result = if with_passkey {
+        st.app
+            .resident_login_passkey(&token, crate::passkeys::bounded(&f.credential), &ctx.ip)
+            .await
+    } else {
+        st.app
+            .resident_login_verify(&token, bounded(&f.code), &ctx.ip)
+            .await
+    };
+    match result {
         Ok(done) => {
             // A new session replaces any old one (no session fixation).
             if let Some(old) = &ctx.session {
@@ -153,22 +180,18 @@ async fn verify(
         Err(AppError::BadToken) => {
             restart(&st, &ctx, StatusCode::UNAUTHORIZED, "account.mfa.expired")
         }
-        Err(AppError::BadCredentials) => render(
-            StatusCode::UNAUTHORIZED,
-            &CodePage {
-                c: ctx.chrome(),
-                error: ctx.t.s("account.mfa.bad_code").to_owned(),
-            },
-        ),
+        Err(AppError::BadCredentials) => {
+            let key = if with_passkey {
+                "passkey.not_verified"
+            } else {
+                "account.mfa.bad_code"
+            };
+            let error = ctx.t.s(key).to_owned();
+            code_page(&st, &ctx, &token, StatusCode::UNAUTHORIZED, error).await
+        }
         Err(e) => {
             let p = problem(&ctx, e)?;
-            render(
-                p.status,
-                &CodePage {
-                    c: ctx.chrome(),
-                    error: p.message,
-                },
-            )
+            code_page(&st, &ctx, &token, p.status, p.message).await
         }
     }
 }
@@ -187,6 +210,17 @@ struct SetupPage {
 struct RecoveryPage {
     c: Chrome,
     codes: Vec<String>,
+}
+
+/// The recovery codes, shown this once.
+pub(super) fn recovery_codes_page(ctx: &Ctx, codes: Vec<String>) -> Result<Response, PageError> {
+    render(
+        StatusCode::OK,
+        &RecoveryPage {
+            c: ctx.chrome(),
+            codes,
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -242,15 +276,7 @@ async fn confirm(
         .confirm_resident_totp(&session.user_id, bounded(&f.code), &ctx.ip)
         .await
     {
-        Ok(codes) => {
-            return render(
-                StatusCode::OK,
-                &RecoveryPage {
-                    c: ctx.chrome(),
-                    codes,
-                },
-            )
-        }
+        Ok(codes) => return recovery_codes_page(&ctx, codes),
         Err(AppError::BadToken) => return Ok(Redirect::to("/account/security").into_response()),
         Err(AppError::Invalid { .. }) => (
             StatusCode::BAD_REQUEST,

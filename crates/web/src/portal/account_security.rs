@@ -11,6 +11,7 @@
 use super::account::problem;
 use super::{render, Chrome, Ctx};
 use crate::error::PageError;
+use crate::passkeys::{NewPasskeyPage, PasskeyLine, PasskeySection};
 use crate::staff::utc;
 use crate::AppState;
 use app::account_security::WRONG_CURRENT;
@@ -30,6 +31,9 @@ pub fn router() -> Router<AppState> {
         .route("/account/security", get(page))
         .route("/account/password", post(change_password))
         .route("/account/sessions/end", post(end_sessions))
+        .route("/account/passkeys/new", post(passkey_begin))
+        .route("/account/passkeys", post(passkey_finish))
+        .route("/account/passkeys/remove", post(passkey_remove))
 }
 
 /// One row of the sessions table.
@@ -67,6 +71,7 @@ struct SecurityPage {
     sessions: Vec<SessionLine>,
     /// Two-step sign-in is on (`account_mfa`).
     mfa_enabled: bool,
+    passkeys: PasskeySection,
 }
 
 pub(super) async fn show(
@@ -86,6 +91,17 @@ pub(super) async fn show(
         .map(SessionLine::of)
         .collect();
     let mfa_enabled = st.app.resident_mfa_enabled(&session.user_id).await?;
+    let passkeys = PasskeySection {
+        available: st.app.passkeys_available(Realm::Resident),
+        lines: st
+            .app
+            .passkeys(Realm::Resident, &session.user_id)
+            .await?
+            .iter()
+            .map(|p| PasskeyLine::of(&ctx.t, p))
+            .collect(),
+        base: "/account/passkeys",
+    };
     render(
         status,
         &SecurityPage {
@@ -101,6 +117,7 @@ pub(super) async fn show(
             notice,
             sessions,
             mfa_enabled,
+            passkeys,
         },
     )
 }
@@ -261,4 +278,159 @@ async fn end_sessions(
         return Ok(Redirect::to("/login").into_response());
     }
     Ok(Redirect::to("/account/security").into_response())
+}
+
+#[derive(Deserialize)]
+struct PasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    passkey: String,
+    #[serde(default)]
+    current_password: String,
+}
+
+/// `POST /account/passkeys/new` (a name): the page that asks the browser for a passkey.
+async fn passkey_begin(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<PasskeyForm>,
+) -> Result<Response, PageError> {
+    let Ok(session) = ctx.resident() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    ctx.check_csrf(&f.csrf)?;
+    let email = st.app.resident(&session.user_id).await?.email;
+    match st
+        .app
+        .begin_passkey_registration(Realm::Resident, &session.user_id, &email, &f.name)
+        .await
+    {
+        Ok(ceremony) => render(
+            StatusCode::OK,
+            &NewPasskeyPage {
+                c: ctx.chrome(),
+                passkey_sri: crate::assets::passkey_js_integrity(),
+                action: "/account/passkeys",
+                back: "/account/security",
+                token: ceremony.token,
+                options: ceremony.options_json,
+                name: ceremony.name,
+            },
+        ),
+        Err(AppError::Invalid { message, .. }) => {
+            let error = format!("{}: {message}", ctx.t.s("passkey.field.name"));
+            show(
+                &st,
+                &ctx,
+                session,
+                StatusCode::BAD_REQUEST,
+                "passkey_name",
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /account/passkeys` (the ceremony token and the browser's answer). A resident's
+/// first second factor comes with recovery codes, shown once.
+async fn passkey_finish(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<PasskeyForm>,
+) -> Result<Response, PageError> {
+    let Ok(session) = ctx.resident() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    ctx.check_csrf(&f.csrf)?;
+    let result = st
+        .app
+        .finish_passkey_registration(
+            Realm::Resident,
+            &session.user_id,
+            &f.token,
+            crate::passkeys::bounded(&f.credential),
+            &ctx.ip,
+        )
+        .await;
+    let (status, field, key) = match result {
+        Ok(codes) if !codes.is_empty() => {
+            return super::account_mfa::recovery_codes_page(&ctx, codes);
+        }
+        Ok(_) => (StatusCode::OK, "", "passkey.added"),
+        Err(AppError::BadToken) => (StatusCode::BAD_REQUEST, "passkey_name", "passkey.expired"),
+        Err(AppError::Invalid { .. }) => (
+            StatusCode::BAD_REQUEST,
+            "passkey_name",
+            "passkey.not_verified",
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let text = ctx.t.s(key).to_owned();
+    let (error, notice) = if field.is_empty() {
+        (String::new(), text)
+    } else {
+        (text, String::new())
+    };
+    show(&st, &ctx, session, status, field, error, notice).await
+}
+
+/// `POST /account/passkeys/remove` (which one, and the password again).
+async fn passkey_remove(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<PasskeyForm>,
+) -> Result<Response, PageError> {
+    let Ok(session) = ctx.resident() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    ctx.check_csrf(&f.csrf)?;
+    match st
+        .app
+        .remove_passkey(
+            Realm::Resident,
+            &session.user_id,
+            &f.passkey,
+            &f.current_password,
+            &ctx.ip,
+        )
+        .await
+    {
+        Ok(()) => {
+            let notice = ctx.t.s("passkey.removed").to_owned();
+            show(
+                &st,
+                &ctx,
+                session,
+                StatusCode::OK,
+                "",
+                String::new(),
+                notice,
+            )
+            .await
+        }
+        Err(AppError::Invalid { .. }) => {
+            let error = ctx.t.s("security.error.current_password").to_owned();
+            show(
+                &st,
+                &ctx,
+                session,
+                StatusCode::BAD_REQUEST,
+                "passkey_password",
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -10,6 +10,7 @@
 //!
 //! Every post carries the session's CSRF token.
 
+use crate::passkeys::{NewPasskeyPage, PasskeyLine, PasskeySection};
 use crate::portal::account_security::SessionLine;
 use crate::portal::{render, Chrome};
 use crate::staff::{Refusal, StaffCtx};
@@ -38,6 +39,9 @@ pub fn router() -> Router<AppState> {
         .route("/profile", get(profile))
         .route("/profile/password", post(change_password))
         .route("/profile/sessions/end", post(end_sessions))
+        .route("/profile/passkeys/new", post(passkey_begin))
+        .route("/profile/passkeys", post(passkey_finish))
+        .route("/profile/passkeys/remove", post(passkey_remove))
         .route("/admin/sessions", get(admin_page))
         .route("/admin/sessions/staff", post(revoke_staff))
         .route("/admin/sessions/resident", post(revoke_resident))
@@ -59,6 +63,14 @@ struct AnyForm {
     username: String,
     #[serde(default)]
     email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    passkey: String,
 }
 
 /// The signed-in member with at least `need`, after checking the form's CSRF token.
@@ -95,6 +107,7 @@ struct ProfilePage {
     error: String,
     notice: String,
     sessions: Vec<SessionLine>,
+    passkeys: PasskeySection,
 }
 
 async fn show_profile(
@@ -115,6 +128,18 @@ async fn show_profile(
         .iter()
         .map(SessionLine::of)
         .collect();
+    let passkeys = PasskeySection {
+        available: st.app.passkeys_available(Realm::Staff),
+        lines: st
+            .app
+            .passkeys(Realm::Staff, &user.id)
+            .await
+            .map_err(|e| ctx.app_error(e))?
+            .iter()
+            .map(|p| PasskeyLine::of(&ctx.t, p))
+            .collect(),
+        base: "/profile/passkeys",
+    };
     Ok(render(
         status,
         &ProfilePage {
@@ -130,6 +155,7 @@ async fn show_profile(
             error,
             notice,
             sessions,
+            passkeys,
         },
     )?)
 }
@@ -224,6 +250,129 @@ async fn end_sessions(
         .await
         .map_err(|e| ctx.app_error(e))?;
     Ok(Redirect::to(if own { "/login" } else { "/profile" }).into_response())
+}
+
+/// `POST /profile/passkeys/new` (a name): the page that asks the browser for a passkey.
+async fn passkey_begin(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (_, user) = member(&ctx, Role::Auditor, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    match st
+        .app
+        .begin_passkey_registration(Realm::Staff, &user.id, &user.username, &f.name)
+        .await
+    {
+        Ok(ceremony) => Ok(render(
+            StatusCode::OK,
+            &NewPasskeyPage {
+                c: ctx.chrome(),
+                passkey_sri: crate::assets::passkey_js_integrity(),
+                action: "/profile/passkeys",
+                back: "/profile",
+                token: ceremony.token,
+                options: ceremony.options_json,
+                name: ceremony.name,
+            },
+        )?),
+        Err(AppError::Invalid { message, .. }) => {
+            let error = format!("{}: {message}", ctx.t.s("passkey.field.name"));
+            show_profile(
+                &st,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                "passkey_name",
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(ctx.app_error(e)),
+    }
+}
+
+/// `POST /profile/passkeys` (the ceremony token and the browser's answer).
+async fn passkey_finish(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (_, user) = member(&ctx, Role::Auditor, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    let result = st
+        .app
+        .finish_passkey_registration(
+            Realm::Staff,
+            &user.id,
+            &f.token,
+            crate::passkeys::bounded(&f.credential),
+            &ctx.ip,
+        )
+        .await;
+    let (status, field, key) = match result {
+        Ok(_) => (StatusCode::OK, "", "passkey.added"),
+        Err(AppError::BadToken) => (StatusCode::BAD_REQUEST, "passkey_name", "passkey.expired"),
+        Err(AppError::Invalid { .. }) => (
+            StatusCode::BAD_REQUEST,
+            "passkey_name",
+            "passkey.not_verified",
+        ),
+        Err(e) => return Err(ctx.app_error(e)),
+    };
+    let text = ctx.t.s(key).to_owned();
+    let (error, notice) = if field.is_empty() {
+        (String::new(), text)
+    } else {
+        (text, String::new())
+    };
+    show_profile(&st, &ctx, status, field, error, notice).await
+}
+
+/// `POST /profile/passkeys/remove` (which one, and the password again).
+async fn passkey_remove(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (_, user) = member(&ctx, Role::Auditor, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    match st
+        .app
+        .remove_passkey(
+            Realm::Staff,
+            &user.id,
+            &f.passkey,
+            &f.current_password,
+            &ctx.ip,
+        )
+        .await
+    {
+        Ok(()) => {
+            let notice = ctx.t.s("passkey.removed").to_owned();
+            show_profile(&st, &ctx, StatusCode::OK, "", String::new(), notice).await
+        }
+        Err(AppError::Invalid { .. }) => {
+            let error = ctx.t.s("security.error.current_password").to_owned();
+            show_profile(
+                &st,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                "passkey_password",
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(ctx.app_error(e)),
+    }
 }
 
 #[derive(Template)]
