@@ -53,12 +53,14 @@ pub struct Server {
 pub struct Builder {
     smtp: bool,
     accounts: u32,
+    named_host: bool,
 }
 
 pub fn server() -> Builder {
     Builder {
         smtp: false,
         accounts: 12,
+        named_host: false,
     }
 }
 
@@ -84,6 +86,13 @@ async fn database_url(dir: &std::path::Path) -> String {
 impl Builder {
     pub fn smtp(mut self) -> Self {
         self.smtp = true;
+        self
+    }
+
+    /// Portal and back office at `http://localhost:PORT` instead of `127.0.0.1`: WebAuthn
+    /// needs a domain name, so passkeys are offered only then.
+    pub fn named_host(mut self) -> Self {
+        self.named_host = true;
         self
     }
 
@@ -114,12 +123,22 @@ impl Builder {
         )
         .expect("chmod data keys");
         let db_url = database_url(&data_dir).await;
+        let (portal_listener, staff_listener) = (bind().await, bind().await);
+        let named = |l: &TcpListener| {
+            self.named_host.then(|| {
+                format!(
+                    "http://localhost:{}",
+                    l.local_addr().expect("local addr").port()
+                )
+            })
+        };
+        let (portal_origin, staff_origin) = (named(&portal_listener), named(&staff_listener));
         let running = server::start(server::Options {
             database_url: db_url.clone(),
-            portal_listener: bind().await,
-            staff_listener: bind().await,
-            portal_origin: None,
-            staff_origin: None,
+            portal_listener,
+            staff_listener,
+            portal_origin,
+            staff_origin,
             city_name: "City of Testville".into(),
             sandbox: Some(SandboxOptions {
                 listener: bind().await,

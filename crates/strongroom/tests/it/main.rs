@@ -15,6 +15,7 @@ mod every_route;
 mod harness;
 mod integrity;
 mod journeys;
+mod passkeys;
 mod pii;
 mod resident_mfa;
 mod security;

@@ -7,7 +7,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 const PW: &str = "ledger-clerk-harbor-42";
 
 /// The password step alone (answers 303 to `/login/mfa` when the password is right).
-async fn staff_login(
+pub(crate) async fn staff_login(
     s: &Server,
     client: &reqwest::Client,
     user: &str,
@@ -115,7 +115,7 @@ pub(crate) async fn staff_login_full(
 }
 
 /// Did this answer to the code form sign the browser in?
-fn signed_in(res: &reqwest::Response) -> bool {
+pub(crate) fn signed_in(res: &reqwest::Response) -> bool {
     let ok = res.status() == 200
         || (res.status() == 303 && res.headers().get("location").is_some_and(|l| l == "/"));
     ok && set_cookie(res, "sr_staff").is_some_and(|v| !v.is_empty())
@@ -137,7 +137,7 @@ fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// (event, outcome, detail) of the audit entries about `object`, oldest first.
-async fn audit_of(s: &Server, object: &str) -> Vec<(String, String, String)> {
+pub(crate) async fn audit_of(s: &Server, object: &str) -> Vec<(String, String, String)> {
     let mut c = s.app().store.conn().await.unwrap();
     sqlx::query_as("SELECT event, outcome, detail FROM audit_log WHERE object = $1 ORDER BY seq")
         .bind(object)
