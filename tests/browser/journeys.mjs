@@ -3,10 +3,13 @@
 // failure on any console error, CSP violation, page error or failed sub-resource.
 //
 // Started by crates/strongroom/tests/it/browser.rs, which runs a real server and passes:
-//   PORTAL_URL, STAFF_URL, PROCESSOR_URL  base URLs of the three listeners
+//   PORTAL_URL, STAFF_URL, PROCESSOR_URL  base URLs of the three listeners (portal and staff
+//                                         on http://localhost:PORT: passkeys need a domain name)
 //   STAFF_PASSWORD                        password of staff user `demo`
 //   STAFF_TOTP_SECRET                     base32 TOTP secret of staff user `demo` (enrolled)
-//   STAFF_TOTP_TIME                       Unix time of the server's clock (default: now)
+//   STAFF_TOTP_TIME                       Unix time of the server's clock (default: now;
+//                                         the clock must stand still: staff sign-ins by
+//                                         code use its step -1, 0 and +1, in that order)
 //   LINK_ACCOUNTS                         JSON [{account_number, postal_code}, ...] (two accounts
 //                                         that owe something)
 //   DECLINE_ACCOUNT                       JSON {account_number, postal_code} of an account
@@ -293,9 +296,41 @@ async function lookupBill(account) {
   return body;
 }
 
-async function resident({ newPage }) {
-  assert.equal(LINK_ACCOUNTS.length, 2, 'LINK_ACCOUNTS names two accounts');
-  const { page, watch } = await newPage('resident');
+// Staff sign-in codes: the server's clock stands still, a code is accepted for its step and
+// one either side, and never twice. So every staff sign-in by code in one run takes the
+// next step: three in all (the resident journeys and the staff passkey journey).
+let staffCodeStep = -1;
+
+function nextStaffCode() {
+  assert.ok(staffCodeStep <= 1, 'at most three staff sign-ins by code per run (steps -1, 0, +1 of the server clock)');
+  const code = totp(STAFF_TOTP_SECRET, STAFF_TOTP_TIME + 30 * staffCodeStep);
+  staffCodeStep += 1;
+  return code;
+}
+
+/// The back office's sign-in page, up to the sign-in code page (password accepted).
+async function staffPassword(page, watch, what) {
+  await page.goto(`${STAFF}/login`);
+  await audit(page, watch, `staff login${what}`);
+  await page.getByLabel('Username').fill('demo');
+  await page.getByLabel('Password').fill(STAFF_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Enter your sign-in code' }).waitFor();
+}
+
+/// Staff user `demo` signs in with password and TOTP code; ends on "Find a payment".
+async function staffSignIn(page, watch) {
+  await staffPassword(page, watch, '');
+  await audit(page, watch, 'staff: sign-in code');
+  await page.getByLabel('Sign-in code').fill(nextStaffCode());
+  await page.getByRole('button', { name: 'Verify and sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Find a payment' }).waitFor();
+  await audit(page, watch, 'staff: find a payment');
+}
+
+/// A resident registers, and confirms the email with the link read in the staff back
+/// office's outbox. Returns the email address.
+async function registerResident(newPage, page, watch) {
   const email = `resident+${Date.now()}@example.com`;
 
   await page.goto(`${PORTAL}/register`);
@@ -310,17 +345,7 @@ async function resident({ newPage }) {
   // context: cookies are per host, not per port).
   const staff = await newPage('staff back office');
   const s = staff.page;
-  await s.goto(`${STAFF}/login`);
-  await audit(s, staff.watch, 'staff login');
-  await s.getByLabel('Username').fill('demo');
-  await s.getByLabel('Password').fill(STAFF_PASSWORD);
-  await s.getByRole('button', { name: 'Sign in' }).click();
-  await s.getByRole('heading', { level: 1, name: 'Enter your sign-in code' }).waitFor();
-  await audit(s, staff.watch, 'staff: sign-in code');
-  await s.getByLabel('Sign-in code').fill(totp(STAFF_TOTP_SECRET, STAFF_TOTP_TIME));
-  await s.getByRole('button', { name: 'Verify and sign in' }).click();
-  await s.getByRole('heading', { level: 1, name: 'Find a payment' }).waitFor();
-  await audit(s, staff.watch, 'staff: find a payment');
+  await staffSignIn(s, staff.watch);
   await s.getByRole('link', { name: 'Email outbox' }).click();
   await s.getByRole('heading', { level: 1, name: 'Email outbox' }).waitFor();
   await audit(s, staff.watch, 'staff: email outbox');
@@ -336,12 +361,24 @@ async function resident({ newPage }) {
   await page.goto(link);
   await page.getByRole('heading', { level: 1, name: 'Email confirmed' }).waitFor();
   await audit(page, watch, 'verify: email confirmed');
+  return email;
+}
 
+/// The resident's email and password on the portal's login page (the step before any code).
+async function residentPassword(page, watch, email, what) {
   await page.goto(`${PORTAL}/login`);
-  await audit(page, watch, 'login');
+  await audit(page, watch, `login${what}`);
   await page.getByLabel('Email address').fill(email);
   await page.getByLabel('Password').fill(RESIDENT_PASSWORD);
   await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+async function resident({ newPage }) {
+  assert.equal(LINK_ACCOUNTS.length, 2, 'LINK_ACCOUNTS names two accounts');
+  const { page, watch } = await newPage('resident');
+  const email = await registerResident(newPage, page, watch);
+
+  await residentPassword(page, watch, email, '');
   await page.waitForURL(`${PORTAL}/dashboard`);
   await page.getByRole('heading', { level: 1, name: 'My accounts' }).waitFor();
   await audit(page, watch, 'dashboard (no accounts)');
@@ -384,10 +421,140 @@ async function resident({ newPage }) {
   watch.assertClean();
 }
 
+/// A virtual authenticator (CTAP2, built in, with user verification) for this page, through
+/// the DevTools protocol: WebAuthn ceremonies on this page use it, with no prompt.
+async function addVirtualAuthenticator(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, authenticatorId };
+}
+
+async function passkeyCount(authenticator) {
+  const { credentials } = await authenticator.cdp.send('WebAuthn.getCredentials', { authenticatorId: authenticator.authenticatorId });
+  return credentials.length;
+}
+
+/// On a security page (the back office's /profile or the portal's /account/security, whose
+/// forms post to `${prefix}/passkeys`): add a passkey named `name` through the "Add a
+/// passkey" page. Returns once the browser's answer is posted and the server's page loaded
+/// (the caller checks what it shows).
+async function createPasskey(page, watch, origin, prefix, name, what) {
+  const section = page.getByRole('heading', { level: 2, name: 'Passkeys' });
+  await section.waitFor();
+  await page.getByLabel('Passkey name').fill(name);
+  await page.getByRole('button', { name: 'Add a passkey' }).click();
+  await page.waitForURL(`${origin}${prefix}/passkeys/new`);
+  await page.getByRole('heading', { level: 1, name: 'Add a passkey' }).waitFor();
+  // passkey.js unhides the form once it has checked the browser can make passkeys.
+  const create = page.getByRole('button', { name: 'Create passkey' });
+  await create.waitFor();
+  await audit(page, watch, `${what}: add a passkey`);
+  assert.match(await text(page), new RegExp(`Passkey name: ${name}`), 'the page names the passkey being added');
+  await create.click();
+  await page.waitForURL(`${origin}${prefix}/passkeys`);
+}
+
+function passkeyRow(page, name) {
+  return page.getByRole('table', { name: 'Passkeys' }).getByRole('row').filter({ has: page.getByRole('rowheader', { name, exact: true }) });
+}
+
+async function staffPasskey({ newPage }) {
+  const { page, watch } = await newPage('staff back office');
+  // On the page that runs the ceremonies: CDP sessions (and so authenticators) are per page.
+  const authenticator = await addVirtualAuthenticator(page);
+  await staffSignIn(page, watch);
+  await page.getByRole('link', { name: 'My profile' }).click();
+  await page.getByRole('heading', { level: 1, name: 'My profile' }).waitFor();
+  await audit(page, watch, 'staff: my profile (no passkeys)');
+  assert.match(await text(page), /You have no passkeys\./);
+
+  await createPasskey(page, watch, STAFF, '/profile', 'Test laptop', 'staff');
+  await page.getByRole('heading', { level: 1, name: 'My profile' }).waitFor();
+  await audit(page, watch, 'staff: my profile (passkey added)');
+  assert.match(await text(page), /Your passkey was added\./, 'the profile says the passkey was added');
+  const row = passkeyRow(page, 'Test laptop');
+  await row.waitFor();
+  assert.match(await row.innerText(), /Not used yet/);
+  assert.equal(await passkeyCount(authenticator), 1, 'the authenticator holds the new passkey');
+
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.waitForURL(`${STAFF}/login`);
+  await page.getByRole('heading', { level: 1, name: 'Staff sign in' }).waitFor();
+
+  // Again, with the password and then the passkey instead of a code.
+  await staffPassword(page, watch, ' (again)');
+  const use = page.getByRole('button', { name: 'Use a passkey' });
+  await use.waitFor();
+  await audit(page, watch, 'staff: sign-in code with a passkey button');
+  await use.click();
+  await page.waitForURL(`${STAFF}/`);
+  await page.getByRole('heading', { level: 1, name: 'Find a payment' }).waitFor();
+  await audit(page, watch, 'staff: signed in with a passkey');
+
+  await page.getByRole('link', { name: 'My profile' }).click();
+  await page.getByRole('heading', { level: 1, name: 'My profile' }).waitFor();
+  await audit(page, watch, 'staff: my profile (passkey used)');
+  assert.doesNotMatch(await passkeyRow(page, 'Test laptop').innerText(), /Not used yet/, 'the passkey shows when it was last used');
+  watch.assertClean();
+}
+
+async function residentPasskey({ newPage }) {
+  const { page, watch } = await newPage('resident');
+  const authenticator = await addVirtualAuthenticator(page);
+  const email = await registerResident(newPage, page, watch);
+  await residentPassword(page, watch, email, '');
+  await page.waitForURL(`${PORTAL}/dashboard`);
+  await page.getByRole('heading', { level: 1, name: 'My accounts' }).waitFor();
+  await audit(page, watch, 'dashboard');
+
+  await page.goto(`${PORTAL}/account/security`);
+  await audit(page, watch, 'security (no passkeys)');
+  assert.match(await text(page), /You have no passkeys\./);
+  await createPasskey(page, watch, PORTAL, '/account', 'Test phone', 'resident');
+  // The first second factor comes with recovery codes.
+  await page.getByRole('heading', { level: 1, name: 'Save your recovery codes' }).waitFor();
+  await audit(page, watch, 'security: recovery codes after the first passkey');
+  const codes = await page.locator('#recovery-codes li').allInnerTexts();
+  assert.ok(codes.length >= 5, `recovery codes are shown (got ${codes.length})`);
+  for (const c of codes) assert.match(c.trim(), /^[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}$/, `a recovery code (got ${c})`);
+  assert.equal(await passkeyCount(authenticator), 1, 'the authenticator holds the new passkey');
+  await page.getByRole('link', { name: 'Continue' }).click();
+  await page.waitForURL(`${PORTAL}/account/security`);
+  await audit(page, watch, 'security (one passkey)');
+  await passkeyRow(page, 'Test phone').waitFor();
+
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.waitForURL(`${PORTAL}/`);
+  await audit(page, watch, 'portal home (logged out)');
+  await residentPassword(page, watch, email, ' (again)');
+  await page.waitForURL(`${PORTAL}/login/mfa`);
+  await page.getByRole('heading', { level: 1, name: 'Enter your sign-in code' }).waitFor();
+  const use = page.getByRole('button', { name: 'Use a passkey' });
+  await use.waitFor();
+  await audit(page, watch, 'sign-in code with a passkey button');
+  await use.click();
+  await page.waitForURL(`${PORTAL}/dashboard`);
+  await page.getByRole('heading', { level: 1, name: 'My accounts' }).waitFor();
+  await audit(page, watch, 'dashboard (signed in with a passkey)');
+  watch.assertClean();
+}
+
 const JOURNEYS = [
   ['quick pay with a declined card, then cancel', declinedCard],
   ['quick pay with a good card', quickPay],
   ['resident: register, verify, link two accounts, pay both', resident],
+  ['staff: add a passkey, sign out, sign in with it', staffPasskey],
+  ['resident: add a passkey, get recovery codes, sign in with it', residentPasskey],
 ];
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! Browser journeys in real headless Chromium: starts the real server, then runs
 //! `tests/browser/journeys.mjs` (playwright-core + axe-core) against it. The journeys cover
 //! quick pay, a declined card, and a resident who registers, confirms the email through
-//! the staff outbox, links two accounts and pays both; axe-core checks every page.
+//! the staff outbox, links two accounts and pays both; and passkeys (a virtual
+//! authenticator) added and used to sign in, by a staff member and by a resident. The
+//! server runs on `localhost` origins, as passkeys need; axe-core checks every page.
 //!
 //! Needs `tests/browser/node_modules` and `/usr/bin/chromium` (`.ci/run` installs both).
 //! Without them the test is skipped loudly, or fails when `CI` is set.
@@ -65,7 +67,8 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
         return;
     }
 
-    let s = server().start().await;
+    // Portal and back office on http://localhost:PORT: passkeys (WebAuthn) need a domain name.
+    let s = server().named_host().start().await;
     s.app()
         .create_staff("demo", "Demo", STAFF_PASSWORD, app::staff::Role::Supervisor)
         .await
