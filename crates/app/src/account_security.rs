@@ -22,6 +22,27 @@ const CHANGE_WINDOW_SECS: i64 = 15 * 60;
 /// What `change_*_password` answers to a wrong current password.
 pub const WRONG_CURRENT: &str = "your current password is not correct";
 
+/// What an administrator does to another user's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountAction {
+    /// End every session (`sessions.revoked`).
+    EndSessions,
+    /// Disable the account and end every session at once (`account.disabled`).
+    Disable,
+    /// Let a disabled account sign in again (`account.enabled`).
+    Enable,
+}
+
+impl AccountAction {
+    fn event(self) -> &'static str {
+        match self {
+            AccountAction::EndSessions => "sessions.revoked",
+            AccountAction::Disable => "account.disabled",
+            AccountAction::Enable => "account.enabled",
+        }
+    }
+}
+
 /// The sessions an administrator ended.
 #[derive(Debug, Clone)]
 pub struct Revoked {
@@ -222,11 +243,25 @@ impl App {
         username: &str,
         source_ip: &str,
     ) -> Result<Revoked, AppError> {
+        self.staff_account_action(admin, username, AccountAction::EndSessions, source_ip)
+            .await
+    }
+
+    /// An administrator ends a staff member's sessions, disables their account (which
+    /// ends them too, in the same transaction) or enables it again. Nobody disables
+    /// their own account. Audited, also when refused.
+    pub async fn staff_account_action(
+        &self,
+        admin: &StaffUser,
+        username: &str,
+        action: AccountAction,
+        source_ip: &str,
+    ) -> Result<Revoked, AppError> {
         let target = {
             let mut conn = self.store.conn().await?;
             store::staff::by_username(&mut conn, username.trim()).await?
         };
-        self.revoke(admin, Realm::Staff, target.map(|r| r.id), source_ip)
+        self.revoke(admin, Realm::Staff, target.map(|r| r.id), action, source_ip)
             .await
     }
 
@@ -239,13 +274,31 @@ impl App {
         email: &str,
         source_ip: &str,
     ) -> Result<Revoked, AppError> {
+        self.resident_account_action(admin, email, AccountAction::EndSessions, source_ip)
+            .await
+    }
+
+    /// As [`App::staff_account_action`], for a resident found by email.
+    pub async fn resident_account_action(
+        &self,
+        admin: &StaffUser,
+        email: &str,
+        action: AccountAction,
+        source_ip: &str,
+    ) -> Result<Revoked, AppError> {
         let key = self.email_index(email);
         let target = {
             let mut conn = self.store.conn().await?;
             store::residents::by_email_key(&mut conn, &key).await?
         };
-        self.revoke(admin, Realm::Resident, target.map(|r| r.id), source_ip)
-            .await
+        self.revoke(
+            admin,
+            Realm::Resident,
+            target.map(|r| r.id),
+            action,
+            source_ip,
+        )
+        .await
     }
 
     async fn revoke(
@@ -253,6 +306,7 @@ impl App {
         admin: &StaffUser,
         realm: Realm,
         target: Option<String>,
+        action: AccountAction,
         source_ip: &str,
     ) -> Result<Revoked, AppError> {
         let actor = format!("staff:{}", admin.id);
@@ -270,8 +324,33 @@ impl App {
                 format!("{}: no such user", realm.as_str()),
                 Err(AppError::NotFound("user")),
             ),
+            Some(id)
+                if realm == Realm::Staff
+                    && id == admin.id
+                    && action != AccountAction::EndSessions =>
+            {
+                (
+                    id,
+                    "failure",
+                    "staff: own account".to_owned(),
+                    Err(AppError::Forbidden),
+                )
+            }
             Some(id) => {
-                let ended = self.end_sessions_in(&mut tx, realm, &id, None).await?;
+                if action != AccountAction::EndSessions {
+                    let disable = action == AccountAction::Disable;
+                    match realm {
+                        Realm::Staff => store::staff::set_disabled(&mut tx, &id, disable).await?,
+                        Realm::Resident => {
+                            store::residents::set_disabled(&mut tx, &id, disable).await?
+                        }
+                    };
+                }
+                let ended = if action == AccountAction::Enable {
+                    0
+                } else {
+                    self.end_sessions_in(&mut tx, realm, &id, None).await?
+                };
                 (
                     id.clone(),
                     "success",
@@ -283,7 +362,7 @@ impl App {
         self.audit(
             &mut tx,
             &actor,
-            "sessions.revoked",
+            action.event(),
             &object,
             outcome,
             source_ip,

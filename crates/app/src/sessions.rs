@@ -239,7 +239,7 @@ impl App {
         }
         let (idle, _) = realm.timeouts();
         let mut conn = self.store.conn().await?;
-        Ok(sess::touch(
+        let Some(s) = sess::touch(
             &mut conn,
             &token_hash(token),
             realm.as_str(),
@@ -247,7 +247,24 @@ impl App {
             idle,
         )
         .await?
-        .map(|s| Session {
+        else {
+            return Ok(None);
+        };
+        // Disabling an account ends its sessions in the same transaction; a session of a
+        // disabled (or removed) account is refused here as well, and ended.
+        let active = match realm {
+            Realm::Resident => store::residents::get(&mut conn, &s.user_id)
+                .await?
+                .is_some_and(|r| r.disabled == 0),
+            Realm::Staff => store::staff::get(&mut conn, &s.user_id)
+                .await?
+                .is_some_and(|r| r.disabled == 0),
+        };
+        if !active {
+            sess::delete(&mut conn, &s.token_hash).await?;
+            return Ok(None);
+        }
+        Ok(Some(Session {
             realm,
             user_id: s.user_id,
             csrf_token: s.csrf_token,

@@ -65,6 +65,16 @@ pub async fn set_verified(conn: &mut AnyConnection, id: &str, now: i64) -> Resul
     Ok(())
 }
 
+/// Disables (or enables again) an account; `Ok(false)` if there is no such account.
+pub async fn set_disabled(conn: &mut AnyConnection, id: &str, disabled: bool) -> Result<bool> {
+    let r = sqlx::query("UPDATE residents SET disabled = $1 WHERE id = $2")
+        .bind(i64::from(disabled))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 pub async fn set_password(conn: &mut AnyConnection, id: &str, hash: &str) -> Result<()> {
     sqlx::query("UPDATE residents SET password_hash = $1 WHERE id = $2")
         .bind(hash)

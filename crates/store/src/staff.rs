@@ -82,6 +82,16 @@ pub async fn record_success(conn: &mut AnyConnection, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Disables (or enables again) an account; `Ok(false)` if there is no such account.
+pub async fn set_disabled(conn: &mut AnyConnection, id: &str, disabled: bool) -> Result<bool> {
+    let r = sqlx::query("UPDATE staff_users SET disabled = $1 WHERE id = $2")
+        .bind(i64::from(disabled))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 pub async fn set_password(conn: &mut AnyConnection, id: &str, hash: &str) -> Result<()> {
     sqlx::query("UPDATE staff_users SET password_hash = $1 WHERE id = $2")
         .bind(hash)

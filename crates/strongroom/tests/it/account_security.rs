@@ -447,3 +447,99 @@ async fn staff_change_their_password_and_see_their_sessions() {
     assert_eq!(profile_of(&one).await.unwrap().status(), 200, "kept");
     assert_eq!(profile_of(&two).await.unwrap().status(), 303, "ended");
 }
+
+#[tokio::test]
+async fn disabling_an_account_ends_its_sessions_at_once_and_stops_sign_in() {
+    let s = server().start().await;
+    let email = "disabled.resident@example.com";
+    let (resident, _) = crate::authz::resident(&s, email).await;
+    for (name, role) in [
+        ("admin7", app::staff::Role::Administrator),
+        ("clerk7", app::staff::Role::Clerk),
+    ] {
+        s.app()
+            .create_staff(name, name, STAFF_PW, role)
+            .await
+            .unwrap();
+    }
+    let admin = client();
+    crate::staff::staff_login_full(&s, &admin, "admin7", STAFF_PW).await;
+    let clerk = client();
+    crate::staff::staff_login_full(&s, &clerk, "clerk7", STAFF_PW).await;
+    let page = admin
+        .get(format!("{}/admin/sessions", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf");
+    let act = |path: &'static str, field: &'static str, who: &'static str, action: &'static str| {
+        admin
+            .post(format!("{}{path}", s.staff))
+            .header("origin", &s.staff)
+            .form(&[("csrf", csrf.as_str()), (field, who), ("action", action)])
+            .send()
+    };
+    let clerk_signed_in = || async {
+        clerk
+            .get(format!("{}/", s.staff))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    };
+
+    // A resident: signed out on their very next request, and a right password no longer
+    // signs in (the same answer as a wrong one).
+    let res = act("/admin/sessions/resident", "email", email, "disable")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("The account is disabled. Sessions ended: 1."));
+    assert!(!signed_in(&s, &resident).await);
+    let (res, _) = login(&s, email, PW).await;
+    assert_eq!(res.status(), 401);
+    // Enabled again: the password works.
+    let res = act("/admin/sessions/resident", "email", email, "enable")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (res, _) = login(&s, email, PW).await;
+    assert_eq!(res.status(), 303);
+
+    // A staff member: the same, and no administrator disables their own account.
+    assert!(clerk_signed_in().await);
+    let res = act("/admin/sessions/staff", "username", "clerk7", "disable")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(!clerk_signed_in().await, "the clerk is signed out at once");
+    let again = client();
+    let res = crate::staff::staff_login(&s, &again, "clerk7", STAFF_PW).await;
+    assert_eq!(res.status(), 401);
+    let res = act("/admin/sessions/staff", "username", "admin7", "disable")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("cannot disable your own account"));
+    // An unknown action is a bad request and changes nothing.
+    let res = act("/admin/sessions/staff", "username", "clerk7", "delete")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let id = resident_id(&s, email).await;
+    let events = audit_of(&s, &id).await;
+    assert!(events.contains(&("account.disabled".into(), "success".into())));
+    assert!(events.contains(&("account.enabled".into(), "success".into())));
+}

@@ -6,7 +6,12 @@
 //!   session by reference, or `session=others`);
 //! - `GET  /admin/sessions`: two forms (a staff user name, a resident email), and
 //!   `POST /admin/sessions/staff`, `/admin/sessions/resident`: end every session of that
-//!   user (administrators only; audited `sessions.revoked`).
+//!   user, or (`action=disable`) disable the account, which ends them in the same
+//!   transaction, or (`action=enable`) enable it again (administrators only; audited
+//!   `sessions.revoked`, `account.disabled`, `account.enabled`; nobody disables their
+//!   own account);
+//! - `POST /profile/passkeys/new`, `/profile/passkeys`, `/profile/passkeys/remove`: the
+//!   member's passkeys (`crate::passkeys`).
 //!
 //! Every post carries the session's CSRF token.
 
@@ -15,7 +20,7 @@ use crate::portal::account_security::SessionLine;
 use crate::portal::{render, Chrome};
 use crate::staff::{Refusal, StaffCtx};
 use crate::AppState;
-use app::account_security::WRONG_CURRENT;
+use app::account_security::{AccountAction, WRONG_CURRENT};
 use app::sessions::{Realm, Session};
 use app::staff::{Role, StaffUser};
 use app::AppError;
@@ -71,6 +76,19 @@ struct AnyForm {
     credential: String,
     #[serde(default)]
     passkey: String,
+    /// On the admin forms: `end` (or absent), `disable` or `enable`.
+    #[serde(default)]
+    action: String,
+}
+
+/// The administrator's choice on the admin forms; anything else is a bad request.
+fn account_action(ctx: &StaffCtx, action: &str) -> Result<AccountAction, Refusal> {
+    match action {
+        "" | "end" => Ok(AccountAction::EndSessions),
+        "disable" => Ok(AccountAction::Disable),
+        "enable" => Ok(AccountAction::Enable),
+        _ => Err(ctx.bad_request()),
+    }
 }
 
 /// The signed-in member with at least `need`, after checking the form's CSRF token.
@@ -411,11 +429,12 @@ async fn revoke_staff(
     if f.username.trim().is_empty() || f.username.len() > MAX_FIELD {
         return Err(ctx.bad_request());
     }
+    let action = account_action(&ctx, &f.action)?;
     let result = st
         .app
-        .revoke_staff_sessions(admin, &f.username, &ctx.ip)
+        .staff_account_action(admin, &f.username, action, &ctx.ip)
         .await;
-    revoked(&ctx, result)
+    revoked(&ctx, action, result)
 }
 
 async fn revoke_resident(
@@ -430,20 +449,32 @@ async fn revoke_resident(
     if f.email.trim().is_empty() || f.email.len() > MAX_FIELD {
         return Err(ctx.bad_request());
     }
+    let action = account_action(&ctx, &f.action)?;
     let result = st
         .app
-        .revoke_resident_sessions(admin, &f.email, &ctx.ip)
+        .resident_account_action(admin, &f.email, action, &ctx.ip)
         .await;
-    revoked(&ctx, result)
+    revoked(&ctx, action, result)
 }
 
-fn revoked(ctx: &StaffCtx, result: Result<app::account_security::Revoked, AppError>) -> Page {
+fn revoked(
+    ctx: &StaffCtx,
+    action: AccountAction,
+    result: Result<app::account_security::Revoked, AppError>,
+) -> Page {
     match result {
         Ok(r) => {
-            let notice = ctx
-                .t
-                .f("staff.sessions.revoked", &[("n", &r.ended.to_string())]);
+            let key = match action {
+                AccountAction::EndSessions => "staff.sessions.revoked",
+                AccountAction::Disable => "staff.sessions.disabled",
+                AccountAction::Enable => "staff.sessions.enabled",
+            };
+            let notice = ctx.t.f(key, &[("n", &r.ended.to_string())]);
             show_admin(ctx, StatusCode::OK, notice, String::new())
+        }
+        Err(AppError::Forbidden) if action != AccountAction::EndSessions => {
+            let error = ctx.t.s("staff.sessions.own_account").to_owned();
+            show_admin(ctx, StatusCode::FORBIDDEN, String::new(), error)
         }
         Err(AppError::NotFound(_)) => {
             let error = ctx.t.s("staff.sessions.no_such_user").to_owned();
