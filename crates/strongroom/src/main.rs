@@ -37,6 +37,10 @@ enum Command {
         /// Number of demo utility accounts (seeded once, on first start).
         #[arg(long, default_value_t = 1000)]
         accounts: u32,
+        /// Serve the portal and back office as `http://HOST:PORT` (e.g. `localhost`)
+        /// instead of their numeric address: passkeys (WebAuthn) need a domain name.
+        #[arg(long)]
+        host_name: Option<String>,
     },
     /// Run in production from a configuration file. Never seeds data.
     Serve {
@@ -259,7 +263,16 @@ fn run() -> anyhow::Result<()> {
                 staff_addr,
                 processor_addr,
                 accounts,
-            } => demo(data_dir, portal_addr, staff_addr, processor_addr, accounts).await,
+                host_name,
+            } => {
+                let addrs = DemoAddrs {
+                    portal: portal_addr,
+                    staff: staff_addr,
+                    processor: processor_addr,
+                    host_name,
+                };
+                demo(data_dir, addrs, accounts).await
+            }
             Command::Serve { config } => serve(&config).await,
             Command::StaffAdd {
                 config,
@@ -435,13 +448,34 @@ fn write_private(p: &Path, v: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(
-    data_dir: PathBuf,
-    portal_addr: SocketAddr,
-    staff_addr: SocketAddr,
-    processor_addr: SocketAddr,
-    accounts: u32,
-) -> anyhow::Result<()> {
+/// Where the demo listens, and the host name its origins use (if not the address).
+struct DemoAddrs {
+    portal: SocketAddr,
+    staff: SocketAddr,
+    processor: SocketAddr,
+    host_name: Option<String>,
+}
+
+async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Result<()> {
+    let DemoAddrs {
+        portal: portal_addr,
+        staff: staff_addr,
+        processor: processor_addr,
+        host_name,
+    } = addrs;
+    if let Some(h) = &host_name {
+        anyhow::ensure!(
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+            "--host-name must be a plain host name such as localhost"
+        );
+    }
+    let origin = |a: SocketAddr| {
+        host_name
+            .as_ref()
+            .map(|h| format!("http://{h}:{}", a.port()))
+    };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     {
@@ -467,8 +501,8 @@ async fn demo(
         database_url,
         portal_listener: bind(portal_addr, "portal").await?,
         staff_listener: bind(staff_addr, "staff").await?,
-        portal_origin: None,
-        staff_origin: None,
+        portal_origin: origin(portal_addr),
+        staff_origin: origin(staff_addr),
         city_name: "City of Bakersfield".into(),
         sandbox: Some(server::SandboxOptions {
             listener: bind(processor_addr, "processor").await?,
