@@ -117,6 +117,24 @@ pub struct MfaLogin {
     pub used_recovery_code: bool,
 }
 
+/// A one-time enrollment code an administrator gives a staff member out of band (in
+/// person, by phone): with it, and only with it, the member enrolls a second factor.
+#[derive(Clone)]
+pub struct EnrollmentCode {
+    pub code: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for EnrollmentCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnrollmentCode { .. }")
+    }
+}
+
+/// How long an enrollment code lives: 72 hours.
+pub const ENROLLMENT_SECS: i64 = 72 * 3600;
+
 /// A secret set up without the member's own first code (the demo user; an administrator's
 /// reset): what to give the member.
 #[derive(Clone)]
@@ -232,6 +250,11 @@ pub(crate) fn classify(input: &str) -> Entered {
     } else {
         Entered::Neither
     }
+}
+
+/// Enrollment codes are kept as recovery codes are, under their own label.
+fn enrollment_hash(server_key: &[u8], canonical: &str) -> String {
+    recovery_hash(server_key, &format!("enrollment:{canonical}"))
 }
 
 /// Recovery codes are kept as a keyed hash (HMAC-SHA256 under a key derived from the
@@ -422,14 +445,23 @@ impl App {
     /// The second step of a staff login: a TOTP code (or, once enrolled, an unused recovery
     /// code) for a live challenge. `BadCredentials`: wrong code, the challenge goes on.
     /// `BadToken`: no live challenge (expired, used up, unknown): start again.
+    ///
+    /// A member who is not enrolled yet also gives `enrollment_code`, the one-time code an
+    /// administrator issued ([`App::reset_staff_second_factors`]); it is ignored otherwise.
     pub async fn staff_login_verify(
         &self,
         challenge_token: &str,
         code: &str,
+        enrollment_code: &str,
         source_ip: &str,
     ) -> Result<MfaLogin, AppError> {
-        self.staff_login_second(challenge_token, SecondFactor::Code(code), source_ip)
-            .await
+        self.staff_login_second(
+            challenge_token,
+            SecondFactor::Code(code),
+            enrollment_code,
+            source_ip,
+        )
+        .await
     }
 
     /// The second step of a staff login with a passkey: the browser's signed answer to
@@ -443,6 +475,7 @@ impl App {
         self.staff_login_second(
             challenge_token,
             SecondFactor::Passkey(credential_json),
+            "",
             source_ip,
         )
         .await
@@ -452,6 +485,7 @@ impl App {
         &self,
         challenge_token: &str,
         factor: SecondFactor<'_>,
+        enrollment_code: &str,
         source_ip: &str,
     ) -> Result<MfaLogin, AppError> {
         self.rate_limit(&format!("staff-mfa-ip:{source_ip}"), 50, 900)
@@ -498,7 +532,20 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Internal("challenge without an MFA secret".into()))?;
         let enrolled = mfa.enrolled_at.is_some();
+        // A first enrollment (and one after a reset) also takes the one-time code an
+        // administrator issued: knowing the password first is not enough. It is checked
+        // before the app's code, so a wrong one does not use up that code's time step.
+        let enrollment_hash = match classify(enrollment_code) {
+            Entered::Recovery(c) => Some(enrollment_hash(&self.config().audit_key, &c)),
+            _ => None,
+        };
+        let enrollment_ok = enrolled
+            || match &enrollment_hash {
+                Some(h) => m::enrollment_code_matches(&mut tx, &row.id, h, now).await?,
+                None => false,
+            };
         let used = match factor {
+            _ if !enrollment_ok => None,
             SecondFactor::Code(code) => self
                 .check_code(&mut tx, &m::STAFF, &row.username, &mfa, code, now)
                 .await?
@@ -509,7 +556,10 @@ impl App {
                 .then_some(Used::Passkey),
             SecondFactor::Passkey(_) => None,
         };
-        let accepted = used.is_some();
+        if let (Some(_), false, Some(h)) = (used, enrolled, &enrollment_hash) {
+            m::take_enrollment_code(&mut tx, &row.id, h, now).await?;
+        }
+        let accepted = used.is_some() && enrollment_ok;
         let used_recovery_code = used == Some(Used::Recovery);
         if !accepted {
             let attempts = m::count_attempt(&mut tx, &hash).await?;
@@ -525,7 +575,11 @@ impl App {
                 &row.id,
                 "failure",
                 source_ip,
-                "mfa",
+                if enrollment_ok {
+                    "mfa"
+                } else {
+                    "mfa: enrollment code"
+                },
             )
             .await?;
             tx.commit().await.map_err(StoreError::from)?;
@@ -584,6 +638,78 @@ impl App {
             recovery_codes,
             used_recovery_code,
         })
+    }
+
+    /// Resets a staff member's second factors and issues a one-time enrollment code:
+    /// their enrolled TOTP secret, recovery codes and passkeys are removed and their
+    /// sessions ended, in one transaction (audited `staff.mfa_reset`). `by`: the
+    /// administrator doing it, or `None` for the command line (`strongroom staff-add`).
+    /// An administrator cannot reset their own factors.
+    pub async fn reset_staff_second_factors(
+        &self,
+        by: Option<&StaffUser>,
+        username: &str,
+        source_ip: &str,
+    ) -> Result<EnrollmentCode, AppError> {
+        let target = {
+            let mut conn = self.store.conn().await?;
+            st::by_username(&mut conn, username.trim()).await?
+        };
+        let actor = by.map_or_else(|| "system".to_owned(), |a| format!("staff:{}", a.id));
+        let refusal = match (&target, by) {
+            (_, Some(a)) if a.role != crate::staff::Role::Administrator => {
+                Some(("role too low", AppError::Forbidden))
+            }
+            (None, _) => Some(("no such user", AppError::NotFound("staff user"))),
+            (Some(t), Some(a)) if t.id == a.id => Some(("own account", AppError::Forbidden)),
+            _ => None,
+        };
+        let mut tx = self.store.begin().await?;
+        let object = target.as_ref().map_or("unknown", |t| t.id.as_str());
+        if let Some((why, err)) = refusal {
+            self.audit(
+                &mut tx,
+                &actor,
+                "staff.mfa_reset",
+                object,
+                "failure",
+                source_ip,
+                why,
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            return Err(err);
+        }
+        let id = object.to_owned();
+        let now = self.now_unix();
+        let code = recovery_code();
+        let expires_at = now + ENROLLMENT_SECS;
+        m::reset_staff(&mut tx, &id).await?;
+        store::passkeys::delete_all(&mut tx, Realm::Staff.as_str(), &id).await?;
+        let ended = self
+            .end_sessions_in(&mut tx, Realm::Staff, &id, None)
+            .await?;
+        m::set_enrollment_code(
+            &mut tx,
+            &id,
+            &enrollment_hash(&self.config().audit_key, &code.replace('-', "")),
+            &actor,
+            now,
+            expires_at,
+        )
+        .await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            "staff.mfa_reset",
+            &id,
+            "success",
+            source_ip,
+            &format!("enrollment code issued (72 hours); sessions ended: {ended}"),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(EnrollmentCode { code, expires_at })
     }
 
     /// Gives staff member `username` a new, already enrolled TOTP secret, replacing any

@@ -365,3 +365,80 @@ pub async fn delete_challenge_in(
     sqlx::query(&sql).bind(token_hash).execute(conn).await?;
     Ok(())
 }
+
+/// Gives a staff member a new enrollment code (replacing any earlier one).
+pub async fn set_enrollment_code(
+    conn: &mut AnyConnection,
+    staff_id: &str,
+    code_hash: &str,
+    issued_by: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
+    sqlx::query("DELETE FROM staff_enrollment_codes WHERE staff_id = $1")
+        .bind(staff_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO staff_enrollment_codes (staff_id, code_hash, issued_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(staff_id)
+    .bind(code_hash)
+    .bind(issued_by)
+    .bind(now)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Is `code_hash` the member's live enrollment code?
+pub async fn enrollment_code_matches(
+    conn: &mut AnyConnection,
+    staff_id: &str,
+    code_hash: &str,
+    now: i64,
+) -> Result<bool> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM staff_enrollment_codes WHERE staff_id = $1 AND code_hash = $2 AND expires_at > $3",
+    )
+    .bind(staff_id)
+    .bind(code_hash)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Uses up the member's enrollment code if it is `code_hash` and has not expired.
+pub async fn take_enrollment_code(
+    conn: &mut AnyConnection,
+    staff_id: &str,
+    code_hash: &str,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "DELETE FROM staff_enrollment_codes WHERE staff_id = $1 AND code_hash = $2 AND expires_at > $3",
+    )
+    .bind(staff_id)
+    .bind(code_hash)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Removes a staff member's enrolled TOTP secret and recovery codes (a reset); a pending
+/// secret shown at a sign-in in progress stays.
+pub async fn reset_staff(conn: &mut AnyConnection, staff_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM staff_mfa WHERE staff_id = $1 AND enrolled_at IS NOT NULL")
+        .bind(staff_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM staff_recovery_codes WHERE staff_id = $1")
+        .bind(staff_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

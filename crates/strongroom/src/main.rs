@@ -636,10 +636,17 @@ async fn staff_add(path: &Path, username: &str, name: &str, role: &str) -> anyho
         bail!("a staff user named {username:?} already exists");
     }
     let user = app.create_staff(username, name, password, role).await?;
+    let enrollment = app
+        .reset_staff_second_factors(None, &user.username, "-")
+        .await?;
     println!(
         "created staff user {} ({})",
         user.username,
         user.role.as_str()
+    );
+    println!(
+        "one-time enrollment code: {} (valid for 72 hours; give it to them in person or by phone, not by email; they enter it with their first authenticator code)",
+        enrollment.code
     );
     Ok(())
 }

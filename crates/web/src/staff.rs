@@ -400,6 +400,9 @@ struct MfaForm {
     /// A passkey's answer (JSON), instead of a code.
     #[serde(default)]
     credential: String,
+    /// At enrollment: the one-time code from an administrator.
+    #[serde(default)]
+    enrollment_code: String,
 }
 
 pub(crate) fn grouped(secret: &str) -> String {
@@ -523,7 +526,14 @@ async fn mfa_verify(
             .staff_login_passkey(&token, crate::passkeys::bounded(&f.credential), &ctx.ip)
             .await
     } else {
-        st.app.staff_login_verify(&token, code, &ctx.ip).await
+        let enrollment = if f.enrollment_code.len() > MAX_CODE {
+            ""
+        } else {
+            &f.enrollment_code
+        };
+        st.app
+            .staff_login_verify(&token, code, enrollment, &ctx.ip)
+            .await
     };
     let key = match result {
         Ok(done) => {
@@ -565,6 +575,9 @@ async fn mfa_verify(
         }
         Err(AppError::BadCredentials) if with_passkey => {
             (StatusCode::UNAUTHORIZED, "passkey.not_verified")
+        }
+        Err(AppError::BadCredentials) if !f.enrollment_code.is_empty() => {
+            (StatusCode::UNAUTHORIZED, "staff.enroll.bad_code")
         }
         Err(AppError::BadCredentials) => (StatusCode::UNAUTHORIZED, "staff.mfa.bad_code"),
         Err(AppError::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "error.rate_limited"),

@@ -543,3 +543,113 @@ async fn disabling_an_account_ends_its_sessions_at_once_and_stops_sign_in() {
     assert!(events.contains(&("account.disabled".into(), "success".into())));
     assert!(events.contains(&("account.enabled".into(), "success".into())));
 }
+
+#[tokio::test]
+async fn an_administrator_resets_a_lost_second_factor_with_a_one_time_enrollment_code() {
+    let s = server().start().await;
+    for (name, role) in [
+        ("admin6", app::staff::Role::Administrator),
+        ("member6", app::staff::Role::Supervisor),
+    ] {
+        s.app()
+            .create_staff(name, name, STAFF_PW, role)
+            .await
+            .unwrap();
+    }
+    let admin = client();
+    crate::staff::staff_login_full(&s, &admin, "admin6", STAFF_PW).await;
+    let member = client();
+    crate::staff::staff_login_full(&s, &member, "member6", STAFF_PW).await;
+    let page = admin
+        .get(format!("{}/admin/sessions", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Reset sign-in factors"), "{page}");
+    let csrf = hidden_value(&page, "csrf");
+    let reset = |who: &'static str| {
+        admin
+            .post(format!("{}/admin/sessions/staff", s.staff))
+            .header("origin", &s.staff)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", who),
+                ("action", "reset"),
+            ])
+            .send()
+    };
+    let res = reset("member6").await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    let code = html
+        .split("not by email: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(code.len(), 14, "{html}");
+    // The member's session ended; their old authenticator no longer counts: the next
+    // sign-in is an enrollment, which takes the code.
+    assert_eq!(
+        member
+            .get(format!("{}/", s.staff))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    let again = client();
+    let res = crate::staff::staff_login(&s, &again, "member6", STAFF_PW).await;
+    assert_eq!(res.status(), 303);
+    let page = again
+        .get(format!("{}/login/mfa", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let secret: String = page
+        .split("id=\"totp-secret\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let totp = crate::staff::totp_code(&secret, crate::staff::server_now(&s));
+    let res = crate::staff::post_enroll(&s, &again, &code, &totp).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "enrolled again; new recovery codes shown"
+    );
+    // The code worked once.
+    s.clock.advance(time::Duration::seconds(30));
+    let other = client();
+    crate::staff::staff_login(&s, &other, "member6", STAFF_PW).await;
+    let page = other
+        .get(format!("{}/login/mfa", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Enrollment code"), "enrolled: the code form");
+    // Nobody resets their own factors.
+    let res = reset("admin6").await.unwrap();
+    assert_eq!(res.status(), 403);
+    let id = s
+        .app()
+        .staff_by_username("member6")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let events = audit_of(&s, &id).await;
+    assert!(events.contains(&("staff.mfa_reset".into(), "success".into())));
+}

@@ -308,7 +308,15 @@ async fn serve_starts_from_a_proper_config_and_staff_add_creates_a_user() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("created staff user admin"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("created staff user admin"));
+    // The first second factor is enrolled only with the printed one-time code.
+    let code = stdout
+        .split("one-time enrollment code: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_default();
+    assert_eq!(code.len(), 14, "{stdout}");
 
     let mut child = as_service_user(&["serve", "--config", cfg_s])
         .env("STRONGROOM_LOG", "warn")

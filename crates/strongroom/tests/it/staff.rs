@@ -70,6 +70,36 @@ async fn post_code(s: &Server, client: &reqwest::Client, code: &str) -> reqwest:
         .unwrap()
 }
 
+/// Posts the enrollment form: the administrator's one-time code and the first TOTP code.
+pub(crate) async fn post_enroll(
+    s: &Server,
+    client: &reqwest::Client,
+    enrollment_code: &str,
+    code: &str,
+) -> reqwest::Response {
+    let token = crate::harness::form_token(client, &s.staff).await;
+    client
+        .post(format!("{}/login/mfa", s.staff))
+        .header("origin", &s.staff)
+        .form(&[
+            ("enrollment_code", enrollment_code),
+            ("code", code),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An enrollment code for `user`, as an administrator would issue it.
+pub(crate) async fn enrollment_code(s: &Server, user: &str) -> String {
+    s.app()
+        .reset_staff_second_factors(None, user, "-")
+        .await
+        .unwrap()
+        .code
+}
+
 /// A full staff sign-in: password, then enrollment (first time: the secret is read from the
 /// enrollment page) or a TOTP code. Returns the answer to the code form: 303 to `/`, or
 /// (right after enrollment) 200 with the recovery codes; or the password step's answer
@@ -106,7 +136,8 @@ pub(crate) async fn staff_login_full(
             mfa_state(s, user).await.totp_secret,
             "page shows the secret"
         );
-        totp_code(&secret, server_now(s))
+        let enrollment = enrollment_code(s, user).await;
+        return post_enroll(s, client, &enrollment, &totp_code(&secret, server_now(s))).await;
     } else {
         assert!(page.contains("Enter your sign-in code"), "{page}");
         fresh_code(s, user).await
@@ -450,12 +481,28 @@ async fn staff_mfa_enrollment_then_code_login_and_no_replay() {
     assert!(page.contains(&format!(
         "otpauth://totp/City%20of%20Testville:clerk3?secret={secret}"
     )));
-    // A wrong code is refused (and counted); the right one enrolls and signs in.
-    let res = post_code(&s, &c, &wrong_code(&secret, server_now(&s))).await;
+    assert!(page.contains("Enrollment code"), "{page}");
+    // The administrator's one-time enrollment code is needed too: knowing the password
+    // (and so seeing the secret) first is not enough.
+    let res = post_code(&s, &c, &totp_code(&secret, server_now(&s))).await;
+    assert_eq!(res.status(), 401, "no enrollment code issued");
+    let enrollment = enrollment_code(&s, "clerk3").await;
+    let res = post_enroll(
+        &s,
+        &c,
+        "abcd-efgh-jkmn",
+        &totp_code(&secret, server_now(&s)),
+    )
+    .await;
+    assert_eq!(res.status(), 401, "a wrong enrollment code");
+    assert!(res.text().await.unwrap().contains("enrollment code"));
+    // A wrong app code is refused (and counted); the right pair enrolls and signs in.
+    let res = post_enroll(&s, &c, &enrollment, &wrong_code(&secret, server_now(&s))).await;
     assert_eq!(res.status(), 401);
     assert!(res.text().await.unwrap().contains("not correct"));
+    // The wrong tries above used up no time step: the current code still works.
     let now = server_now(&s);
-    let res = post_code(&s, &c, &totp_code(&secret, now)).await;
+    let res = post_enroll(&s, &c, &enrollment, &totp_code(&secret, now)).await;
     assert!(signed_in(&res));
     assert_eq!(res.status(), 200, "recovery codes shown once");
     let html = res.text().await.unwrap();
@@ -483,6 +530,11 @@ async fn staff_mfa_enrollment_then_code_login_and_no_replay() {
         "{events:?}"
     );
     assert!(has("staff.login", "failure", "mfa"), "{events:?}");
+    assert!(
+        has("staff.login", "failure", "mfa: enrollment code"),
+        "{events:?}"
+    );
+    assert!(has("staff.mfa_reset", "success", "enrollment code issued"));
     assert!(has("staff.login", "success", "totp"), "{events:?}");
     assert_eq!(
         events

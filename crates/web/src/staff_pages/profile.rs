@@ -9,7 +9,8 @@
 //!   user, or (`action=disable`) disable the account, which ends them in the same
 //!   transaction, or (`action=enable`) enable it again (administrators only; audited
 //!   `sessions.revoked`, `account.disabled`, `account.enabled`; nobody disables their
-//!   own account);
+//!   own account); on the staff form, `action=reset` resets the member's second factors
+//!   and shows a one-time enrollment code (`App::reset_staff_second_factors`);
 //! - `POST /profile/passkeys/new`, `/profile/passkeys`, `/profile/passkeys/remove`: the
 //!   member's passkeys (`crate::passkeys`).
 //!
@@ -428,6 +429,30 @@ async fn revoke_staff(
     };
     if f.username.trim().is_empty() || f.username.len() > MAX_FIELD {
         return Err(ctx.bad_request());
+    }
+    if f.action == "reset" {
+        return match st
+            .app
+            .reset_staff_second_factors(Some(admin), &f.username, &ctx.ip)
+            .await
+        {
+            Ok(e) => {
+                let notice = ctx.t.f(
+                    "staff.sessions.reset_done",
+                    &[("user", f.username.trim()), ("code", &e.code)],
+                );
+                show_admin(&ctx, StatusCode::OK, notice, String::new())
+            }
+            Err(AppError::Forbidden) => {
+                let error = ctx.t.s("staff.sessions.own_account").to_owned();
+                show_admin(&ctx, StatusCode::FORBIDDEN, String::new(), error)
+            }
+            Err(AppError::NotFound(_)) => {
+                let error = ctx.t.s("staff.sessions.no_such_user").to_owned();
+                show_admin(&ctx, StatusCode::NOT_FOUND, String::new(), error)
+            }
+            Err(e) => Err(ctx.app_error(e)),
+        };
     }
     let action = account_action(&ctx, &f.action)?;
     let result = st
