@@ -301,6 +301,71 @@ impl App {
         .await
     }
 
+    /// An administrator gives a staff member another role. Their sessions end in the same
+    /// transaction (a privilege change takes a new sign-in); audited `staff.role_changed`
+    /// with the old and new role, also when refused. Nobody changes their own role.
+    pub async fn change_staff_role(
+        &self,
+        admin: &StaffUser,
+        username: &str,
+        role: Role,
+        source_ip: &str,
+    ) -> Result<Revoked, AppError> {
+        let target = {
+            let mut conn = self.store.conn().await?;
+            store::staff::by_username(&mut conn, username.trim()).await?
+        };
+        let actor = format!("staff:{}", admin.id);
+        let mut tx = self.store.begin().await?;
+        let (object, outcome, detail, result) = match target {
+            _ if admin.role != Role::Administrator => (
+                "unknown".to_owned(),
+                "failure",
+                "role too low".to_owned(),
+                Err(AppError::Forbidden),
+            ),
+            None => (
+                "unknown".to_owned(),
+                "failure",
+                "no such user".to_owned(),
+                Err(AppError::NotFound("user")),
+            ),
+            Some(t) if t.id == admin.id => (
+                t.id,
+                "failure",
+                "own account".to_owned(),
+                Err(AppError::Forbidden),
+            ),
+            Some(t) => {
+                store::staff::set_role(&mut tx, &t.id, role.as_str()).await?;
+                let ended = self
+                    .end_sessions_in(&mut tx, Realm::Staff, &t.id, None)
+                    .await?;
+                (
+                    t.id.clone(),
+                    "success",
+                    format!("{} -> {}; sessions ended: {ended}", t.role, role.as_str()),
+                    Ok(Revoked {
+                        user_id: t.id,
+                        ended,
+                    }),
+                )
+            }
+        };
+        self.audit(
+            &mut tx,
+            &actor,
+            "staff.role_changed",
+            &object,
+            outcome,
+            source_ip,
+            &detail,
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        result
+    }
+
     async fn revoke(
         &self,
         admin: &StaffUser,

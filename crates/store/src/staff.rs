@@ -82,6 +82,16 @@ pub async fn record_success(conn: &mut AnyConnection, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Sets a staff member's role; `Ok(false)` if there is no such member.
+pub async fn set_role(conn: &mut AnyConnection, id: &str, role: &str) -> Result<bool> {
+    let r = sqlx::query("UPDATE staff_users SET role = $1 WHERE id = $2")
+        .bind(role)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Disables (or enables again) an account; `Ok(false)` if there is no such account.
 pub async fn set_disabled(conn: &mut AnyConnection, id: &str, disabled: bool) -> Result<bool> {
     let r = sqlx::query("UPDATE staff_users SET disabled = $1 WHERE id = $2")

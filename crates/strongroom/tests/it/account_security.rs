@@ -532,7 +532,7 @@ async fn disabling_an_account_ends_its_sessions_at_once_and_stops_sign_in() {
         .text()
         .await
         .unwrap()
-        .contains("cannot disable your own account"));
+        .contains("cannot disable, reset or change the role of your own account"));
     // An unknown action is a bad request and changes nothing.
     let res = act("/admin/sessions/staff", "username", "clerk7", "delete")
         .await
@@ -652,4 +652,74 @@ async fn an_administrator_resets_a_lost_second_factor_with_a_one_time_enrollment
         .id;
     let events = audit_of(&s, &id).await;
     assert!(events.contains(&("staff.mfa_reset".into(), "success".into())));
+}
+
+#[tokio::test]
+async fn an_administrator_changes_a_role_which_ends_the_members_sessions() {
+    let s = server().start().await;
+    for (name, role) in [
+        ("admin5", app::staff::Role::Administrator),
+        ("member5", app::staff::Role::Auditor),
+    ] {
+        s.app()
+            .create_staff(name, name, STAFF_PW, role)
+            .await
+            .unwrap();
+    }
+    let admin = client();
+    crate::staff::staff_login_full(&s, &admin, "admin5", STAFF_PW).await;
+    let member = client();
+    crate::staff::staff_login_full(&s, &member, "member5", STAFF_PW).await;
+    let outbox = |c: &reqwest::Client| {
+        let url = format!("{}/outbox", s.staff);
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(
+        outbox(&member).await,
+        403,
+        "an auditor may not read the outbox"
+    );
+    let page = admin
+        .get(format!("{}/admin/sessions", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf");
+    let change = |who: &'static str, role: &'static str| {
+        admin
+            .post(format!("{}/admin/sessions/staff", s.staff))
+            .header("origin", &s.staff)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", who),
+                ("action", "role"),
+                ("role", role),
+            ])
+            .send()
+    };
+    let res = change("member5", "clerk").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("The role was changed"));
+    // The privilege change took the old session away; the new role applies at sign-in.
+    assert_eq!(outbox(&member).await, 303);
+    let again = client();
+    crate::staff::staff_login_full(&s, &again, "member5", STAFF_PW).await;
+    assert_eq!(outbox(&again).await, 200, "a clerk reads the outbox");
+    // Refused: an unknown role, one's own role.
+    assert_eq!(change("member5", "root").await.unwrap().status(), 400);
+    assert_eq!(change("admin5", "clerk").await.unwrap().status(), 403);
+    let id = s
+        .app()
+        .staff_by_username("member5")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(audit_of(&s, &id)
+        .await
+        .contains(&("staff.role_changed".into(), "success".into())));
 }

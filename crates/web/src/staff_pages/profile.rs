@@ -77,9 +77,12 @@ struct AnyForm {
     credential: String,
     #[serde(default)]
     passkey: String,
-    /// On the admin forms: `end` (or absent), `disable` or `enable`.
+    /// On the admin forms: `end` (or absent), `disable`, `enable`, `reset` or `role`.
     #[serde(default)]
     action: String,
+    /// With `action=role`: the new role.
+    #[serde(default)]
+    role: String,
 }
 
 /// The administrator's choice on the admin forms; anything else is a bad request.
@@ -394,6 +397,21 @@ async fn passkey_remove(
     }
 }
 
+/// The admin page again with why an action on someone's account was refused.
+fn admin_refusal(ctx: &StaffCtx, e: AppError) -> Page {
+    match e {
+        AppError::Forbidden => {
+            let error = ctx.t.s("staff.sessions.own_account").to_owned();
+            show_admin(ctx, StatusCode::FORBIDDEN, String::new(), error)
+        }
+        AppError::NotFound(_) => {
+            let error = ctx.t.s("staff.sessions.no_such_user").to_owned();
+            show_admin(ctx, StatusCode::NOT_FOUND, String::new(), error)
+        }
+        e => Err(ctx.app_error(e)),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "staff/admin_sessions.html")]
 struct AdminPage {
@@ -430,6 +448,25 @@ async fn revoke_staff(
     if f.username.trim().is_empty() || f.username.len() > MAX_FIELD {
         return Err(ctx.bad_request());
     }
+    if f.action == "role" {
+        let Some(role) = Role::parse(&f.role) else {
+            return Err(ctx.bad_request());
+        };
+        return match st
+            .app
+            .change_staff_role(admin, &f.username, role, &ctx.ip)
+            .await
+        {
+            Ok(r) => {
+                let notice = ctx.t.f(
+                    "staff.sessions.role_changed",
+                    &[("n", &r.ended.to_string())],
+                );
+                show_admin(&ctx, StatusCode::OK, notice, String::new())
+            }
+            Err(e) => admin_refusal(&ctx, e),
+        };
+    }
     if f.action == "reset" {
         return match st
             .app
@@ -443,15 +480,7 @@ async fn revoke_staff(
                 );
                 show_admin(&ctx, StatusCode::OK, notice, String::new())
             }
-            Err(AppError::Forbidden) => {
-                let error = ctx.t.s("staff.sessions.own_account").to_owned();
-                show_admin(&ctx, StatusCode::FORBIDDEN, String::new(), error)
-            }
-            Err(AppError::NotFound(_)) => {
-                let error = ctx.t.s("staff.sessions.no_such_user").to_owned();
-                show_admin(&ctx, StatusCode::NOT_FOUND, String::new(), error)
-            }
-            Err(e) => Err(ctx.app_error(e)),
+            Err(e) => admin_refusal(&ctx, e),
         };
     }
     let action = account_action(&ctx, &f.action)?;
@@ -497,14 +526,6 @@ fn revoked(
             let notice = ctx.t.f(key, &[("n", &r.ended.to_string())]);
             show_admin(ctx, StatusCode::OK, notice, String::new())
         }
-        Err(AppError::Forbidden) if action != AccountAction::EndSessions => {
-            let error = ctx.t.s("staff.sessions.own_account").to_owned();
-            show_admin(ctx, StatusCode::FORBIDDEN, String::new(), error)
-        }
-        Err(AppError::NotFound(_)) => {
-            let error = ctx.t.s("staff.sessions.no_such_user").to_owned();
-            show_admin(ctx, StatusCode::NOT_FOUND, String::new(), error)
-        }
-        Err(e) => Err(ctx.app_error(e)),
+        Err(e) => admin_refusal(ctx, e),
     }
 }
