@@ -1,5 +1,6 @@
 //! Reading the audit log: the auditor's viewer and the chain check. Every view is itself
-//! recorded (`audit.viewed`), in the same transaction as the read.
+//! recorded (`audit.viewed`), in the same transaction as the read. Also the record of the
+//! configuration each production start uses (`config.loaded`).
 
 use crate::staff::{Role, StaffUser};
 use crate::{App, AppError};
@@ -23,7 +24,51 @@ pub struct AuditPage {
     pub verified: Option<Result<i64, ChainBreak>>,
 }
 
+/// The audit object of configuration records.
+pub const CONFIGURATION: &str = "configuration";
+
+/// The fingerprint recorded in a `config.loaded` detail (`sha256=<hex>; ...`).
+fn fingerprint_of(detail: &str) -> Option<&str> {
+    detail
+        .strip_prefix("sha256=")
+        .map(|r| r.split(';').next().unwrap_or(r))
+}
+
 impl App {
+    /// Records the configuration the server starts with (PCI DSS 10.2.2: changes to
+    /// configuration are logged): `fingerprint` is a SHA-256 of the configuration file and
+    /// the environment overrides. Audited `config.loaded` with whether it changed since
+    /// the previous start; returns true when it did (or on a first start).
+    pub async fn record_configuration(&self, fingerprint: &str) -> Result<bool, AppError> {
+        let mut tx = self.store.begin().await?;
+        let previous = au::for_object(&mut tx, CONFIGURATION)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| r.event == "config.loaded")
+            .and_then(|r| fingerprint_of(&r.detail).map(str::to_owned));
+        let (changed, what) = match previous.as_deref() {
+            None => (true, "first start with a recorded configuration".to_owned()),
+            Some(p) if p == fingerprint => (false, "unchanged since the previous start".to_owned()),
+            Some(p) => (
+                true,
+                format!("changed since the previous start (was sha256={p})"),
+            ),
+        };
+        self.audit(
+            &mut tx,
+            "system",
+            "config.loaded",
+            CONFIGURATION,
+            "success",
+            "-",
+            &format!("sha256={fingerprint}; {what}"),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(changed)
+    }
+
     /// A page of the audit log for `viewer`, optionally with a check of the whole chain.
     /// Refused (and the refusal recorded) unless [`may_read_audit_log`].
     pub async fn audit_log(

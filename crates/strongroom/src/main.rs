@@ -659,6 +659,25 @@ fn data_keys(cfg: &config::Config) -> anyhow::Result<app::crypto::KeyRing> {
     strongroom::keys::load(p)
 }
 
+/// SHA-256 of the configuration file and of every `STRONGROOM_` variable (overrides and
+/// log settings; their values are hashed, never logged).
+fn config_fingerprint(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?);
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("STRONGROOM_"))
+        .collect();
+    vars.sort();
+    for (k, v) in vars {
+        h.update([0]);
+        h.update(k.as_bytes());
+        h.update([b'=']);
+        h.update(v.as_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let cfg = config::load(path, std::env::vars())?;
     // Verbose levels are where the 2018 breach began (a debug switch that logged card
@@ -740,6 +759,12 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         payment_ttl_secs: 3600,
     })
     .await?;
+    // Configuration changes are audited: a fingerprint of the file and the overrides,
+    // compared with the previous start's.
+    let fingerprint = config_fingerprint(path)?;
+    if running.app.record_configuration(&fingerprint).await? {
+        tracing::warn!(sha256 = %fingerprint, "configuration changed since the previous start (audited config.loaded)");
+    }
     tracing::info!(portal = %running.portal_addr, staff = %running.staff_addr, "serving");
     tokio::signal::ctrl_c().await?;
     running.stop();

@@ -345,6 +345,45 @@ async fn serve_starts_from_a_proper_config_and_staff_add_creates_a_user() {
         .await
         .unwrap();
     assert_eq!(lookup.status(), 404);
+    // Each start records its configuration's fingerprint in the audit log.
+    let db = dir.path().join("db.sqlite");
+    let records = || {
+        let db = db.clone();
+        async move {
+            use sqlx::Connection;
+            let url = format!("sqlite://{}?mode=ro", db.display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, String>(
+                "SELECT detail FROM audit_log WHERE event = 'config.loaded' ORDER BY seq",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+        }
+    };
+    crate::harness::eventually("the start is audited", || async {
+        records().await.len() == 1
+    })
+    .await;
+    assert!(records().await[0].contains("first start"));
+    child.kill().unwrap();
+    let _ = child.wait();
+    // A changed setting (here an environment override) is recorded as a change.
+    let mut child = as_service_user(&["serve", "--config", cfg_s])
+        .env("STRONGROOM_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::harness::eventually("the second start is audited", || async {
+        records().await.len() == 2
+    })
+    .await;
+    assert!(
+        records().await[1].contains("changed since the previous start"),
+        "{:?}",
+        records().await
+    );
     child.kill().unwrap();
     let _ = child.wait();
 }
