@@ -16,6 +16,7 @@ pub mod mfa;
 pub mod passkeys;
 pub mod passwords;
 pub mod payments;
+pub mod refunds;
 pub mod resident_mfa;
 pub mod residents;
 pub mod sessions;

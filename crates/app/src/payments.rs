@@ -164,6 +164,17 @@ impl App {
         self.view(p, items)
     }
 
+    /// A timeline entry (for other use cases on payments: refunds).
+    pub(crate) async fn add_payment_event(
+        &self,
+        conn: &mut Conn,
+        payment_id: &str,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), AppError> {
+        self.add_event(conn, payment_id, kind, detail).await
+    }
+
     async fn add_event(
         &self,
         conn: &mut Conn,

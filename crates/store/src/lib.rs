@@ -15,6 +15,7 @@ pub mod passkeys;
 pub mod payments;
 pub mod pii;
 pub mod ratelimit;
+pub mod refunds;
 pub mod residents;
 pub mod sessions;
 pub mod staff;

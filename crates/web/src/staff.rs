@@ -257,6 +257,7 @@ pub fn router() -> Router<AppState> {
         .route("/login/mfa", get(mfa_page).post(mfa_verify))
         .route("/logout", post(logout))
         .route("/payments/{id}", get(payment))
+        .route("/payments/{id}/refund", post(refund))
         .route("/accounts/{account}", get(account))
         .route("/outbox", get(outbox))
         .route("/outbox/{id}", get(outbox_email))
@@ -746,18 +747,162 @@ struct PaymentPage {
     items: Vec<ItemRow>,
     link_accounts: bool,
     events: Vec<EventRow>,
+    refunds: Vec<RefundLine>,
+    /// The refund form: the member may refund and money is left to refund.
+    can_refund: bool,
+    /// The field a refund error is about (`account`, `amount`, `reason`), and the error.
+    error_field: String,
+    error: String,
+    notice: String,
 }
 
-async fn payment(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<String>) -> Page {
-    let me = ctx.require(VIEW_PAYMENTS)?;
-    let link_accounts = allowed(me.role, VIEW_ACCOUNTS);
+/// One refund in the payment page's list.
+struct RefundLine {
+    created: String,
+    account_number: String,
+    amount: String,
+    status: String,
+    reason: String,
+}
+
+/// Who may refund.
+const REFUND: Role = Role::Supervisor;
+
+#[derive(Deserialize)]
+struct RefundForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    account: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /payments/{id}/refund` (supervisors and administrators).
+async fn refund(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    Path(id): Path<String>,
+    form: Result<Form<RefundForm>, FormRejection>,
+) -> Page {
+    let me = ctx.require(REFUND)?;
     if PaymentId::parse(&id).is_none() {
         return Err(ctx.not_found());
     }
-    let p = st.app.payment(&id).await.map_err(|e| ctx.app_error(e))?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    let csrf_ok = ctx
+        .signed_in
+        .as_ref()
+        .is_some_and(|(s, _)| !f.csrf.is_empty() && secrets_equal(&s.csrf_token, &f.csrf));
+    if !csrf_ok {
+        return Err(ctx.fail(
+            StatusCode::FORBIDDEN,
+            "csrf_token_invalid",
+            ctx.t.s("staff.error.csrf"),
+        ));
+    }
+    match st
+        .app
+        .refund_payment(me, &id, &f.account, &f.amount, &f.reason, &ctx.ip)
+        .await
+    {
+        Ok(r) => {
+            let notice = ctx.t.f(
+                "staff.refund.done",
+                &[
+                    ("amount", &r.amount.to_string()),
+                    ("account", &r.account_number),
+                ],
+            );
+            show_payment(&st, &ctx, &id, StatusCode::OK, ("", String::new()), notice).await
+        }
+        Err(AppError::Invalid { field, message }) => {
+            let field = match field.as_str() {
+                "account" => "account",
+                "reason" => "reason",
+                _ => "amount",
+            };
+            show_payment(
+                &st,
+                &ctx,
+                &id,
+                StatusCode::BAD_REQUEST,
+                (field, message),
+                String::new(),
+            )
+            .await
+        }
+        Err(AppError::Processor(_)) => {
+            let error = ctx.t.s("staff.refund.processor").to_owned();
+            show_payment(
+                &st,
+                &ctx,
+                &id,
+                StatusCode::BAD_GATEWAY,
+                ("amount", error),
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(ctx.app_error(e)),
+    }
+}
+
+async fn payment(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<String>) -> Page {
+    if PaymentId::parse(&id).is_none() {
+        ctx.require(VIEW_PAYMENTS)?;
+        return Err(ctx.not_found());
+    }
+    show_payment(
+        &st,
+        &ctx,
+        &id,
+        StatusCode::OK,
+        ("", String::new()),
+        String::new(),
+    )
+    .await
+}
+
+/// The payment page, with a refund error (field, message) or notice.
+async fn show_payment(
+    st: &AppState,
+    ctx: &StaffCtx,
+    id: &str,
+    status: StatusCode,
+    (error_field, error): (&str, String),
+    notice: String,
+) -> Page {
+    let me = ctx.require(VIEW_PAYMENTS)?;
+    let link_accounts = allowed(me.role, VIEW_ACCOUNTS);
+    let p = st.app.payment(id).await.map_err(|e| ctx.app_error(e))?;
+    let refunds = st
+        .app
+        .refunds(id)
+        .await
+        .map_err(|e| ctx.app_error(e))?
+        .into_iter()
+        .map(|r| RefundLine {
+            created: utc(r.created_at),
+            account_number: r.account_number,
+            amount: r.amount.to_string(),
+            status: r.status,
+            reason: r.reason,
+        })
+        .collect();
+    let can_refund = allowed(me.role, REFUND)
+        && matches!(
+            p.status,
+            domain::PaymentStatus::Succeeded | domain::PaymentStatus::PartiallyRefunded
+        )
+        && p.refunded.cents() < p.amount.cents();
     let timeline = st
         .app
-        .payment_timeline(&id)
+        .payment_timeline(id)
         .await
         .map_err(|e| ctx.app_error(e))?;
     let card = match (&p.card_brand, &p.card_last4) {
@@ -794,8 +939,13 @@ async fn payment(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<Strin
             })
             .collect(),
         p: payment_row(&ctx.t, &p),
+        refunds,
+        can_refund,
+        error_field: error_field.to_owned(),
+        error,
+        notice,
     };
-    page(&page_data)
+    Ok(render(status, &page_data)?)
 }
 
 // ---- accounts ----

@@ -82,6 +82,7 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/documents/{id}/download"
         | "/outbox"
         | "/outbox/{id}" => Some(Role::Clerk),
+        "/payments/{id}/refund" => Some(Role::Supervisor),
         "/admin/sessions" | "/admin/sessions/resident" | "/admin/sessions/staff" => {
             Some(Role::Administrator)
         }

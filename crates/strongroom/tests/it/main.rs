@@ -17,6 +17,7 @@ mod integrity;
 mod journeys;
 mod passkeys;
 mod pii;
+mod refunds;
 mod resident_mfa;
 mod security;
 mod staff;

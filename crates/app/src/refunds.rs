@@ -1,0 +1,324 @@
+//! Refunds: a supervisor or administrator gives money back on one item (utility account)
+//! of a captured payment, partly or in full, with a reason.
+//!
+//! Exactly once, in three steps: (1) one transaction reserves the amount on the payment
+//! (a compare-and-set on `refunded_cents`, so concurrent refunds can never together pass
+//! what was paid), checks the item's own remainder, records the refund as `requested`
+//! and audits `payment.refund_requested`; (2) the processor is asked, with the refund's
+//! id as idempotency key; (3) one transaction records the answer: on success the refund
+//! is `succeeded`, the amount is posted back to the account's ledger (the balance is owed
+//! again), the payment moves to `partially_refunded` or `refunded`, a timeline entry, the
+//! payer's email and `payment.refunded` are written; on refusal the refund is `failed`,
+//! the reservation released and `payment.refunded` audited as a failure. Clerks and
+//! auditors cannot refund (`payment.refund_requested` failure `role too low`).
+
+use crate::ids::random_id;
+use crate::staff::{Role, StaffUser};
+use crate::{App, AppError};
+use domain::payment::{PaymentEvent, PaymentStatus};
+use domain::Money;
+use processor::CreateRefund;
+use store::accounts::{self, LedgerRow};
+use store::payments as pay_store;
+use store::refunds::{self as rf, RefundRow};
+use store::StoreError;
+
+/// Longest refund reason.
+pub const MAX_REASON: usize = 200;
+
+/// Who may refund.
+pub fn may_refund(role: Role) -> bool {
+    matches!(role, Role::Supervisor | Role::Administrator)
+}
+
+/// One refund as staff see it.
+#[derive(Debug, Clone)]
+pub struct RefundView {
+    pub id: String,
+    pub account_number: String,
+    pub amount: Money,
+    pub reason: String,
+    pub staff_id: String,
+    pub status: String,
+    pub created_at: i64,
+}
+
+impl App {
+    /// A payment's refunds, oldest first.
+    pub async fn refunds(&self, payment_id: &str) -> Result<Vec<RefundView>, AppError> {
+        let mut conn = self.store.conn().await?;
+        Ok(rf::for_payment(&mut conn, payment_id)
+            .await?
+            .into_iter()
+            .map(|r| RefundView {
+                amount: Money::from_cents(r.amount_cents, self.config().currency),
+                id: r.id,
+                account_number: r.account_number,
+                reason: r.reason,
+                staff_id: r.staff_id,
+                status: r.status,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
+    /// Refunds `amount` (dollars, as typed) of the item for `account_number` of payment
+    /// `payment_id`. See the module documentation.
+    pub async fn refund_payment(
+        &self,
+        staff: &StaffUser,
+        payment_id: &str,
+        account_number: &str,
+        amount: &str,
+        reason: &str,
+        source_ip: &str,
+    ) -> Result<RefundView, AppError> {
+        let actor = format!("staff:{}", staff.id);
+        if !may_refund(staff.role) {
+            let mut tx = self.store.begin().await?;
+            self.audit(
+                &mut tx,
+                &actor,
+                "payment.refund_requested",
+                payment_id,
+                "failure",
+                source_ip,
+                "role too low",
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            return Err(AppError::Forbidden);
+        }
+        let currency = self.config().currency;
+        let amount = Money::parse_dollars(amount, currency)
+            .map_err(|e| AppError::invalid("amount", e.to_string()))?;
+        if !amount.is_positive() {
+            return Err(AppError::invalid("amount", "enter an amount above zero"));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON {
+            return Err(AppError::invalid(
+                "reason",
+                format!("give a reason of 1 to {MAX_REASON} characters"),
+            ));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(AppError::invalid(
+                "reason",
+                "a reason cannot contain control characters",
+            ));
+        }
+        let now = self.now_unix();
+        let refund_id = format!("rf_{}", random_id());
+
+        // (1) Reserve and record.
+        let mut tx = self.store.begin().await?;
+        let p = pay_store::get(&mut tx, payment_id)
+            .await?
+            .ok_or(AppError::NotFound("payment"))?;
+        let status = PaymentStatus::parse(&p.status)
+            .ok_or_else(|| AppError::Internal(format!("unknown payment status {}", p.status)))?;
+        let intent = match (&p.processor_payment_intent, status) {
+            (Some(i), PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded) => i.clone(),
+            _ => {
+                return Err(AppError::invalid(
+                    "amount",
+                    "only a completed payment can be refunded",
+                ))
+            }
+        };
+        let items = pay_store::items(&mut tx, payment_id).await?;
+        let item_cents: i64 = items
+            .iter()
+            .filter(|i| i.account_number == account_number)
+            .map(|i| i.amount_cents)
+            .sum();
+        if item_cents == 0 {
+            return Err(AppError::invalid(
+                "account",
+                "that account is not part of this payment",
+            ));
+        }
+        if !rf::reserve(&mut tx, payment_id, amount.cents(), now).await? {
+            return Err(AppError::invalid(
+                "amount",
+                "that is more than is left to refund on this payment",
+            ));
+        }
+        let item_refunded: i64 = rf::for_payment(&mut tx, payment_id)
+            .await?
+            .iter()
+            .filter(|r| r.account_number == account_number && r.status != "failed")
+            .map(|r| r.amount_cents)
+            .sum();
+        let left = item_cents - item_refunded;
+        if amount.cents() > left {
+            // Dropping the transaction undoes the reservation.
+            return Err(AppError::invalid(
+                "amount",
+                format!(
+                    "at most {} is left to refund on account {account_number}",
+                    Money::from_cents(left, currency)
+                ),
+            ));
+        }
+        rf::insert(
+            &mut tx,
+            &RefundRow {
+                id: refund_id.clone(),
+                payment_id: payment_id.to_owned(),
+                account_number: account_number.to_owned(),
+                amount_cents: amount.cents(),
+                reason: reason.to_owned(),
+                staff_id: staff.id.clone(),
+                status: "requested".into(),
+                processor_refund_id: None,
+                created_at: now,
+                decided_at: None,
+            },
+        )
+        .await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            "payment.refund_requested",
+            payment_id,
+            "success",
+            source_ip,
+            &format!("{refund_id}: {amount} to account {account_number}; reason: {reason}"),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+
+        // (2) Ask the processor, idempotently.
+        let answer = self
+            .processor
+            .create_refund(
+                &CreateRefund {
+                    payment_intent: intent,
+                    amount: Some(amount.cents()),
+                    metadata: vec![
+                        ("payment_id".into(), payment_id.to_owned()),
+                        ("refund_id".into(), refund_id.clone()),
+                    ],
+                },
+                &refund_id,
+            )
+            .await;
+
+        // (3) Record the answer.
+        let now = self.now_unix();
+        let mut tx = self.store.begin().await?;
+        let refused = match &answer {
+            Ok(r) if r.status == "succeeded" || r.status == "pending" => None,
+            Ok(r) => Some(format!("processor refund {} is {}", r.id, r.status)),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = refused {
+            rf::decide(&mut tx, &refund_id, "failed", None, now).await?;
+            rf::release(&mut tx, payment_id, amount.cents(), now).await?;
+            self.audit(
+                &mut tx,
+                &actor,
+                "payment.refunded",
+                payment_id,
+                "failure",
+                source_ip,
+                &format!("{refund_id}: {why}"),
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            tracing::warn!(payment_id, refund_id, "refund refused by the processor");
+            return match answer {
+                Err(e) => Err(AppError::Processor(e)),
+                Ok(_) => Err(AppError::invalid(
+                    "amount",
+                    "the payment processor did not accept this refund",
+                )),
+            };
+        }
+        let processor_refund_id = answer.as_ref().map(|r| r.id.clone()).ok();
+        rf::decide(
+            &mut tx,
+            &refund_id,
+            "succeeded",
+            processor_refund_id.as_deref(),
+            now,
+        )
+        .await?;
+        let fresh = pay_store::get(&mut tx, payment_id)
+            .await?
+            .ok_or(AppError::NotFound("payment"))?;
+        let captured = Money::from_cents(fresh.amount_cents, currency);
+        let refunded_after = Money::from_cents(fresh.refunded_cents, currency);
+        let from = PaymentStatus::parse(&fresh.status).ok_or_else(|| {
+            AppError::Internal(format!("unknown payment status {}", fresh.status))
+        })?;
+        let to = from
+            .apply(PaymentEvent::Refund {
+                refunded_after,
+                captured,
+            })
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        if from != to {
+            rf::set_status(&mut tx, payment_id, from.as_str(), to.as_str(), now).await?;
+        }
+        accounts::post_ledger(
+            &mut tx,
+            &LedgerRow {
+                id: random_id(),
+                account_number: account_number.to_owned(),
+                kind: "refund".into(),
+                reference: refund_id.clone(),
+                amount_cents: amount.cents(),
+                description: format!("Refund of online payment {}", fresh.confirmation_number),
+                posted_at: now,
+            },
+        )
+        .await?;
+        self.add_payment_event(
+            &mut tx,
+            payment_id,
+            "refunded",
+            &format!("{amount} refunded to the card for account {account_number} ({refund_id})"),
+        )
+        .await?;
+        let email = self.open(crate::crypto::columns::PAYMENT_EMAIL, &fresh.email)?;
+        let body = format!(
+            "{city} refunded {amount} of your payment {conf} (utility account {account_number}) to the card you paid with.\n\nReason: {reason}\n\nRefunds usually reach your card within 5 to 10 business days. The amount is owed on the account again.\n",
+            city = self.config().city_name,
+            conf = fresh.confirmation_number,
+        );
+        self.enqueue_email(
+            &mut tx,
+            &email,
+            &format!("Refund for payment {}", fresh.confirmation_number),
+            &body,
+            "refund",
+        )
+        .await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            "payment.refunded",
+            payment_id,
+            "success",
+            source_ip,
+            &format!(
+                "{refund_id}: {amount} to account {account_number}; payment {}",
+                to.as_str()
+            ),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(RefundView {
+            id: refund_id,
+            account_number: account_number.to_owned(),
+            amount,
+            reason: reason.to_owned(),
+            staff_id: staff.id.clone(),
+            status: "succeeded".into(),
+            created_at: now,
+        })
+    }
+}

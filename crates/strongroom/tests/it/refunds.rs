@@ -1,0 +1,130 @@
+//! Refunds from the back office: supervisors and administrators only, per account of a
+//! payment, never beyond what was paid on that account, exactly once with the processor;
+//! the amount is owed again, the payer is emailed, and every step is audited.
+
+use crate::harness::*;
+use crate::journeys::hidden_value;
+use crate::staff::staff_login_full;
+
+const PW: &str = "ledger-harbor-refund-42";
+
+async fn audit_events(s: &Server, object: &str) -> Vec<(String, String)> {
+    let mut c = s.app().store.conn().await.unwrap();
+    sqlx::query_as("SELECT event, outcome FROM audit_log WHERE object = $1 ORDER BY seq")
+        .bind(object)
+        .fetch_all(&mut *c)
+        .await
+        .unwrap()
+}
+
+async fn status_of(s: &Server, id: &str) -> String {
+    let (_, body) = s
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/v1/payments/{id}"),
+            None,
+            None,
+        )
+        .await;
+    body["status"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_supervisor_refunds_part_then_the_rest_and_nobody_refunds_more() {
+    let s = server().start().await;
+    let before = s.balance("100001").await;
+    let id = s.pay_ok("100001", "93301", 900, "refund-1").await;
+    assert_eq!(s.balance("100001").await, before - 900);
+    for (name, role) in [
+        ("super1", app::staff::Role::Supervisor),
+        ("clerk1", app::staff::Role::Clerk),
+    ] {
+        s.app().create_staff(name, name, PW, role).await.unwrap();
+    }
+    let sup = client();
+    staff_login_full(&s, &sup, "super1", PW).await;
+    let clerk = client();
+    staff_login_full(&s, &clerk, "clerk1", PW).await;
+    let url = format!("{}/payments/{id}", s.staff);
+    let refund_url = format!("{url}/refund");
+
+    // A clerk sees no refund form and may not post one.
+    let html = clerk.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(!html.contains("Refund to card"));
+    let csrf = hidden_value(&html, "csrf");
+    let res = clerk
+        .post(&refund_url)
+        .header("origin", &s.staff)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("account", "100001"),
+            ("amount", "1.00"),
+            ("reason", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    let html = sup.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Refund to card"), "{html}");
+    let csrf = hidden_value(&html, "csrf");
+    let post = |account: &'static str, amount: &'static str, reason: &'static str| {
+        sup.post(&refund_url)
+            .header("origin", &s.staff)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("account", account),
+                ("amount", amount),
+                ("reason", reason),
+            ])
+            .send()
+    };
+    // Refused, each with its reason, and nothing changes.
+    for (account, amount, reason, says) in [
+        ("100001", "9.01", "duplicate", "more than is left"),
+        ("100001", "abc", "duplicate", "not a valid amount"),
+        ("100001", "0", "duplicate", "above zero"),
+        ("100001", "1.00", " ", "give a reason"),
+        ("100002", "1.00", "duplicate", "not part of this payment"),
+    ] {
+        let res = post(account, amount, reason).await.unwrap();
+        assert_eq!(res.status(), 400, "{amount} {reason}");
+        assert!(res.text().await.unwrap().contains(says), "{says}");
+    }
+    assert_eq!(s.balance("100001").await, before - 900);
+    assert_eq!(status_of(&s, &id).await, "succeeded");
+
+    // Part of it: owed again, the payment partly refunded, the payer told.
+    let res = post("100001", "4.00", "billing error").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Refunded $4.00 for account 100001"));
+    assert_eq!(s.balance("100001").await, before - 500);
+    assert_eq!(status_of(&s, &id).await, "partially_refunded");
+    let mails = s.app().emails_to("payer@example.com").await.unwrap();
+    assert!(mails
+        .iter()
+        .any(|m| m.kind == "refund" && m.body_text.contains("$4.00")));
+    // More than is left: refused; the rest: refunded in full, and the form is gone.
+    let res = post("100001", "5.01", "billing error").await.unwrap();
+    assert_eq!(res.status(), 400);
+    let res = post("100001", "5.00", "billing error").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(s.balance("100001").await, before);
+    assert_eq!(status_of(&s, &id).await, "refunded");
+    let html = sup.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(!html.contains("Refund to card"));
+    assert!(html.contains("billing error"));
+    let events = audit_events(&s, &id).await;
+    let count = |e: &str, o: &str| events.iter().filter(|(a, b)| a == e && b == o).count();
+    assert_eq!(count("payment.refund_requested", "success"), 2);
+    assert_eq!(count("payment.refunded", "success"), 2);
+    // The processor's own notices of the refunds reach the timeline.
+    s.webhooks_settled().await;
+    let timeline = s.app().payment_timeline(&id).await.unwrap();
+    assert!(timeline.iter().any(|e| e.kind == "refund_reported"));
+}
