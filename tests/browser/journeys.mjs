@@ -448,10 +448,12 @@ async function passkeyCount(authenticator) {
 /// forms post to `${prefix}/passkeys`): add a passkey named `name` through the "Add a
 /// passkey" page. Returns once the browser's answer is posted and the server's page loaded
 /// (the caller checks what it shows).
-async function createPasskey(page, watch, origin, prefix, name, what) {
+async function createPasskey(page, watch, origin, prefix, name, password, what) {
   const section = page.getByRole('heading', { level: 2, name: 'Passkeys' });
   await section.waitFor();
   await page.getByLabel('Passkey name').fill(name);
+  // Adding a second factor takes the password again (a stolen session alone cannot).
+  await page.locator('#passkey_add_password').fill(password);
   await page.getByRole('button', { name: 'Add a passkey' }).click();
   await page.waitForURL(`${origin}${prefix}/passkeys/new`);
   await page.getByRole('heading', { level: 1, name: 'Add a passkey' }).waitFor();
@@ -478,7 +480,7 @@ async function staffPasskey({ newPage }) {
   await audit(page, watch, 'staff: my profile (no passkeys)');
   assert.match(await text(page), /You have no passkeys\./);
 
-  await createPasskey(page, watch, STAFF, '/profile', 'Test laptop', 'staff');
+  await createPasskey(page, watch, STAFF, '/profile', 'Test laptop', STAFF_PASSWORD, 'staff');
   await page.getByRole('heading', { level: 1, name: 'My profile' }).waitFor();
   await audit(page, watch, 'staff: my profile (passkey added)');
   assert.match(await text(page), /Your passkey was added\./, 'the profile says the passkey was added');
@@ -520,7 +522,7 @@ async function residentPasskey({ newPage }) {
   await page.goto(`${PORTAL}/account/security`);
   await audit(page, watch, 'security (no passkeys)');
   assert.match(await text(page), /You have no passkeys\./);
-  await createPasskey(page, watch, PORTAL, '/account', 'Test phone', 'resident');
+  await createPasskey(page, watch, PORTAL, '/account', 'Test phone', RESIDENT_PASSWORD, 'resident');
   // The first second factor comes with recovery codes.
   await page.getByRole('heading', { level: 1, name: 'Save your recovery codes' }).waitFor();
   await audit(page, watch, 'security: recovery codes after the first passkey');

@@ -185,16 +185,22 @@ impl App {
     }
 
     /// Starts adding a passkey named `name` for a signed-in person (`account_name`: what
-    /// their authenticator shows, their username or email address).
+    /// their authenticator shows, their username or email address). Takes their password
+    /// again (a wrong one: `AppError::Invalid` on `current_password`): a borrowed or stolen
+    /// session alone cannot add a second factor.
     pub async fn begin_passkey_registration(
         &self,
         realm: Realm,
         user_id: &str,
         account_name: &str,
         name: &str,
+        password_plain: &str,
+        source_ip: &str,
     ) -> Result<PasskeyCeremony, AppError> {
         let name = parse_name(name)?;
         let rp = self.rp(realm)?;
+        self.reauthenticate(realm, user_id, password_plain, source_ip)
+            .await?;
         let now = self.now_unix();
         let mut conn = self.store.conn().await?;
         let existing = pk::list(&mut conn, realm.as_str(), user_id).await?;

@@ -63,7 +63,17 @@ impl App {
 
     /// Shows a fresh secret to turn two-step sign-in on (a new one each time, until a code
     /// confirms it). `Forbidden` when it is on already.
-    pub async fn begin_resident_totp(&self, resident_id: &str) -> Result<TotpEnrollment, AppError> {
+    ///
+    /// Takes the resident's password again: a borrowed or stolen session alone cannot add
+    /// a second factor (and with it, lock the owner out).
+    pub async fn begin_resident_totp(
+        &self,
+        resident_id: &str,
+        password_plain: &str,
+        source_ip: &str,
+    ) -> Result<TotpEnrollment, AppError> {
+        self.reauthenticate(Realm::Resident, resident_id, password_plain, source_ip)
+            .await?;
         let mut conn = self.store.conn().await?;
         let row = res::get(&mut conn, resident_id)
             .await?

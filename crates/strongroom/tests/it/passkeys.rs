@@ -170,17 +170,39 @@ async fn add_passkey(
     origin: &str,
     security: &str,
     base: &str,
-    name: &str,
+    (name, password): (&str, &str),
     key: &mut SoftKey,
 ) -> reqwest::Response {
     let html = page(c, format!("{origin}{security}")).await;
     assert!(html.contains("Add a passkey"), "{html}");
     let csrf = hidden_value(&html, "csrf");
+    // Without the password again: refused.
     let res = post(
         c,
         origin,
         &format!("{base}/new"),
-        &[("csrf", &csrf), ("name", name)],
+        &[
+            ("csrf", &csrf),
+            ("name", name),
+            ("current_password", "wrong"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("current password is not correct"));
+    let res = post(
+        c,
+        origin,
+        &format!("{base}/new"),
+        &[
+            ("csrf", &csrf),
+            ("name", name),
+            ("current_password", password),
+        ],
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -246,7 +268,7 @@ async fn staff_add_a_passkey_and_sign_in_with_it_and_forgeries_fail() {
         &s.staff,
         "/profile",
         "/profile/passkeys",
-        "Work laptop",
+        ("Work laptop", STAFF_PW),
         &mut key,
     )
     .await;
@@ -309,7 +331,7 @@ async fn resident_passkey_comes_with_recovery_codes_signs_in_and_can_be_removed(
         &s.portal,
         "/account/security",
         "/account/passkeys",
-        "My phone",
+        ("My phone", RESIDENT_PW),
         &mut key,
     )
     .await;
@@ -447,7 +469,11 @@ async fn a_registration_ceremony_is_used_once_and_bound_to_its_person() {
         &a,
         &s.portal,
         "/account/passkeys/new",
-        &[("csrf", &csrf_a), ("name", "Tablet")],
+        &[
+            ("csrf", &csrf_a),
+            ("name", "Tablet"),
+            ("current_password", RESIDENT_PW),
+        ],
     )
     .await;
     let html = res.text().await.unwrap();
@@ -502,7 +528,11 @@ async fn a_registration_ceremony_is_used_once_and_bound_to_its_person() {
         &a,
         &s.portal,
         "/account/passkeys/new",
-        &[("csrf", &csrf_a), ("name", "  ")],
+        &[
+            ("csrf", &csrf_a),
+            ("name", "  "),
+            ("current_password", RESIDENT_PW),
+        ],
     )
     .await;
     assert_eq!(res.status(), 400);

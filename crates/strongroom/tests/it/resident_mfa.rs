@@ -127,7 +127,21 @@ async fn resident_turns_on_totp_and_signs_in_with_a_code() {
         .await
         .unwrap();
     assert!(page.contains("Turn on two-step sign-in"), "{page}");
+    // A session alone is not enough: the password is asked again.
     let res = post(&s, &c, "/account/mfa/start", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(res.status(), 400);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("current password is not correct"));
+    let res = post(
+        &s,
+        &c,
+        "/account/mfa/start",
+        &[("csrf", csrf.as_str()), ("current_password", PW)],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     let secret = secret_of(&s, &id).await;
@@ -277,7 +291,13 @@ async fn turning_totp_off_needs_password_and_code() {
     let (c, _) = crate::authz::resident(&s, EMAIL).await;
     let id = resident_id(&s, EMAIL).await;
     let csrf = security_csrf(&s, &c).await;
-    post(&s, &c, "/account/mfa/start", &[("csrf", csrf.as_str())]).await;
+    post(
+        &s,
+        &c,
+        "/account/mfa/start",
+        &[("csrf", csrf.as_str()), ("current_password", PW)],
+    )
+    .await;
     let secret = secret_of(&s, &id).await;
     let code = totp_code(&secret, server_now(&s));
     let res = post(

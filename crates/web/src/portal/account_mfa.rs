@@ -227,6 +227,8 @@ pub(super) fn recovery_codes_page(ctx: &Ctx, codes: Vec<String>) -> Result<Respo
 struct StartForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    current_password: String,
 }
 
 async fn start(
@@ -238,9 +240,26 @@ async fn start(
         return Ok(Redirect::to("/login").into_response());
     };
     ctx.check_csrf(&f.csrf)?;
-    let e = match st.app.begin_resident_totp(&session.user_id).await {
+    let e = match st
+        .app
+        .begin_resident_totp(&session.user_id, &f.current_password, &ctx.ip)
+        .await
+    {
         Ok(e) => e,
         Err(AppError::Forbidden) => return Ok(Redirect::to("/account/security").into_response()),
+        Err(AppError::Invalid { .. }) => {
+            let error = ctx.t.s("security.error.current_password").to_owned();
+            return show(
+                &st,
+                &ctx,
+                session,
+                StatusCode::BAD_REQUEST,
+                "mfa_start_password",
+                error,
+                String::new(),
+            )
+            .await;
+        }
         Err(e) => return Err(e.into()),
     };
     render(

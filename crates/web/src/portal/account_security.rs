@@ -309,7 +309,14 @@ async fn passkey_begin(
     let email = st.app.resident(&session.user_id).await?.email;
     match st
         .app
-        .begin_passkey_registration(Realm::Resident, &session.user_id, &email, &f.name)
+        .begin_passkey_registration(
+            Realm::Resident,
+            &session.user_id,
+            &email,
+            &f.name,
+            &f.current_password,
+            &ctx.ip,
+        )
         .await
     {
         Ok(ceremony) => render(
@@ -324,14 +331,24 @@ async fn passkey_begin(
                 name: ceremony.name,
             },
         ),
-        Err(AppError::Invalid { message, .. }) => {
-            let error = format!("{}: {message}", ctx.t.s("passkey.field.name"));
+        Err(AppError::Invalid { field, message }) => {
+            let (field, error) = if field == "current_password" {
+                (
+                    "passkey_add_password",
+                    ctx.t.s("security.error.current_password").to_owned(),
+                )
+            } else {
+                (
+                    "passkey_name",
+                    format!("{}: {message}", ctx.t.s("passkey.field.name")),
+                )
+            };
             show(
                 &st,
                 &ctx,
                 session,
                 StatusCode::BAD_REQUEST,
-                "passkey_name",
+                field,
                 error,
                 String::new(),
             )

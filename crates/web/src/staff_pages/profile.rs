@@ -286,7 +286,14 @@ async fn passkey_begin(
     };
     match st
         .app
-        .begin_passkey_registration(Realm::Staff, &user.id, &user.username, &f.name)
+        .begin_passkey_registration(
+            Realm::Staff,
+            &user.id,
+            &user.username,
+            &f.name,
+            &f.current_password,
+            &ctx.ip,
+        )
         .await
     {
         Ok(ceremony) => Ok(render(
@@ -301,13 +308,23 @@ async fn passkey_begin(
                 name: ceremony.name,
             },
         )?),
-        Err(AppError::Invalid { message, .. }) => {
-            let error = format!("{}: {message}", ctx.t.s("passkey.field.name"));
+        Err(AppError::Invalid { field, message }) => {
+            let (field, error) = if field == "current_password" {
+                (
+                    "passkey_add_password",
+                    ctx.t.s("security.error.current_password").to_owned(),
+                )
+            } else {
+                (
+                    "passkey_name",
+                    format!("{}: {message}", ctx.t.s("passkey.field.name")),
+                )
+            };
             show_profile(
                 &st,
                 &ctx,
                 StatusCode::BAD_REQUEST,
-                "passkey_name",
+                field,
                 error,
                 String::new(),
             )
