@@ -234,6 +234,19 @@ audit_key_file = "/etc/strongroom/audit"
     }
 
     #[test]
+    fn the_deployment_example_loads_and_names_its_proxy() {
+        let c = load_str(
+            include_str!("../../../deploy/strongroom.toml.example"),
+            vec![],
+        )
+        .unwrap();
+        assert!(c.server.behind_tls_proxy);
+        assert!(!c.server.trusted_proxies.is_empty());
+        assert!(c.security.data_keys_file.is_some());
+        assert!(c.security.audit_head_file.is_some());
+    }
+
+    #[test]
     fn a_misspelt_override_is_an_error() {
         let e = load_str(GOOD, vec![("STRONGROOM_SECURITY_AUDIT_HEAD_FILE", "/x")]).unwrap_err();
         assert!(e.to_string().contains("two underscores"), "{e}");

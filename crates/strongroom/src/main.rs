@@ -709,9 +709,14 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         || cfg.database.url.starts_with("postgresql://"))
         && !is_local_url(&cfg.database.url)
         && !query_param(&cfg.database.url, "sslmode")
-            .is_some_and(|m| matches!(m.as_str(), "require" | "verify-ca" | "verify-full"))
+            .is_some_and(|m| matches!(m.as_str(), "verify-ca" | "verify-full"))
     {
-        bail!("refusing to reach PostgreSQL without TLS: add ?sslmode=verify-full (or require) to database.url");
+        // `require` encrypts but accepts any certificate: anyone on the path could
+        // stand in for the database.
+        bail!("refusing to reach PostgreSQL without a verified TLS certificate: add ?sslmode=verify-full (with sslrootcert=FILE if the CA is private) to database.url");
+    }
+    if cfg.server.behind_tls_proxy && cfg.server.trusted_proxies.is_empty() {
+        bail!("refusing to start: server.behind_tls_proxy is set but server.trusted_proxies is empty; list the proxy's address (e.g. [\"127.0.0.1\"]) so clients are told apart by X-Forwarded-For");
     }
     for (what, addr) in [
         ("portal", cfg.server.portal_addr),

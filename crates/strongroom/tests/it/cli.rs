@@ -205,7 +205,31 @@ fn serve_refuses_unknown_keys_and_bad_secrets() {
         ),
         &[],
     );
-    assert!(err.contains("PostgreSQL without TLS"), "{err}");
+    assert!(
+        err.contains("PostgreSQL without a verified TLS certificate"),
+        "{err}"
+    );
+    // Encryption without a certificate check is not enough either.
+    let err = run(
+        &base.replace(
+            &sqlite,
+            "url = \"postgres://app@db.example.gov/strongroom?sslmode=require\"",
+        ),
+        &[],
+    );
+    assert!(
+        err.contains("PostgreSQL without a verified TLS certificate"),
+        "{err}"
+    );
+    // A declared proxy whose address is not listed would make every client one.
+    let err = run(
+        &base.replace(
+            "staff_url = \"http://127.0.0.1\"\n",
+            "staff_url = \"http://127.0.0.1\"\nbehind_tls_proxy = true\n",
+        ),
+        &[],
+    );
+    assert!(err.contains("server.trusted_proxies is empty"), "{err}");
 }
 
 fn is_root() -> bool {
