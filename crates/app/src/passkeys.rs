@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use store::passkeys::{self as pk, CeremonyRow, PasskeyRow};
 use store::StoreError;
 use webauthn_rs::prelude::{
-    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    COSEAlgorithm, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
@@ -113,6 +113,11 @@ fn user_handle(realm: Realm, user_id: &str) -> Uuid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     Uuid::from_bytes(bytes)
+}
+
+/// The signature algorithms a passkey may use: ECDSA P-256 and Ed25519.
+fn strong_algorithm(alg: COSEAlgorithm) -> bool {
+    matches!(alg, COSEAlgorithm::ES256 | COSEAlgorithm::EDDSA)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -272,7 +277,10 @@ impl App {
         let verified = serde_json::from_str::<RegisterPublicKeyCredential>(credential_json)
             .ok()
             .zip(serde_json::from_str::<PasskeyRegistration>(&c.state).ok())
-            .and_then(|(answer, state)| rp.finish_passkey_registration(&answer, &state).ok());
+            .and_then(|(answer, state)| rp.finish_passkey_registration(&answer, &state).ok())
+            // Elliptic-curve keys only: RS256 (RSASSA-PKCS1-v1_5, RSA-2048) is below the
+            // project's bar (ASVS 11.2.3, 11.6.1); webauthn-rs offers it by default.
+            .filter(|p| strong_algorithm(p.get_public_key().type_));
         let actor = actor(realm, user_id);
         let event = format!("{}.passkey_added", realm.as_str());
         let Some(passkey) = verified else {
@@ -495,6 +503,14 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_elliptic_curve_passkeys() {
+        assert!(strong_algorithm(COSEAlgorithm::ES256));
+        assert!(strong_algorithm(COSEAlgorithm::EDDSA));
+        assert!(!strong_algorithm(COSEAlgorithm::RS256));
+        assert!(!strong_algorithm(COSEAlgorithm::INSECURE_RS1));
+    }
 
     #[test]
     fn names_are_checked() {
