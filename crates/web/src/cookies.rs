@@ -29,3 +29,12 @@ pub fn set(name: &str, value: &str, same_site: &str, secure: bool, max_age: Opti
 pub fn clear(name: &str, same_site: &str, secure: bool) -> String {
     set(name, "", same_site, secure, Some(0))
 }
+
+/// The prefixed name of a cookie when TLS is on (`secure`), else its plain name.
+pub fn pick(secure: bool, prefixed: &'static str, plain: &'static str) -> &'static str {
+    if secure {
+        prefixed
+    } else {
+        plain
+    }
+}

@@ -32,6 +32,13 @@ pub const STAFF_COOKIE_SECURE: &str = "__Host-sr_staff";
 /// The half-signed-in step (password right, code owed): a challenge token, sent only to
 /// `/login...`. It opens no other page: it is not a session.
 pub const MFA_COOKIE: &str = "sr_staff_mfa";
+/// With TLS: the `__Secure-` prefix (`__Host-` needs `Path=/`, and this cookie is only
+/// for `/login`), so a plain-HTTP response cannot set or overwrite it.
+pub const MFA_COOKIE_SECURE: &str = "__Secure-sr_staff_mfa";
+
+fn mfa_cookie_name(st: &AppState) -> &'static str {
+    cookies::pick(st.cfg.secure_cookies, MFA_COOKIE_SECURE, MFA_COOKIE)
+}
 /// Longest code field accepted (a 6-digit code or a recovery code, with spaces).
 const MAX_CODE: usize = 64;
 
@@ -359,8 +366,10 @@ async fn login(
 
 /// `Set-Cookie` for the challenge cookie: path `/login`, so it goes nowhere else.
 fn mfa_cookie(st: &AppState, value: &str, max_age: i64) -> String {
-    let mut c =
-        format!("{MFA_COOKIE}={value}; Path=/login; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    let mut c = format!(
+        "{}={value}; Path=/login; HttpOnly; SameSite=Strict; Max-Age={max_age}",
+        mfa_cookie_name(st)
+    );
     if st.cfg.secure_cookies {
         c.push_str("; Secure");
     }
@@ -486,7 +495,7 @@ async fn mfa_page(State(st): State<AppState>, ctx: StaffCtx, headers: HeaderMap)
     if ctx.signed_in.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
-    let step = match cookies::get(&headers, MFA_COOKIE) {
+    let step = match cookies::get(&headers, mfa_cookie_name(&st)) {
         Some(token) => st
             .app
             .staff_challenge(&token)
@@ -513,7 +522,7 @@ async fn mfa_verify(
     headers: HeaderMap,
     form: Result<Form<MfaForm>, FormRejection>,
 ) -> Page {
-    let Some(token) = cookies::get(&headers, MFA_COOKIE) else {
+    let Some(token) = cookies::get(&headers, mfa_cookie_name(&st)) else {
         return Ok(Redirect::to("/login").into_response());
     };
     let Ok(Form(f)) = form else {

@@ -27,6 +27,13 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 pub const MFA_COOKIE: &str = "sr_resident_mfa";
+/// With TLS: the `__Secure-` prefix (`__Host-` needs `Path=/`; this cookie is only for
+/// `/login`).
+pub const MFA_COOKIE_SECURE: &str = "__Secure-sr_resident_mfa";
+
+fn mfa_cookie_name(st: &AppState) -> &'static str {
+    cookies::pick(st.cfg.secure_cookies, MFA_COOKIE_SECURE, MFA_COOKIE)
+}
 /// Longest code field accepted (a 6-digit code or a recovery code, with spaces).
 const MAX_CODE: usize = 64;
 
@@ -40,8 +47,10 @@ pub fn router() -> Router<AppState> {
 
 /// The challenge cookie (`max_age` 0 clears it).
 pub(super) fn mfa_cookie(st: &AppState, value: &str, max_age: i64) -> String {
-    let mut c =
-        format!("{MFA_COOKIE}={value}; Path=/login; HttpOnly; SameSite=Lax; Max-Age={max_age}");
+    let mut c = format!(
+        "{}={value}; Path=/login; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+        mfa_cookie_name(st)
+    );
     if st.cfg.secure_cookies {
         c.push_str("; Secure");
     }
@@ -126,7 +135,7 @@ async fn code_form(
     if ctx.session.is_some() {
         return Ok(Redirect::to("/dashboard").into_response());
     }
-    let token = cookies::get(&headers, MFA_COOKIE).unwrap_or_default();
+    let token = cookies::get(&headers, mfa_cookie_name(&st)).unwrap_or_default();
     if !st.app.resident_challenge_live(&token).await? {
         return Ok((
             [(header::SET_COOKIE, mfa_cookie(&st, "", 0))],
@@ -143,7 +152,7 @@ async fn verify(
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, PageError> {
-    let Some(token) = cookies::get(&headers, MFA_COOKIE) else {
+    let Some(token) = cookies::get(&headers, mfa_cookie_name(&st)) else {
         return Ok(Redirect::to("/login").into_response());
     };
     let with_passkey = !f.credential.is_empty();
