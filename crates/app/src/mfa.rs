@@ -640,6 +640,49 @@ impl App {
         })
     }
 
+    /// Replaces a signed-in person's recovery codes with ten new ones (returned once; the
+    /// old ones stop working), after their password again. Only for someone with a second
+    /// factor (staff always; residents with TOTP or a passkey). Audited
+    /// `{realm}.recovery_codes_renewed`.
+    pub async fn renew_recovery_codes(
+        &self,
+        realm: Realm,
+        user_id: &str,
+        password_plain: &str,
+        source_ip: &str,
+    ) -> Result<Vec<String>, AppError> {
+        self.reauthenticate(realm, user_id, password_plain, source_ip)
+            .await?;
+        let t = match realm {
+            Realm::Staff => &m::STAFF,
+            Realm::Resident => &m::RESIDENT,
+        };
+        let now = self.now_unix();
+        let mut tx = self.store.begin().await?;
+        let totp = m::get_in(t, &mut tx, user_id)
+            .await?
+            .is_some_and(|r| r.enrolled_at.is_some());
+        if !totp && !self.has_passkeys(&mut tx, realm, user_id).await? {
+            return Err(AppError::invalid(
+                "recovery",
+                "recovery codes come with two-step sign-in; turn it on first",
+            ));
+        }
+        let codes = self.issue_recovery_codes(&mut tx, t, user_id, now).await?;
+        self.audit(
+            &mut tx,
+            &format!("{}:{user_id}", realm.as_str()),
+            &format!("{}.recovery_codes_renewed", realm.as_str()),
+            user_id,
+            "success",
+            source_ip,
+            &format!("{RECOVERY_CODES} new recovery codes; the earlier ones no longer work"),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(codes)
+    }
+
     /// Resets a staff member's second factors and issues a one-time enrollment code:
     /// their enrolled TOTP secret, recovery codes and passkeys are removed and their
     /// sessions ended, in one transaction (audited `staff.mfa_reset`). `by`: the

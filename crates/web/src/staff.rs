@@ -398,9 +398,11 @@ struct EnrollPage {
 
 #[derive(Template)]
 #[template(path = "staff/recovery_codes.html")]
-struct RecoveryCodesPage {
-    c: Chrome,
-    codes: Vec<String>,
+pub(crate) struct RecoveryCodesPage {
+    pub(crate) c: Chrome,
+    pub(crate) codes: Vec<String>,
+    /// New codes replacing earlier ones (not a first enrollment).
+    pub(crate) renewed: bool,
 }
 
 #[derive(Deserialize)]
@@ -579,6 +581,7 @@ async fn mfa_verify(
                 &RecoveryCodesPage {
                     c,
                     codes: done.recovery_codes,
+                    renewed: false,
                 },
             )?;
             return Ok((set, page).into_response());

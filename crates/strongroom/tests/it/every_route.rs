@@ -73,9 +73,10 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         "/" | "/payments/{id}" | "/profile" | "/profile/password" | "/profile/sessions/end" => {
             Some(Role::Auditor)
         }
-        "/profile/passkeys" | "/profile/passkeys/new" | "/profile/passkeys/remove" => {
-            Some(Role::Auditor)
-        }
+        "/profile/passkeys"
+        | "/profile/passkeys/new"
+        | "/profile/passkeys/remove"
+        | "/profile/recovery-codes" => Some(Role::Auditor),
         "/audit" => Some(Role::Auditor),
         "/accounts/{account}"
         | "/accounts/{account}/documents"

@@ -775,3 +775,63 @@ async fn a_password_alone_never_yields_a_session() {
         }
     }
 }
+
+#[tokio::test]
+async fn new_recovery_codes_take_the_password_and_replace_the_old_ones() {
+    let s = server().start().await;
+    s.app()
+        .create_staff("clerk6", "Clerk Six", PW, app::staff::Role::Clerk)
+        .await
+        .unwrap();
+    let c = client();
+    let res = staff_login_full(&s, &c, "clerk6", PW).await;
+    let codes_in = |html: &str| -> Vec<String> {
+        html.split("<li><code class=\"font-mono-md\">")
+            .skip(1)
+            .map(|r| r.split('<').next().unwrap().to_owned())
+            .collect()
+    };
+    let old = codes_in(&res.text().await.unwrap());
+    assert_eq!(old.len(), 10);
+    let profile = c
+        .get(format!("{}/profile", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(profile.contains("Make new recovery codes"));
+    let csrf = crate::journeys::hidden_value(&profile, "csrf");
+    let renew = |pw: &'static str| {
+        c.post(format!("{}/profile/recovery-codes", s.staff))
+            .header("origin", &s.staff)
+            .form(&[("csrf", csrf.as_str()), ("current_password", pw)])
+            .send()
+    };
+    let res = renew("not the password at all").await.unwrap();
+    assert_eq!(res.status(), 400);
+    let res = renew(PW).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("replace your earlier recovery codes"));
+    let new = codes_in(&html);
+    assert_eq!(new.len(), 10);
+    assert!(new.iter().all(|n| !old.contains(n)));
+    // An old code no longer signs in; a new one does.
+    let c2 = client();
+    assert_eq!(staff_login(&s, &c2, "clerk6", PW).await.status(), 303);
+    assert_eq!(post_code(&s, &c2, &old[0]).await.status(), 401);
+    assert!(signed_in(&post_code(&s, &c2, &new[0]).await));
+    let id = s
+        .app()
+        .staff_by_username("clerk6")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(audit_of(&s, &id)
+        .await
+        .iter()
+        .any(|(e, o, _)| e == "staff.recovery_codes_renewed" && o == "success"));
+}

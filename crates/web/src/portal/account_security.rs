@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/passkeys/new", post(passkey_begin))
         .route("/account/passkeys", post(passkey_finish))
         .route("/account/passkeys/remove", post(passkey_remove))
+        .route("/account/recovery-codes", post(renew_recovery_codes))
 }
 
 /// One row of the sessions table.
@@ -443,6 +444,49 @@ async fn passkey_remove(
                 session,
                 StatusCode::BAD_REQUEST,
                 "passkey_password",
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /account/recovery-codes` (the password again): ten new recovery codes, for a
+/// resident with two-step sign-in.
+async fn renew_recovery_codes(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Form(f): Form<PasskeyForm>,
+) -> Result<Response, PageError> {
+    let Ok(session) = ctx.resident() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    ctx.check_csrf(&f.csrf)?;
+    match st
+        .app
+        .renew_recovery_codes(
+            Realm::Resident,
+            &session.user_id,
+            &f.current_password,
+            &ctx.ip,
+        )
+        .await
+    {
+        Ok(codes) => super::account_mfa::recovery_codes_page(&ctx, codes),
+        Err(AppError::Invalid { field, message }) => {
+            let error = if field == "current_password" {
+                ctx.t.s("security.error.current_password").to_owned()
+            } else {
+                message
+            };
+            show(
+                &st,
+                &ctx,
+                session,
+                StatusCode::BAD_REQUEST,
+                "recovery_password",
                 error,
                 String::new(),
             )

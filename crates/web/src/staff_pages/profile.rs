@@ -48,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .route("/profile/passkeys/new", post(passkey_begin))
         .route("/profile/passkeys", post(passkey_finish))
         .route("/profile/passkeys/remove", post(passkey_remove))
+        .route("/profile/recovery-codes", post(renew_recovery_codes))
         .route("/admin/sessions", get(admin_page))
         .route("/admin/sessions/staff", post(revoke_staff))
         .route("/admin/sessions/resident", post(revoke_resident))
@@ -272,6 +273,53 @@ async fn end_sessions(
         .await
         .map_err(|e| ctx.app_error(e))?;
     Ok(Redirect::to(if own { "/login" } else { "/profile" }).into_response())
+}
+
+/// `POST /profile/recovery-codes` (the password again): ten new recovery codes.
+async fn renew_recovery_codes(
+    State(st): State<AppState>,
+    ctx: StaffCtx,
+    form: Result<Form<AnyForm>, FormRejection>,
+) -> Page {
+    let (_, user) = member(&ctx, Role::Auditor, &form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    match st
+        .app
+        .renew_recovery_codes(Realm::Staff, &user.id, &f.current_password, &ctx.ip)
+        .await
+    {
+        Ok(codes) => {
+            let mut c = ctx.chrome();
+            c.signed_in = true;
+            Ok(render(
+                StatusCode::OK,
+                &crate::staff::RecoveryCodesPage {
+                    c,
+                    codes,
+                    renewed: true,
+                },
+            )?)
+        }
+        Err(AppError::Invalid { field, message }) => {
+            let error = if field == "current_password" {
+                ctx.t.s("security.error.current_password").to_owned()
+            } else {
+                message
+            };
+            show_profile(
+                &st,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                "recovery_password",
+                error,
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => Err(ctx.app_error(e)),
+    }
 }
 
 /// `POST /profile/passkeys/new` (a name): the page that asks the browser for a passkey.
