@@ -330,8 +330,9 @@ async function staffSignIn(page, watch) {
 
 /// A resident registers, and confirms the email with the link read in the staff back
 /// office's outbox. Returns the email address.
-async function registerResident(newPage, page, watch) {
-  const email = `resident+${Date.now()}@example.com`;
+async function registerResident(newPage, page, watch, name) {
+  // Fixed per journey (each run has a fresh server), so the screenshots stay the same.
+  const email = `${name}@example.com`;
 
   await page.goto(`${PORTAL}/register`);
   await audit(page, watch, 'register');
@@ -376,7 +377,7 @@ async function residentPassword(page, watch, email, what) {
 async function resident({ newPage }) {
   assert.equal(LINK_ACCOUNTS.length, 2, 'LINK_ACCOUNTS names two accounts');
   const { page, watch } = await newPage('resident');
-  const email = await registerResident(newPage, page, watch);
+  const email = await registerResident(newPage, page, watch, 'resident');
 
   await residentPassword(page, watch, email, '');
   await page.waitForURL(`${PORTAL}/dashboard`);
@@ -513,7 +514,7 @@ async function staffPasskey({ newPage }) {
 async function residentPasskey({ newPage }) {
   const { page, watch } = await newPage('resident');
   const authenticator = await addVirtualAuthenticator(page);
-  const email = await registerResident(newPage, page, watch);
+  const email = await registerResident(newPage, page, watch, 'passkey.resident');
   await residentPassword(page, watch, email, '');
   await page.waitForURL(`${PORTAL}/dashboard`);
   await page.getByRole('heading', { level: 1, name: 'My accounts' }).waitFor();

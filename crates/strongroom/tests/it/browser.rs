@@ -68,7 +68,7 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
     }
 
     // Portal and back office on http://localhost:PORT: passkeys (WebAuthn) need a domain name.
-    let s = server().named_host().start().await;
+    let s = server().named_host().fixed_clock().start().await;
     s.app()
         .create_staff("demo", "Demo", STAFF_PASSWORD, app::staff::Role::Supervisor)
         .await

@@ -54,6 +54,7 @@ pub struct Builder {
     smtp: bool,
     accounts: u32,
     named_host: bool,
+    fixed_clock: bool,
 }
 
 pub fn server() -> Builder {
@@ -61,6 +62,7 @@ pub fn server() -> Builder {
         smtp: false,
         accounts: 12,
         named_host: false,
+        fixed_clock: false,
     }
 }
 
@@ -89,6 +91,13 @@ impl Builder {
         self
     }
 
+    /// The server's clock starts at a fixed instant (2026-11-16 15:00 UTC) instead of now,
+    /// so pages that show dates (the README's screenshots) are the same at every run.
+    pub fn fixed_clock(mut self) -> Self {
+        self.fixed_clock = true;
+        self
+    }
+
     /// Portal and back office at `http://localhost:PORT` instead of `127.0.0.1`: WebAuthn
     /// needs a domain name, so passkeys are offered only then.
     pub fn named_host(mut self) -> Self {
@@ -100,7 +109,12 @@ impl Builder {
         init_logging();
         let data_dir = artifacts_dir().join("data").join(app::ids::random_id());
         std::fs::create_dir_all(&data_dir).expect("data dir");
-        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        let start = if self.fixed_clock {
+            time::macros::datetime!(2026-11-16 15:00 UTC)
+        } else {
+            time::OffsetDateTime::now_utc()
+        };
+        let clock = Arc::new(ManualClock::new(start));
         let (mail, mailer) = if self.smtp {
             let sink = SmtpSink::start().await;
             let mailer = Mailer::smtp(
