@@ -121,6 +121,12 @@ const MAX_ITEMS: usize = 20;
 /// Payment starts allowed per client address in 15 minutes.
 pub const PAYMENT_STARTS_PER_WINDOW: i64 = 30;
 
+/// Processor look-ups the public return and cancel pages may make per pending payment
+/// per 15 minutes.
+pub const PROCESSOR_CHECKS: i64 = 10;
+
+/// How long an API idempotency key (and its stored answer) is kept: 24 hours.
+pub const IDEMPOTENCY_KEY_SECS: i64 = 24 * 3600;
 impl App {
     fn view(&self, p: PaymentRow, items: Vec<PaymentItemRow>) -> Result<PaymentView, AppError> {
         let currency = domain::Currency::parse(&p.currency)
@@ -855,11 +861,36 @@ impl App {
         )
     }
 
+    /// The return and cancel pages are public GETs that ask the processor about a pending
+    /// payment: at most `PROCESSOR_CHECKS` times per payment per 15 minutes, so nobody can
+    /// spend the city's processor API quota by reloading them (the webhook settles the
+    /// payment anyway; the page then says "confirming").
+    async fn may_ask_processor(&self, payment_id: &str) -> Result<bool, AppError> {
+        match self
+            .rate_limit(
+                &format!("processor-check:{payment_id}"),
+                PROCESSOR_CHECKS,
+                15 * 60,
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(AppError::RateLimited) => {
+                tracing::info!(
+                    payment_id,
+                    "processor check skipped: too many for this payment"
+                );
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The resident is back on the success URL: if the webhook has not arrived yet, ask
     /// the processor directly.
     pub async fn complete_return(&self, payment_id: &str) -> Result<PaymentView, AppError> {
         let p = self.payment(payment_id).await?;
-        if p.status == PaymentStatus::Pending {
+        if p.status == PaymentStatus::Pending && self.may_ask_processor(payment_id).await? {
             if let Some(sid) = &p.processor_session_id {
                 match self.processor.retrieve_checkout_session(sid).await {
                     Ok(session) => {
@@ -889,6 +920,9 @@ impl App {
         let (PaymentStatus::Pending, Some(sid)) = (p.status, p.processor_session_id.clone()) else {
             return Ok((p, None));
         };
+        if !self.may_ask_processor(payment_id).await? {
+            return Ok((p, None));
+        }
         match self.processor.retrieve_checkout_session(&sid).await {
             Ok(session) => {
                 self.settle(&session, SettleSource::Return, None).await?;
@@ -979,6 +1013,11 @@ impl App {
     /// Expires pending payments older than the configured time to live. Returns how many
     /// were looked at.
     pub async fn expire_stale_payments(&self) -> Result<usize, AppError> {
+        {
+            // Idempotency keys are kept for a day (longer than any payment stays open).
+            let mut conn = self.store.conn().await?;
+            store::idempotency::prune(&mut conn, self.now_unix() - IDEMPOTENCY_KEY_SECS).await?;
+        }
         let cutoff = self.now_unix() - self.config().payment_ttl_secs;
         let stale = {
             let mut conn = self.store.conn().await?;

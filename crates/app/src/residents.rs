@@ -308,6 +308,21 @@ impl App {
                 "",
             )
             .await?;
+        } else {
+            // An unknown address costs about the same (a sealed body, a row, the commit),
+            // so the time of the answer does not tell whether the address has an account;
+            // the attempt is worth recording anyway.
+            self.seal(columns::OUTBOX_BODY, &"x".repeat(320))?;
+            self.audit(
+                &mut tx,
+                "anonymous",
+                "resident.reset_requested",
+                "unknown",
+                "failure",
+                source_ip,
+                "no account with that address",
+            )
+            .await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())

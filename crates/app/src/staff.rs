@@ -4,6 +4,7 @@ use crate::ids::random_id;
 use crate::mfa::LoginStep;
 use crate::payments::PaymentView;
 use crate::{passwords, App, AppError};
+use sha2::Digest;
 use store::staff::{self as st, StaffRow};
 use store::StoreError;
 
@@ -145,9 +146,22 @@ impl App {
             st::by_username(&mut conn, username.trim()).await?
         };
         let now = self.now_unix();
-        let locked = row
+        let mut locked = row
             .as_ref()
             .is_some_and(|r| r.locked_until.is_some_and(|t| t > now));
+        if row.is_none() {
+            // An unknown name "locks" after as many failures as a real one, so the answer
+            // (401, then 423) does not tell which names exist.
+            let name = hex::encode(sha2::Sha256::digest(username.trim().to_lowercase()));
+            locked = match self
+                .rate_limit(&format!("staff-unknown:{name}"), MAX_FAILURES, LOCK_SECS)
+                .await
+            {
+                Ok(()) => false,
+                Err(AppError::RateLimited) => true,
+                Err(e) => return Err(e),
+            };
+        }
         let ok = passwords::verify(
             password_plain.to_owned(),
             row.as_ref().map(|r| r.password_hash.clone()),
@@ -155,6 +169,20 @@ impl App {
         .await;
         let mut tx = self.store.begin().await?;
         let row = match row {
+            None if locked => {
+                self.audit(
+                    &mut tx,
+                    "anonymous",
+                    "staff.login",
+                    "unknown",
+                    "failure",
+                    source_ip,
+                    "locked",
+                )
+                .await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                return Err(AppError::Locked);
+            }
             Some(r) if locked => {
                 self.audit(
                     &mut tx,

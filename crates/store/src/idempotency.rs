@@ -95,3 +95,13 @@ pub async fn release(conn: &mut AnyConnection, scope: &str, key: &str) -> Result
         .await?;
     Ok(())
 }
+
+/// Forgets keys older than `before` (a day after use, as the processor does), so stored
+/// keys cannot pile up without bound. Returns how many went.
+pub async fn prune(conn: &mut AnyConnection, before: i64) -> Result<u64> {
+    let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(before)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}

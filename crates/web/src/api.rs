@@ -61,7 +61,8 @@ fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Re
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct.starts_with("application/json") {
+    let media_type = ct.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError(WebError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -312,6 +313,9 @@ async fn create_payment(
         serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).map_err(bad_json)?)
             .map_err(bad_json)?;
     let request_hash = hex::encode(Sha256::digest(&canonical));
+    // A request that cannot be valid is refused before its key is stored: nothing is
+    // promised, and junk keys cannot fill the database.
+    let request = to_request(&st, req, client.0.to_string())?;
     let now = st.app.now().unix_timestamp();
     {
         let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
@@ -349,10 +353,7 @@ async fn create_payment(
             }
         }
     }
-    let result = match to_request(&st, req, client.0.to_string()) {
-        Ok(r) => st.app.start_payment(r).await,
-        Err(e) => Err(e),
-    };
+    let result = st.app.start_payment(request).await;
     let (status, json) = match result {
         Ok(started) => (
             StatusCode::CREATED,

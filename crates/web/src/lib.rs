@@ -54,7 +54,7 @@ impl AppState {
 
 /// Everything served on the public (resident) listener.
 pub fn portal_router(state: AppState) -> Router {
-    let html = portal::router().merge(assets::router());
+    let html = portal::router_with_language(state.clone()).merge(assets::router());
     let api = api::router().merge(integrity::router());
     security::public_layers(html.merge(api), state.clone()).with_state(state)
 }

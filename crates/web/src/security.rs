@@ -593,7 +593,14 @@ async fn csrf_guard(
         req = Request::from_parts(parts, Body::from(bytes));
     }
     let mut res = next.run(req).await;
-    if existing.is_none() {
+    // Only pages carry forms: no token cookie on assets (publicly cacheable), JSON or
+    // health answers, where a shared cache could hand one token to many browsers.
+    let is_page = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/html"));
+    if existing.is_none() && is_page {
         let cookie = crate::cookies::set(name, &token, "Strict", st.cfg.secure_cookies, None);
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             res.headers_mut().append(header::SET_COOKIE, v);

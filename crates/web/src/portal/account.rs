@@ -921,8 +921,12 @@ async fn account_page(
         .app
         .payments_for_account(account.as_str(), HISTORY_ROWS)
         .await?;
+    // Only this resident's own payments: others who pay the same account (a landlord, a
+    // roommate, a quick-pay payer) are not shown to everyone who links it; their payments
+    // count in the balance.
     let payments = payments
         .iter()
+        .filter(|p| p.resident_id.as_deref() == Some(s.user_id.as_str()))
         .map(|p| PaymentLine::for_account(&ctx.t, p, account.as_str()))
         .collect();
     let linked = query_value(&q, "linked").is_some();

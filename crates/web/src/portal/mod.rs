@@ -186,11 +186,22 @@ pub fn router() -> Router<AppState> {
         .merge(account::router())
         .merge(account_security::router())
         .merge(account_mfa::router())
-        .layer(axum::middleware::from_fn(remember_language))
+}
+
+/// The portal's pages with `?lang=` remembered (the cookie is `Secure` under TLS).
+pub fn router_with_language(state: AppState) -> Router<AppState> {
+    router().layer(axum::middleware::from_fn_with_state(
+        state,
+        remember_language,
+    ))
 }
 
 /// `?lang=es` sticks: it is remembered in a cookie.
-async fn remember_language(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn remember_language(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let lang = req
         .uri()
         .query()
@@ -199,7 +210,14 @@ async fn remember_language(req: axum::extract::Request, next: axum::middleware::
         .filter(|l| i18n::LANGUAGES.iter().any(|(c, _)| c == l));
     let mut res = next.run(req).await;
     if let Some(l) = lang {
-        if let Ok(v) = format!("lang={l}; Path=/; SameSite=Lax; Max-Age=31536000").parse() {
+        let secure = if st.cfg.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
+        if let Ok(v) =
+            format!("lang={l}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000{secure}").parse()
+        {
             res.headers_mut().append(header::SET_COOKIE, v);
         }
     }
