@@ -656,12 +656,9 @@ async fn rejections_as_errors(req: Request, next: Next) -> Response {
             )
         }
     };
-    let mut out = WebError::new(status, code, message, format_for(&path)).into_response();
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        out.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
-    }
-    out
+    // A 405's `Allow` (the methods the route has) is added by axum's method router around
+    // this layer.
+    WebError::new(status, code, message, format_for(&path)).into_response()
 }
 
 #[cfg(test)]

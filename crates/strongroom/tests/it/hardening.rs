@@ -212,3 +212,21 @@ async fn reset_requests_for_unknown_addresses_are_recorded() {
     .unwrap();
     assert_eq!(n, 1);
 }
+
+/// A 405 names the methods the address really takes.
+#[tokio::test]
+async fn method_not_allowed_names_the_routes_own_methods() {
+    let s = server().start().await;
+    for (url, allow) in [
+        (format!("{}/quick-pay", s.portal), "POST"),
+        (format!("{}/logout", s.staff), "POST"),
+        (
+            format!("{}/api/v1/payments/pay_AAAAAAAAAAAAAAAAAAAAAA", s.portal),
+            "GET,HEAD",
+        ),
+    ] {
+        let res = client().put(&url).send().await.unwrap();
+        assert_eq!(res.status(), 405, "{url}");
+        assert_eq!(res.headers()["allow"], allow, "{url}");
+    }
+}
