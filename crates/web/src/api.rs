@@ -114,7 +114,7 @@ pub struct BillLineJson {
 
 /// Look up what an account owes.
 #[utoipa::path(post, path = "/api/v1/quick-pay/lookup", request_body = LookupRequest,
-    responses((status = 200, body = LookupResponse), (status = 404, description = "No account matches that account number and ZIP code (the same answer for either)", body = ErrorBody), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = LookupResponse), (status = 404, description = "No account matches that account number and ZIP code (the same answer for either)", body = ErrorBody), (status = 400, body = ErrorBody), (status = 413, description = "Body larger than the limit", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn lookup(
     State(st): State<AppState>,
     axum::Extension(client): axum::Extension<crate::security::ClientIp>,
@@ -288,7 +288,7 @@ const IDEMPOTENCY_SCOPE: &str = "api.payments";
 /// response; the same key with another body is refused with 422.
 #[utoipa::path(post, path = "/api/v1/payments", request_body = CreatePaymentRequest,
     params(("Idempotency-Key" = String, Header, description = "Unique per intended payment, 1 to 255 printable characters")),
-    responses((status = 201, body = PaymentJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 201, body = PaymentJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, description = "Body larger than the limit", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "Too many payment starts from this client", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn create_payment(
     State(st): State<AppState>,
     axum::Extension(client): axum::Extension<crate::security::ClientIp>,
