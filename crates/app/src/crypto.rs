@@ -27,6 +27,8 @@ pub mod columns {
     pub const PAYMENT_EMAIL: &str = "payments.email";
     pub const OUTBOX_TO: &str = "outbox_emails.to_addr";
     pub const OUTBOX_BODY: &str = "outbox_emails.body_text";
+    pub const STAFF_TOTP_SECRET: &str = "staff_mfa.totp_secret";
+    pub const RESIDENT_TOTP_SECRET: &str = "resident_mfa.totp_secret";
 }
 
 /// Kinds of blind index; part of the MAC input, so equal values of two kinds differ.
@@ -295,6 +297,36 @@ impl App {
 
     pub(crate) fn email_index(&self, email: &str) -> String {
         self.keys().email_index(email)
+    }
+
+    /// Seals TOTP secrets written in clear before they were sealed (databases from before
+    /// 2026-11-30): run once at start, a no-op afterwards. Returns how many it sealed.
+    pub async fn seal_plaintext_mfa_secrets(&self) -> Result<u64, AppError> {
+        let mut sealed = 0;
+        for t in store::pii::MFA_SECRETS {
+            let column = format!("{}.{}", t.table, t.columns[0]);
+            let mut tx = self.store.begin().await?;
+            // Few rows (one per staff member or resident with TOTP): one page each way.
+            let mut after = String::new();
+            loop {
+                let rows = store::pii::page(&mut tx, t, &after, 500).await?;
+                let Some((last, _)) = rows.last() else {
+                    break;
+                };
+                after = last.clone();
+                for (key, values) in rows {
+                    if let Some(Some(v)) = values.first() {
+                        if matches!(KeyRing::key_id_of(v), Err(CryptoError::NotSealed)) {
+                            let new = vec![Some(self.seal(&column, v)?)];
+                            store::pii::update(&mut tx, t, &key, &new).await?;
+                            sealed += 1;
+                        }
+                    }
+                }
+            }
+            tx.commit().await.map_err(store::StoreError::from)?;
+        }
+        Ok(sealed)
     }
 
     /// Re-encrypts every sealed value not under the current key (after `keys rotate`), in

@@ -15,6 +15,7 @@
 //! Residents use the same pieces, opt-in (`crate::resident_mfa`): the helpers here take the
 //! realm's [`store::mfa::Tables`].
 
+use crate::crypto::columns;
 use crate::ids::{random_token, token_hash};
 use crate::sessions::{NewSession, Realm};
 use crate::staff::{StaffUser, LOCK_SECS, MAX_FAILURES};
@@ -252,6 +253,15 @@ pub(crate) fn classify(input: &str) -> Entered {
     }
 }
 
+/// The sealed column of a realm's TOTP secrets.
+fn totp_column(t: &Tables) -> &'static str {
+    if t.mfa == m::STAFF.mfa {
+        columns::STAFF_TOTP_SECRET
+    } else {
+        columns::RESIDENT_TOTP_SECRET
+    }
+}
+
 /// Enrollment codes are kept as recovery codes are, under their own label.
 fn enrollment_hash(server_key: &[u8], canonical: &str) -> String {
     recovery_hash(server_key, &format!("enrollment:{canonical}"))
@@ -325,7 +335,8 @@ impl App {
     ) -> Result<Option<bool>, AppError> {
         Ok(match classify(code) {
             Entered::Totp(code) => {
-                let tp = totp(&mfa.totp_secret, &self.totp_issuer(), account)?;
+                let secret = self.open(totp_column(t), &mfa.totp_secret)?;
+                let tp = totp(&secret, &self.totp_issuer(), account)?;
                 match matching_step(&tp, &code, now, mfa.last_used_step) {
                     Some(step) => m::use_step_in(t, conn, &mfa.user_id, step)
                         .await?
@@ -372,7 +383,8 @@ impl App {
         row: &StaffRow,
         source_ip: &str,
     ) -> Result<LoginStep, AppError> {
-        m::insert_pending(conn, &row.id, &new_secret_base32()).await?;
+        let pending = self.seal(columns::STAFF_TOTP_SECRET, &new_secret_base32())?;
+        m::insert_pending(conn, &row.id, &pending).await?;
         let mfa = m::get(conn, &row.id)
             .await?
             .ok_or_else(|| AppError::Internal("MFA row missing after insert".into()))?;
@@ -399,11 +411,22 @@ impl App {
         Ok(if enrolled {
             LoginStep::Challenge { token }
         } else {
-            LoginStep::Enroll {
-                otpauth_uri: otpauth_uri(&mfa.totp_secret, &self.totp_issuer(), &row.username)?,
-                secret_base32: mfa.totp_secret,
-                token,
-            }
+            self.enroll_step(token, &mfa, &row.username)?
+        })
+    }
+
+    /// The enrollment page's step: the pending secret, opened, and its URI.
+    fn enroll_step(
+        &self,
+        token: String,
+        mfa: &MfaRow,
+        username: &str,
+    ) -> Result<LoginStep, AppError> {
+        let secret = self.open(columns::STAFF_TOTP_SECRET, &mfa.totp_secret)?;
+        Ok(LoginStep::Enroll {
+            otpauth_uri: otpauth_uri(&secret, &self.totp_issuer(), username)?,
+            secret_base32: secret,
+            token,
         })
     }
 
@@ -434,11 +457,7 @@ impl App {
                 token: token.to_owned(),
             }
         } else {
-            LoginStep::Enroll {
-                token: token.to_owned(),
-                otpauth_uri: otpauth_uri(&mfa.totp_secret, &self.totp_issuer(), &row.username)?,
-                secret_base32: mfa.totp_secret,
-            }
+            self.enroll_step(token.to_owned(), &mfa, &row.username)?
         }))
     }
 
@@ -768,7 +787,8 @@ impl App {
         let secret = new_secret_base32();
         let uri = otpauth_uri(&secret, &self.totp_issuer(), &row.username)?;
         let mut tx = self.store.begin().await?;
-        m::replace_enrolled(&mut tx, &row.id, &secret, self.now_unix()).await?;
+        let sealed = self.seal(columns::STAFF_TOTP_SECRET, &secret)?;
+        m::replace_enrolled(&mut tx, &row.id, &sealed, self.now_unix()).await?;
         // A reset starts the member's second factors afresh: their passkeys go too.
         store::passkeys::delete_all(&mut tx, Realm::Staff.as_str(), &row.id).await?;
         self.audit(

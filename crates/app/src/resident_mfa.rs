@@ -78,14 +78,18 @@ impl App {
         let row = res::get(&mut conn, resident_id)
             .await?
             .ok_or(AppError::NotFound("resident"))?;
-        m::insert_pending_in(&T, &mut conn, resident_id, &new_secret_base32()).await?;
+        let pending = self.seal(columns::RESIDENT_TOTP_SECRET, &new_secret_base32())?;
+        m::insert_pending_in(&T, &mut conn, resident_id, &pending).await?;
         let mfa = m::get_in(&T, &mut conn, resident_id)
             .await?
             .ok_or_else(|| AppError::Internal("MFA row missing after insert".into()))?;
         if mfa.enrolled_at.is_some() {
             return Err(AppError::Forbidden);
         }
-        self.resident_enrollment(&row, &mfa.totp_secret)
+        self.resident_enrollment(
+            &row,
+            &self.open(columns::RESIDENT_TOTP_SECRET, &mfa.totp_secret)?,
+        )
     }
 
     /// The secret shown but not confirmed yet, if any (to show it again after a wrong code).
@@ -103,7 +107,10 @@ impl App {
         if mfa.enrolled_at.is_some() {
             return Ok(None);
         }
-        Ok(Some(self.resident_enrollment(&row, &mfa.totp_secret)?))
+        Ok(Some(self.resident_enrollment(
+            &row,
+            &self.open(columns::RESIDENT_TOTP_SECRET, &mfa.totp_secret)?,
+        )?))
     }
 
     fn resident_enrollment(

@@ -34,6 +34,30 @@ pub const SEALED: &[SealedTable] = &[
         key: "id",
         columns: &["to_addr", "body_text"],
     },
+    SealedTable {
+        table: "staff_mfa",
+        key: "staff_id",
+        columns: &["totp_secret"],
+    },
+    SealedTable {
+        table: "resident_mfa",
+        key: "resident_id",
+        columns: &["totp_secret"],
+    },
+];
+
+/// The tables of TOTP secrets (sealed since 2026-11-30; older rows are sealed at start).
+pub const MFA_SECRETS: &[SealedTable] = &[
+    SealedTable {
+        table: "staff_mfa",
+        key: "staff_id",
+        columns: &["totp_secret"],
+    },
+    SealedTable {
+        table: "resident_mfa",
+        key: "resident_id",
+        columns: &["totp_secret"],
+    },
 ];
 
 /// Up to `limit` rows with a key greater than `after`, in key order: (key, values).

@@ -144,6 +144,14 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             keys: Arc::new(o.data_keys.clone()),
         },
     );
+    // TOTP secrets are sealed at rest; a database from before that seals its old ones now.
+    let sealed = app
+        .seal_plaintext_mfa_secrets()
+        .await
+        .context("cannot seal the stored TOTP secrets")?;
+    if sealed > 0 {
+        tracing::info!(sealed, "TOTP secrets written in clear were sealed");
+    }
     let web_cfg = web::WebConfig {
         portal_origin: portal_origin.clone(),
         staff_origin: staff_origin.clone(),

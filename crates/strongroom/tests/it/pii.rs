@@ -290,3 +290,60 @@ fn keys_init_creates_a_private_file_and_refuses_to_overwrite() {
         .unwrap();
     assert!(!again.status.success());
 }
+
+/// TOTP secrets are sealed at rest; a database from before that (secrets in clear) has
+/// them sealed at start, and sign-in with the same authenticator still works.
+#[tokio::test]
+async fn totp_secrets_in_clear_are_sealed_and_keep_working() {
+    let s = server().start().await;
+    s.app()
+        .create_staff(
+            "legacy1",
+            "Legacy",
+            "ledger-harbor-quiet-42",
+            app::staff::Role::Clerk,
+        )
+        .await
+        .unwrap();
+    let secret = s
+        .app()
+        .provision_staff_totp("legacy1")
+        .await
+        .unwrap()
+        .secret_base32;
+    let id = s
+        .app()
+        .staff_by_username("legacy1")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // As an older version wrote it: the secret itself.
+    {
+        let mut c = s.app().store.conn().await.unwrap();
+        sqlx::query("UPDATE staff_mfa SET totp_secret = $1 WHERE staff_id = $2")
+            .bind(&secret)
+            .bind(&id)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.app().seal_plaintext_mfa_secrets().await.unwrap(), 1);
+    assert_eq!(
+        s.app().seal_plaintext_mfa_secrets().await.unwrap(),
+        0,
+        "once"
+    );
+    let mut c = s.app().store.conn().await.unwrap();
+    let stored = store::mfa::get(&mut c, &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .totp_secret;
+    drop(c);
+    assert!(stored.starts_with("enc:v1:") && !stored.contains(&secret));
+    let client = client();
+    let res =
+        crate::staff::staff_login_full(&s, &client, "legacy1", "ledger-harbor-quiet-42").await;
+    assert_eq!(res.status(), 303, "the same authenticator still signs in");
+}

@@ -22,11 +22,16 @@ async fn resident_id(s: &Server, email: &str) -> String {
 
 async fn secret_of(s: &Server, id: &str) -> String {
     let mut c = s.app().store.conn().await.unwrap();
-    store::mfa::get_in(&store::mfa::RESIDENT, &mut c, id)
+    let stored = store::mfa::get_in(&store::mfa::RESIDENT, &mut c, id)
         .await
         .unwrap()
         .unwrap()
-        .totp_secret
+        .totp_secret;
+    s.app()
+        .config()
+        .keys
+        .open("resident_mfa.totp_secret", &stored)
+        .unwrap()
 }
 
 /// The code of the next 30-second step (the server's clock moved on first).

@@ -45,7 +45,20 @@ pub(crate) fn totp_code(secret: &str, at: i64) -> String {
 async fn mfa_state(s: &Server, user: &str) -> store::mfa::MfaRow {
     let id = s.app().staff_by_username(user).await.unwrap().unwrap().id;
     let mut c = s.app().store.conn().await.unwrap();
-    store::mfa::get(&mut c, &id).await.unwrap().unwrap()
+    let mut row = store::mfa::get(&mut c, &id).await.unwrap().unwrap();
+    // Sealed at rest (AES-256-GCM): the stored value is not the secret.
+    assert!(
+        row.totp_secret.starts_with("enc:v1:"),
+        "{}",
+        row.totp_secret
+    );
+    row.totp_secret = s
+        .app()
+        .config()
+        .keys
+        .open("staff_mfa.totp_secret", &row.totp_secret)
+        .unwrap();
+    row
 }
 
 /// A code the server accepts now for `user`: when the current step's code was used
