@@ -71,6 +71,9 @@ pub struct StaffCtx {
     pub signed_in: Option<(Session, StaffUser)>,
     /// The browser's form token, for the sign-in forms.
     pub form_token: String,
+    /// The matched route (template, no ids or query): what a refusal is recorded against.
+    pub route: String,
+    app: app::App,
 }
 
 impl FromRequestParts<AppState> for StaffCtx {
@@ -96,6 +99,12 @@ impl FromRequestParts<AppState> for StaffCtx {
             city: st.app.config().city_name.clone(),
             signed_in,
             form_token: crate::portal::form_token(parts),
+            route: parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_else(|| "(no route)".into()),
+            app: st.app.clone(),
         })
     }
 }
@@ -142,6 +151,19 @@ impl StaffCtx {
             Some((_, u)) if allowed(u.role, need) => Ok(u),
             Some((_, u)) => {
                 tracing::info!(staff_id = %u.id, role = u.role.as_str(), need = need.as_str(), "staff route refused: role too low");
+                // Recorded in the audit log too (ASVS 16.3.2), off the request's path.
+                let (app, id, route, ip) = (
+                    self.app.clone(),
+                    u.id.clone(),
+                    self.route.clone(),
+                    self.ip.clone(),
+                );
+                let detail = format!("role {} needs {}", u.role.as_str(), need.as_str());
+                tokio::spawn(async move {
+                    if let Err(e) = app.record_refused_access(&id, &route, &detail, &ip).await {
+                        tracing::warn!(code = e.code(), "could not audit a refused staff route");
+                    }
+                });
                 Err(self.fail(
                     StatusCode::FORBIDDEN,
                     "forbidden",

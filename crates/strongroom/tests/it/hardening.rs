@@ -230,3 +230,35 @@ async fn method_not_allowed_names_the_routes_own_methods() {
         assert_eq!(res.headers()["allow"], allow, "{url}");
     }
 }
+
+/// A member refused a route for their role is recorded in the audit log, not only the
+/// JSON log.
+#[tokio::test]
+async fn refused_staff_routes_are_audited() {
+    let s = server().start().await;
+    s.app()
+        .create_staff(
+            "aud7",
+            "Auditor",
+            "ledger-harbor-quiet-42",
+            app::staff::Role::Auditor,
+        )
+        .await
+        .unwrap();
+    let c = client();
+    crate::staff::staff_login_full(&s, &c, "aud7", "ledger-harbor-quiet-42").await;
+    let res = c.get(format!("{}/outbox", s.staff)).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    eventually("the refusal is audited", || async {
+        let mut conn = s.app().store.conn().await.unwrap();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT object, detail FROM audit_log WHERE event = 'staff.access_refused'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        rows.iter()
+            .any(|(o, d)| o == "/outbox" && d == "role auditor needs clerk")
+    })
+    .await;
+}
