@@ -35,6 +35,24 @@ fn fingerprint_of(detail: &str) -> Option<&str> {
 }
 
 impl App {
+    /// Records a refused access in its own transaction (`staff.access_refused`: a route the
+    /// member's role does not allow; `resident.access_refused`: another resident's
+    /// account). `actor` is `staff:<id>` or `resident:<id>`.
+    pub async fn record_refusal(
+        &self,
+        actor: &str,
+        event: &str,
+        object: &str,
+        detail: &str,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        let mut tx = self.store.begin().await?;
+        self.audit(&mut tx, actor, event, object, "failure", source_ip, detail)
+            .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
     /// Records the configuration the server starts with (PCI DSS 10.2.2: changes to
     /// configuration are logged): `fingerprint` is a SHA-256 of the configuration file and
     /// the environment overrides. Audited `config.loaded` with whether it changed since

@@ -226,30 +226,6 @@ impl App {
         Ok(step)
     }
 
-    /// Records that a signed-in member was refused a route their role does not allow
-    /// (`staff.access_refused`).
-    pub async fn record_refused_access(
-        &self,
-        staff_id: &str,
-        route: &str,
-        detail: &str,
-        source_ip: &str,
-    ) -> Result<(), AppError> {
-        let mut tx = self.store.begin().await?;
-        self.audit(
-            &mut tx,
-            &format!("staff:{staff_id}"),
-            "staff.access_refused",
-            route,
-            "failure",
-            source_ip,
-            detail,
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(())
-    }
-
     pub async fn staff_user(&self, id: &str) -> Result<Option<StaffUser>, AppError> {
         let mut conn = self.store.conn().await?;
         match st::get(&mut conn, id).await? {

@@ -160,7 +160,12 @@ impl StaffCtx {
                 );
                 let detail = format!("role {} needs {}", u.role.as_str(), need.as_str());
                 tokio::spawn(async move {
-                    if let Err(e) = app.record_refused_access(&id, &route, &detail, &ip).await {
+                    let actor = format!("staff:{id}");
+                    let event = "staff.access_refused";
+                    if let Err(e) = app
+                        .record_refusal(&actor, event, &route, &detail, &ip)
+                        .await
+                    {
                         tracing::warn!(code = e.code(), "could not audit a refused staff route");
                     }
                 });

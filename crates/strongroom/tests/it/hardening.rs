@@ -262,3 +262,25 @@ async fn refused_staff_routes_are_audited() {
     })
     .await;
 }
+
+/// A resident asking for an account they have not linked gets "not found", and the
+/// attempt is audited.
+#[tokio::test]
+async fn another_residents_account_is_not_found_and_audited() {
+    let s = server().start().await;
+    let (c, _) = crate::authz::resident(&s, "curious@example.com").await;
+    let res = c
+        .get(format!("{}/accounts/100002", s.portal))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let mut conn = s.app().store.conn().await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_log WHERE event = 'resident.access_refused' AND object = '100002'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+}

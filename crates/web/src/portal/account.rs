@@ -890,6 +890,16 @@ async fn owned_account(
 ) -> Result<AccountNumber, PageError> {
     let account = AccountNumber::parse(raw).ok_or_else(|| not_found(&ctx.t))?;
     if !st.app.resident_owns(&s.user_id, account.as_str()).await? {
+        // Answered as not found (no hint the account exists), and recorded.
+        st.app
+            .record_refusal(
+                &format!("resident:{}", s.user_id),
+                "resident.access_refused",
+                account.as_str(),
+                "account not linked to this resident",
+                &ctx.ip,
+            )
+            .await?;
         return Err(not_found(&ctx.t));
     }
     Ok(account)
