@@ -34,31 +34,24 @@ pub const SEALED: &[SealedTable] = &[
         key: "id",
         columns: &["to_addr", "body_text"],
     },
-    SealedTable {
-        table: "staff_mfa",
-        key: "staff_id",
-        columns: &["totp_secret"],
-    },
-    SealedTable {
-        table: "resident_mfa",
-        key: "resident_id",
-        columns: &["totp_secret"],
-    },
+    STAFF_TOTP,
+    RESIDENT_TOTP,
 ];
 
+const STAFF_TOTP: SealedTable = SealedTable {
+    table: "staff_mfa",
+    key: "staff_id",
+    columns: &["totp_secret"],
+};
+
+const RESIDENT_TOTP: SealedTable = SealedTable {
+    table: "resident_mfa",
+    key: "resident_id",
+    columns: &["totp_secret"],
+};
+
 /// The tables of TOTP secrets (sealed since 2026-11-30; older rows are sealed at start).
-pub const MFA_SECRETS: &[SealedTable] = &[
-    SealedTable {
-        table: "staff_mfa",
-        key: "staff_id",
-        columns: &["totp_secret"],
-    },
-    SealedTable {
-        table: "resident_mfa",
-        key: "resident_id",
-        columns: &["totp_secret"],
-    },
-];
+pub const MFA_SECRETS: &[SealedTable] = &[STAFF_TOTP, RESIDENT_TOTP];
 
 /// Up to `limit` rows with a key greater than `after`, in key order: (key, values).
 pub async fn page(
