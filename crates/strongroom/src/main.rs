@@ -533,9 +533,9 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
             .app
             .create_staff(
                 "demo",
-                "Demo Supervisor",
+                "Demo Administrator",
                 &staff_password,
-                app::staff::Role::Supervisor,
+                app::staff::Role::Administrator,
             )
             .await?;
     }

@@ -140,6 +140,10 @@ impl StaffCtx {
                 .map(|(s, _)| s.csrf_token.clone())
                 .unwrap_or_else(|| self.form_token.clone()),
             nav: true,
+            admin: self
+                .signed_in
+                .as_ref()
+                .is_some_and(|(_, u)| u.role == Role::Administrator),
         }
     }
 

@@ -284,3 +284,29 @@ async fn another_residents_account_is_not_found_and_audited() {
     .unwrap();
     assert_eq!(n, 1);
 }
+
+/// Only administrators are shown the link to the access page.
+#[tokio::test]
+async fn the_access_page_is_linked_for_administrators_only() {
+    let s = server().start().await;
+    for (name, role, linked) in [
+        ("adm8", app::staff::Role::Administrator, true),
+        ("clk8", app::staff::Role::Clerk, false),
+    ] {
+        s.app()
+            .create_staff(name, name, "ledger-harbor-quiet-42", role)
+            .await
+            .unwrap();
+        let c = client();
+        crate::staff::staff_login_full(&s, &c, name, "ledger-harbor-quiet-42").await;
+        let html = c
+            .get(format!("{}/", s.staff))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(html.contains("href=\"/admin/sessions\""), linked, "{name}");
+    }
+}

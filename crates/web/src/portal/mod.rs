@@ -34,6 +34,8 @@ pub struct Chrome {
     pub csrf: String,
     /// Show the navigation. Off on the generic error page, which both listeners use.
     pub nav: bool,
+    /// A signed-in staff administrator: the navigation links the access page.
+    pub admin: bool,
 }
 
 /// Per-request context: language, the resident's session if any, the client address.
@@ -113,6 +115,7 @@ impl Ctx {
                 .map(|s| s.csrf_token.clone())
                 .unwrap_or_else(|| self.form_token.clone()),
             nav: true,
+            admin: false,
         }
     }
 
@@ -165,6 +168,7 @@ pub fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
         staff: false,
         csrf: String::new(),
         nav: false,
+        admin: false,
     };
     match (ErrorPage { c, code, message }).render() {
         Ok(html) => (status, Html(html)).into_response(),
