@@ -1017,6 +1017,8 @@ impl App {
             // Idempotency keys are kept for a day (longer than any payment stays open).
             let mut conn = self.store.conn().await?;
             store::idempotency::prune(&mut conn, self.now_unix() - IDEMPOTENCY_KEY_SECS).await?;
+            // Rate-limit counters of windows long past.
+            store::ratelimit::prune(&mut conn, self.now_unix() - 24 * 3600).await?;
         }
         let cutoff = self.now_unix() - self.config().payment_ttl_secs;
         let stale = {

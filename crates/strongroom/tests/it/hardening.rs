@@ -113,10 +113,21 @@ async fn idempotency_keys_are_kept_only_for_real_requests_and_only_a_day() {
     // So the same key still works for a proper request.
     s.api_payment("100001", "93301", 100, "junk-1").await;
     assert_eq!(count().await, 1);
-    // A day later the expiry job (run here directly) forgets it.
+    // A day later the expiry job (run here directly) forgets it, and the rate-limit
+    // counters of long-past windows with it.
+    let counters = || async {
+        let mut c = s.app().store.conn().await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rate_limits")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        n
+    };
+    assert!(counters().await > 0);
     s.clock.advance(time::Duration::hours(25));
     s.app().expire_stale_payments().await.unwrap();
     assert_eq!(count().await, 0);
+    assert_eq!(counters().await, 0);
 
     let res = s
         .http
