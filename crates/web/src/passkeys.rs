@@ -61,11 +61,125 @@ pub struct NewPasskeyPage {
     pub name: String,
 }
 
+impl NewPasskeyPage {
+    /// The page for a begun ceremony, whose answer is posted to `action`.
+    pub fn of(
+        c: Chrome,
+        action: &'static str,
+        back: &'static str,
+        ceremony: app::passkeys::PasskeyCeremony,
+    ) -> NewPasskeyPage {
+        NewPasskeyPage {
+            c,
+            passkey_sri: crate::assets::passkey_js_integrity(),
+            action,
+            back,
+            token: ceremony.token,
+            options: ceremony.options_json,
+            name: ceremony.name,
+        }
+    }
+}
+
 /// A bounded answer: over-long answers become empty (and fail verification).
 pub fn bounded(credential: &str) -> &str {
     if credential.len() > MAX_CREDENTIAL {
         ""
     } else {
         credential
+    }
+}
+
+/// How a security page answers a passkey (or recovery-code) form: the page again with an
+/// error on a field or a notice. Shared by the portal and the back office, whose pages and
+/// contexts differ but whose answers do not.
+pub struct Answer {
+    pub status: axum::http::StatusCode,
+    /// The form field the error is about (`""` with a notice).
+    pub field: &'static str,
+    pub error: String,
+    pub notice: String,
+}
+
+impl Answer {
+    fn error(field: &'static str, error: String) -> Answer {
+        Answer {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            field,
+            error,
+            notice: String::new(),
+        }
+    }
+
+    pub fn notice(t: &Tr, key: &str) -> Answer {
+        Answer {
+            status: axum::http::StatusCode::OK,
+            field: "",
+            error: String::new(),
+            notice: t.s(key).to_owned(),
+        }
+    }
+}
+
+/// A refused "add a passkey" form (a wrong password, a bad name); other errors pass on.
+pub fn begin_refused(t: &Tr, e: app::AppError) -> Result<Answer, app::AppError> {
+    match e {
+        app::AppError::Invalid { field, .. } if field == "current_password" => Ok(Answer::error(
+            "passkey_add_password",
+            t.s("security.error.current_password").to_owned(),
+        )),
+        app::AppError::Invalid { message, .. } => Ok(Answer::error(
+            "passkey_name",
+            format!("{}: {message}", t.s("passkey.field.name")),
+        )),
+        e => Err(e),
+    }
+}
+
+/// The answer to a finished "add a passkey" ceremony: `Ok(Err(codes))` when recovery codes
+/// were issued (to show once), else the security page's answer.
+pub fn finished(
+    t: &Tr,
+    result: Result<Vec<String>, app::AppError>,
+) -> Result<Result<Answer, Vec<String>>, app::AppError> {
+    match result {
+        Ok(codes) if !codes.is_empty() => Ok(Err(codes)),
+        Ok(_) => Ok(Ok(Answer::notice(t, "passkey.added"))),
+        Err(app::AppError::BadToken) => Ok(Ok(Answer::error(
+            "passkey_name",
+            t.s("passkey.expired").to_owned(),
+        ))),
+        Err(app::AppError::Invalid { .. }) => Ok(Ok(Answer::error(
+            "passkey_name",
+            t.s("passkey.not_verified").to_owned(),
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The answer to "remove a passkey".
+pub fn removed(t: &Tr, result: Result<(), app::AppError>) -> Result<Answer, app::AppError> {
+    match result {
+        Ok(()) => Ok(Answer::notice(t, "passkey.removed")),
+        Err(app::AppError::Invalid { .. }) => Ok(Answer::error(
+            "passkey_password",
+            t.s("security.error.current_password").to_owned(),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// The answer to a refused "new recovery codes" form.
+pub fn renew_refused(t: &Tr, e: app::AppError) -> Result<Answer, app::AppError> {
+    match e {
+        app::AppError::Invalid { field, message } => Ok(Answer::error(
+            "recovery_password",
+            if field == "current_password" {
+                t.s("security.error.current_password").to_owned()
+            } else {
+                message
+            },
+        )),
+        e => Err(e),
     }
 }

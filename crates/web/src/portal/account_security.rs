@@ -297,7 +297,18 @@ struct PasskeyForm {
     current_password: String,
 }
 
-/// `POST /account/passkeys/new` (a name): the page that asks the browser for a passkey.
+/// The security page with a passkey or recovery-code form's answer.
+async fn answer(
+    st: &AppState,
+    ctx: &Ctx,
+    session: &Session,
+    a: crate::passkeys::Answer,
+) -> Result<Response, PageError> {
+    show(st, ctx, session, a.status, a.field, a.error, a.notice).await
+}
+
+/// `POST /account/passkeys/new` (a name, the password): the page that asks the browser
+/// for a passkey.
 async fn passkey_begin(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -308,7 +319,7 @@ async fn passkey_begin(
     };
     ctx.check_csrf(&f.csrf)?;
     let email = st.app.resident(&session.user_id).await?.email;
-    match st
+    let result = st
         .app
         .begin_passkey_registration(
             Realm::Resident,
@@ -318,44 +329,21 @@ async fn passkey_begin(
             &f.current_password,
             &ctx.ip,
         )
-        .await
-    {
+        .await;
+    match result {
         Ok(ceremony) => render(
             StatusCode::OK,
-            &NewPasskeyPage {
-                c: ctx.chrome(),
-                passkey_sri: crate::assets::passkey_js_integrity(),
-                action: "/account/passkeys",
-                back: "/account/security",
-                token: ceremony.token,
-                options: ceremony.options_json,
-                name: ceremony.name,
-            },
+            &NewPasskeyPage::of(
+                ctx.chrome(),
+                "/account/passkeys",
+                "/account/security",
+                ceremony,
+            ),
         ),
-        Err(AppError::Invalid { field, message }) => {
-            let (field, error) = if field == "current_password" {
-                (
-                    "passkey_add_password",
-                    ctx.t.s("security.error.current_password").to_owned(),
-                )
-            } else {
-                (
-                    "passkey_name",
-                    format!("{}: {message}", ctx.t.s("passkey.field.name")),
-                )
-            };
-            show(
-                &st,
-                &ctx,
-                session,
-                StatusCode::BAD_REQUEST,
-                field,
-                error,
-                String::new(),
-            )
-            .await
+        Err(e) => {
+            let a = crate::passkeys::begin_refused(&ctx.t, e)?;
+            answer(&st, &ctx, session, a).await
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -380,26 +368,10 @@ async fn passkey_finish(
             &ctx.ip,
         )
         .await;
-    let (status, field, key) = match result {
-        Ok(codes) if !codes.is_empty() => {
-            return super::account_mfa::recovery_codes_page(&ctx, codes);
-        }
-        Ok(_) => (StatusCode::OK, "", "passkey.added"),
-        Err(AppError::BadToken) => (StatusCode::BAD_REQUEST, "passkey_name", "passkey.expired"),
-        Err(AppError::Invalid { .. }) => (
-            StatusCode::BAD_REQUEST,
-            "passkey_name",
-            "passkey.not_verified",
-        ),
-        Err(e) => return Err(e.into()),
-    };
-    let text = ctx.t.s(key).to_owned();
-    let (error, notice) = if field.is_empty() {
-        (String::new(), text)
-    } else {
-        (text, String::new())
-    };
-    show(&st, &ctx, session, status, field, error, notice).await
+    match crate::passkeys::finished(&ctx.t, result)? {
+        Ok(a) => answer(&st, &ctx, session, a).await,
+        Err(codes) => super::account_mfa::recovery_codes_page(&ctx, codes),
+    }
 }
 
 /// `POST /account/passkeys/remove` (which one, and the password again).
@@ -412,7 +384,7 @@ async fn passkey_remove(
         return Ok(Redirect::to("/login").into_response());
     };
     ctx.check_csrf(&f.csrf)?;
-    match st
+    let result = st
         .app
         .remove_passkey(
             Realm::Resident,
@@ -421,36 +393,9 @@ async fn passkey_remove(
             &f.current_password,
             &ctx.ip,
         )
-        .await
-    {
-        Ok(()) => {
-            let notice = ctx.t.s("passkey.removed").to_owned();
-            show(
-                &st,
-                &ctx,
-                session,
-                StatusCode::OK,
-                "",
-                String::new(),
-                notice,
-            )
-            .await
-        }
-        Err(AppError::Invalid { .. }) => {
-            let error = ctx.t.s("security.error.current_password").to_owned();
-            show(
-                &st,
-                &ctx,
-                session,
-                StatusCode::BAD_REQUEST,
-                "passkey_password",
-                error,
-                String::new(),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
-    }
+        .await;
+    let a = crate::passkeys::removed(&ctx.t, result)?;
+    answer(&st, &ctx, session, a).await
 }
 
 /// `POST /account/recovery-codes` (the password again): ten new recovery codes, for a
@@ -464,7 +409,7 @@ async fn renew_recovery_codes(
         return Ok(Redirect::to("/login").into_response());
     };
     ctx.check_csrf(&f.csrf)?;
-    match st
+    let result = st
         .app
         .renew_recovery_codes(
             Realm::Resident,
@@ -472,26 +417,12 @@ async fn renew_recovery_codes(
             &f.current_password,
             &ctx.ip,
         )
-        .await
-    {
+        .await;
+    match result {
         Ok(codes) => super::account_mfa::recovery_codes_page(&ctx, codes),
-        Err(AppError::Invalid { field, message }) => {
-            let error = if field == "current_password" {
-                ctx.t.s("security.error.current_password").to_owned()
-            } else {
-                message
-            };
-            show(
-                &st,
-                &ctx,
-                session,
-                StatusCode::BAD_REQUEST,
-                "recovery_password",
-                error,
-                String::new(),
-            )
-            .await
+        Err(e) => {
+            let a = crate::passkeys::renew_refused(&ctx.t, e)?;
+            answer(&st, &ctx, session, a).await
         }
-        Err(e) => Err(e.into()),
     }
 }

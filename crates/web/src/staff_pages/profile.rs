@@ -275,6 +275,11 @@ async fn end_sessions(
     Ok(Redirect::to(if own { "/login" } else { "/profile" }).into_response())
 }
 
+/// The profile page with a passkey or recovery-code form's answer.
+async fn answer(st: &AppState, ctx: &StaffCtx, a: crate::passkeys::Answer) -> Page {
+    show_profile(st, ctx, a.status, a.field, a.error, a.notice).await
+}
+
 /// `POST /profile/recovery-codes` (the password again): ten new recovery codes.
 async fn renew_recovery_codes(
     State(st): State<AppState>,
@@ -285,11 +290,11 @@ async fn renew_recovery_codes(
     let Ok(Form(f)) = form else {
         return Err(ctx.bad_request());
     };
-    match st
+    let result = st
         .app
         .renew_recovery_codes(Realm::Staff, &user.id, &f.current_password, &ctx.ip)
-        .await
-    {
+        .await;
+    match result {
         Ok(codes) => {
             let mut c = ctx.chrome();
             c.signed_in = true;
@@ -302,27 +307,15 @@ async fn renew_recovery_codes(
                 },
             )?)
         }
-        Err(AppError::Invalid { field, message }) => {
-            let error = if field == "current_password" {
-                ctx.t.s("security.error.current_password").to_owned()
-            } else {
-                message
-            };
-            show_profile(
-                &st,
-                &ctx,
-                StatusCode::BAD_REQUEST,
-                "recovery_password",
-                error,
-                String::new(),
-            )
-            .await
+        Err(e) => {
+            let a = crate::passkeys::renew_refused(&ctx.t, e).map_err(|e| ctx.app_error(e))?;
+            answer(&st, &ctx, a).await
         }
-        Err(e) => Err(ctx.app_error(e)),
     }
 }
 
-/// `POST /profile/passkeys/new` (a name): the page that asks the browser for a passkey.
+/// `POST /profile/passkeys/new` (a name, the password): the page that asks the browser
+/// for a passkey.
 async fn passkey_begin(
     State(st): State<AppState>,
     ctx: StaffCtx,
@@ -332,7 +325,7 @@ async fn passkey_begin(
     let Ok(Form(f)) = form else {
         return Err(ctx.bad_request());
     };
-    match st
+    let result = st
         .app
         .begin_passkey_registration(
             Realm::Staff,
@@ -342,43 +335,16 @@ async fn passkey_begin(
             &f.current_password,
             &ctx.ip,
         )
-        .await
-    {
+        .await;
+    match result {
         Ok(ceremony) => Ok(render(
             StatusCode::OK,
-            &NewPasskeyPage {
-                c: ctx.chrome(),
-                passkey_sri: crate::assets::passkey_js_integrity(),
-                action: "/profile/passkeys",
-                back: "/profile",
-                token: ceremony.token,
-                options: ceremony.options_json,
-                name: ceremony.name,
-            },
+            &NewPasskeyPage::of(ctx.chrome(), "/profile/passkeys", "/profile", ceremony),
         )?),
-        Err(AppError::Invalid { field, message }) => {
-            let (field, error) = if field == "current_password" {
-                (
-                    "passkey_add_password",
-                    ctx.t.s("security.error.current_password").to_owned(),
-                )
-            } else {
-                (
-                    "passkey_name",
-                    format!("{}: {message}", ctx.t.s("passkey.field.name")),
-                )
-            };
-            show_profile(
-                &st,
-                &ctx,
-                StatusCode::BAD_REQUEST,
-                field,
-                error,
-                String::new(),
-            )
-            .await
+        Err(e) => {
+            let a = crate::passkeys::begin_refused(&ctx.t, e).map_err(|e| ctx.app_error(e))?;
+            answer(&st, &ctx, a).await
         }
-        Err(e) => Err(ctx.app_error(e)),
     }
 }
 
@@ -402,23 +368,11 @@ async fn passkey_finish(
             &ctx.ip,
         )
         .await;
-    let (status, field, key) = match result {
-        Ok(_) => (StatusCode::OK, "", "passkey.added"),
-        Err(AppError::BadToken) => (StatusCode::BAD_REQUEST, "passkey_name", "passkey.expired"),
-        Err(AppError::Invalid { .. }) => (
-            StatusCode::BAD_REQUEST,
-            "passkey_name",
-            "passkey.not_verified",
-        ),
-        Err(e) => return Err(ctx.app_error(e)),
-    };
-    let text = ctx.t.s(key).to_owned();
-    let (error, notice) = if field.is_empty() {
-        (String::new(), text)
-    } else {
-        (text, String::new())
-    };
-    show_profile(&st, &ctx, status, field, error, notice).await
+    // Staff have TOTP and recovery codes before any passkey: none are issued here.
+    let a = crate::passkeys::finished(&ctx.t, result)
+        .map_err(|e| ctx.app_error(e))?
+        .unwrap_or_else(|_| crate::passkeys::Answer::notice(&ctx.t, "passkey.added"));
+    answer(&st, &ctx, a).await
 }
 
 /// `POST /profile/passkeys/remove` (which one, and the password again).
@@ -431,7 +385,7 @@ async fn passkey_remove(
     let Ok(Form(f)) = form else {
         return Err(ctx.bad_request());
     };
-    match st
+    let result = st
         .app
         .remove_passkey(
             Realm::Staff,
@@ -440,26 +394,9 @@ async fn passkey_remove(
             &f.current_password,
             &ctx.ip,
         )
-        .await
-    {
-        Ok(()) => {
-            let notice = ctx.t.s("passkey.removed").to_owned();
-            show_profile(&st, &ctx, StatusCode::OK, "", String::new(), notice).await
-        }
-        Err(AppError::Invalid { .. }) => {
-            let error = ctx.t.s("security.error.current_password").to_owned();
-            show_profile(
-                &st,
-                &ctx,
-                StatusCode::BAD_REQUEST,
-                "passkey_password",
-                error,
-                String::new(),
-            )
-            .await
-        }
-        Err(e) => Err(ctx.app_error(e)),
-    }
+        .await;
+    let a = crate::passkeys::removed(&ctx.t, result).map_err(|e| ctx.app_error(e))?;
+    answer(&st, &ctx, a).await
 }
 
 /// The admin page again with why an action on someone's account was refused.
