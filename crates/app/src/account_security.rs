@@ -316,54 +316,53 @@ impl App {
             store::staff::by_username(&mut conn, username.trim()).await?
         };
         let actor = format!("staff:{}", admin.id);
+        let event = "staff.role_changed";
+        let t = self
+            .admin_target(Some(admin), target, |t| &t.id, false, event, source_ip)
+            .await?;
         let mut tx = self.store.begin().await?;
-        let (object, outcome, detail, result) = match target {
-            _ if admin.role != Role::Administrator => (
-                "unknown".to_owned(),
-                "failure",
-                "role too low".to_owned(),
-                Err(AppError::Forbidden),
-            ),
-            None => (
-                "unknown".to_owned(),
-                "failure",
-                "no such user".to_owned(),
-                Err(AppError::NotFound("user")),
-            ),
-            Some(t) if t.id == admin.id => (
-                t.id,
-                "failure",
-                "own account".to_owned(),
-                Err(AppError::Forbidden),
-            ),
-            Some(t) => {
-                store::staff::set_role(&mut tx, &t.id, role.as_str()).await?;
-                let ended = self
-                    .end_sessions_in(&mut tx, Realm::Staff, &t.id, None)
-                    .await?;
-                (
-                    t.id.clone(),
-                    "success",
-                    format!("{} -> {}; sessions ended: {ended}", t.role, role.as_str()),
-                    Ok(Revoked {
-                        user_id: t.id,
-                        ended,
-                    }),
-                )
-            }
-        };
-        self.audit(
-            &mut tx,
-            &actor,
-            "staff.role_changed",
-            &object,
-            outcome,
-            source_ip,
-            &detail,
-        )
-        .await?;
+        store::staff::set_role(&mut tx, &t.id, role.as_str()).await?;
+        let ended = self
+            .end_sessions_in(&mut tx, Realm::Staff, &t.id, None)
+            .await?;
+        let detail = format!("{} -> {}; sessions ended: {ended}", t.role, role.as_str());
+        self.audit(&mut tx, &actor, event, &t.id, "success", source_ip, &detail)
+            .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        result
+        Ok(Revoked {
+            user_id: t.id,
+            ended,
+        })
+    }
+
+    /// The target of an administrator's action on someone's account, unless it is refused:
+    /// `by` is not an administrator (`None`: the command line, always allowed), there is
+    /// no such user, or it is `by`'s own account and `self_ok` is false. A refusal is
+    /// audited as `event` (failure, with the reason) and returned as the error.
+    pub(crate) async fn admin_target<T>(
+        &self,
+        by: Option<&StaffUser>,
+        target: Option<T>,
+        id_of: impl Fn(&T) -> &String,
+        self_ok: bool,
+        event: &str,
+        source_ip: &str,
+    ) -> Result<T, AppError> {
+        let why = match (by, &target) {
+            (Some(a), _) if a.role != Role::Administrator => "role too low",
+            (_, None) => "no such user",
+            (Some(a), Some(t)) if !self_ok && *id_of(t) == a.id => "own account",
+            (_, Some(_)) => return target.ok_or(AppError::NotFound("user")),
+        };
+        let actor = by.map_or_else(|| "system".to_owned(), |a| format!("staff:{}", a.id));
+        let object = target.as_ref().map_or("unknown", |t| id_of(t).as_str());
+        self.record_refusal(&actor, event, object, why, source_ip)
+            .await?;
+        Err(if target.is_none() {
+            AppError::NotFound("user")
+        } else {
+            AppError::Forbidden
+        })
     }
 
     async fn revoke(
@@ -374,67 +373,30 @@ impl App {
         action: AccountAction,
         source_ip: &str,
     ) -> Result<Revoked, AppError> {
-        let actor = format!("staff:{}", admin.id);
+        // Ending one's own sessions is allowed; disabling or enabling oneself is not.
+        let self_ok = realm == Realm::Resident || action == AccountAction::EndSessions;
+        let event = action.event();
+        let id = self
+            .admin_target(Some(admin), target, |t| t, self_ok, event, source_ip)
+            .await?;
         let mut tx = self.store.begin().await?;
-        let (object, outcome, detail, result) = match target {
-            _ if admin.role != Role::Administrator => (
-                "unknown".to_owned(),
-                "failure",
-                "role too low".to_owned(),
-                Err(AppError::Forbidden),
-            ),
-            None => (
-                "unknown".to_owned(),
-                "failure",
-                format!("{}: no such user", realm.as_str()),
-                Err(AppError::NotFound("user")),
-            ),
-            Some(id)
-                if realm == Realm::Staff
-                    && id == admin.id
-                    && action != AccountAction::EndSessions =>
-            {
-                (
-                    id,
-                    "failure",
-                    "staff: own account".to_owned(),
-                    Err(AppError::Forbidden),
-                )
-            }
-            Some(id) => {
-                if action != AccountAction::EndSessions {
-                    let disable = action == AccountAction::Disable;
-                    match realm {
-                        Realm::Staff => store::staff::set_disabled(&mut tx, &id, disable).await?,
-                        Realm::Resident => {
-                            store::residents::set_disabled(&mut tx, &id, disable).await?
-                        }
-                    };
-                }
-                let ended = if action == AccountAction::Enable {
-                    0
-                } else {
-                    self.end_sessions_in(&mut tx, realm, &id, None).await?
-                };
-                (
-                    id.clone(),
-                    "success",
-                    format!("{}: ended {ended}", realm.as_str()),
-                    Ok(Revoked { user_id: id, ended }),
-                )
-            }
+        if action != AccountAction::EndSessions {
+            let disable = action == AccountAction::Disable;
+            match realm {
+                Realm::Staff => store::staff::set_disabled(&mut tx, &id, disable).await?,
+                Realm::Resident => store::residents::set_disabled(&mut tx, &id, disable).await?,
+            };
+        }
+        let ended = if action == AccountAction::Enable {
+            0
+        } else {
+            self.end_sessions_in(&mut tx, realm, &id, None).await?
         };
-        self.audit(
-            &mut tx,
-            &actor,
-            action.event(),
-            &object,
-            outcome,
-            source_ip,
-            &detail,
-        )
-        .await?;
+        let detail = format!("{}: ended {ended}", realm.as_str());
+        let actor = format!("staff:{}", admin.id);
+        self.audit(&mut tx, &actor, event, &id, "success", source_ip, &detail)
+            .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        result
+        Ok(Revoked { user_id: id, ended })
     }
 }

@@ -563,7 +563,7 @@ impl App {
                 Some(h) => m::enrollment_code_matches(&mut tx, &row.id, h, now).await?,
                 None => false,
             };
-        let used = match factor {
+        let mut used = match factor {
             _ if !enrollment_ok => None,
             SecondFactor::Code(code) => self
                 .check_code(&mut tx, &m::STAFF, &row.username, &mfa, code, now)
@@ -575,10 +575,14 @@ impl App {
                 .then_some(Used::Passkey),
             SecondFactor::Passkey(_) => None,
         };
+        // The enrollment code is used up with the enrollment (and a request that lost a race
+        // for it is refused).
         if let (Some(_), false, Some(h)) = (used, enrolled, &enrollment_hash) {
-            m::take_enrollment_code(&mut tx, &row.id, h, now).await?;
+            if !m::take_enrollment_code(&mut tx, &row.id, h, now).await? {
+                used = None;
+            }
         }
-        let accepted = used.is_some() && enrollment_ok;
+        let accepted = used.is_some();
         let used_recovery_code = used == Some(Used::Recovery);
         if !accepted {
             let attempts = m::count_attempt(&mut tx, &hash).await?;
@@ -718,31 +722,12 @@ impl App {
             st::by_username(&mut conn, username.trim()).await?
         };
         let actor = by.map_or_else(|| "system".to_owned(), |a| format!("staff:{}", a.id));
-        let refusal = match (&target, by) {
-            (_, Some(a)) if a.role != crate::staff::Role::Administrator => {
-                Some(("role too low", AppError::Forbidden))
-            }
-            (None, _) => Some(("no such user", AppError::NotFound("staff user"))),
-            (Some(t), Some(a)) if t.id == a.id => Some(("own account", AppError::Forbidden)),
-            _ => None,
-        };
+        let event = "staff.mfa_reset";
+        let id = self
+            .admin_target(by, target, |t| &t.id, false, event, source_ip)
+            .await?
+            .id;
         let mut tx = self.store.begin().await?;
-        let object = target.as_ref().map_or("unknown", |t| t.id.as_str());
-        if let Some((why, err)) = refusal {
-            self.audit(
-                &mut tx,
-                &actor,
-                "staff.mfa_reset",
-                object,
-                "failure",
-                source_ip,
-                why,
-            )
-            .await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            return Err(err);
-        }
-        let id = object.to_owned();
         let now = self.now_unix();
         let code = recovery_code();
         let expires_at = now + ENROLLMENT_SECS;
@@ -763,7 +748,7 @@ impl App {
         self.audit(
             &mut tx,
             &actor,
-            "staff.mfa_reset",
+            event,
             &id,
             "success",
             source_ip,

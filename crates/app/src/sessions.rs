@@ -248,22 +248,9 @@ impl App {
         )
         .await?
         else {
+            // Unknown, expired, or its account disabled (`sess::touch`).
             return Ok(None);
         };
-        // Disabling an account ends its sessions in the same transaction; a session of a
-        // disabled (or removed) account is refused here as well, and ended.
-        let active = match realm {
-            Realm::Resident => store::residents::get(&mut conn, &s.user_id)
-                .await?
-                .is_some_and(|r| r.disabled == 0),
-            Realm::Staff => store::staff::get(&mut conn, &s.user_id)
-                .await?
-                .is_some_and(|r| r.disabled == 0),
-        };
-        if !active {
-            sess::delete(&mut conn, &s.token_hash).await?;
-            return Ok(None);
-        }
         Ok(Some(Session {
             realm,
             user_id: s.user_id,

@@ -31,7 +31,18 @@ pub async fn insert(conn: &mut AnyConnection, s: &SessionRow) -> Result<()> {
     Ok(())
 }
 
-/// Finds a live session of `realm`, refreshing its idle clock. Expired ones are removed.
+/// A session with whether its owner's account may still sign in.
+#[derive(sqlx::FromRow)]
+struct LiveRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    /// The owner's `disabled` flag; NULL when the account is gone.
+    owner_disabled: Option<i64>,
+}
+
+/// Finds a live session of `realm`, refreshing its idle clock. Expired ones, and those of
+/// a disabled or removed account, are removed (disabling an account ends its sessions
+/// anyway; this is the same rule at the one place every request passes).
 pub async fn touch(
     conn: &mut AnyConnection,
     token_hash: &str,
@@ -39,15 +50,23 @@ pub async fn touch(
     now: i64,
     idle_secs: i64,
 ) -> Result<Option<SessionRow>> {
-    let row: Option<SessionRow> = sqlx::query_as(
-        "SELECT token_hash, realm, user_id, csrf_token, created_at, last_seen_at, expires_at FROM sessions WHERE token_hash = $1 AND realm = $2",
+    let row: Option<LiveRow> = sqlx::query_as(
+        "SELECT s.token_hash, s.realm, s.user_id, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at,
+                CASE WHEN s.realm = 'staff'
+                     THEN (SELECT u.disabled FROM staff_users u WHERE u.id = s.user_id)
+                     ELSE (SELECT r.disabled FROM residents r WHERE r.id = s.user_id)
+                END AS owner_disabled
+         FROM sessions s WHERE s.token_hash = $1 AND s.realm = $2",
     )
     .bind(token_hash)
     .bind(realm)
     .fetch_optional(&mut *conn)
     .await?;
     match row {
-        Some(s) if s.expires_at > now && s.last_seen_at + idle_secs > now => {
+        Some(LiveRow {
+            session: s,
+            owner_disabled: Some(0),
+        }) if s.expires_at > now && s.last_seen_at + idle_secs > now => {
             sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
                 .bind(now)
                 .bind(token_hash)
