@@ -23,6 +23,9 @@ use store::payments as pay_store;
 use store::refunds::{self as rf, RefundRow};
 use store::StoreError;
 
+/// A refund still `requested` this long after it was made is finished by the worker.
+pub const STUCK_SECS: i64 = 5 * 60;
+
 /// Longest refund reason.
 pub const MAX_REASON: usize = 200;
 
@@ -162,22 +165,19 @@ impl App {
                 ),
             ));
         }
-        rf::insert(
-            &mut tx,
-            &RefundRow {
-                id: refund_id.clone(),
-                payment_id: payment_id.to_owned(),
-                account_number: account_number.to_owned(),
-                amount_cents: amount.cents(),
-                reason: reason.to_owned(),
-                staff_id: staff.id.clone(),
-                status: "requested".into(),
-                processor_refund_id: None,
-                created_at: now,
-                decided_at: None,
-            },
-        )
-        .await?;
+        let row = RefundRow {
+            id: refund_id.clone(),
+            payment_id: payment_id.to_owned(),
+            account_number: account_number.to_owned(),
+            amount_cents: amount.cents(),
+            reason: reason.to_owned(),
+            staff_id: staff.id.clone(),
+            status: "requested".into(),
+            processor_refund_id: None,
+            created_at: now,
+            decided_at: None,
+        };
+        rf::insert(&mut tx, &row).await?;
         self.audit(
             &mut tx,
             &actor,
@@ -190,36 +190,110 @@ impl App {
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
 
-        // (2) Ask the processor, idempotently.
+        self.complete_refund(&row, &intent, &actor, source_ip).await
+    }
+
+    /// Finishes refunds left `requested` for over 5 minutes (the server stopped between
+    /// reserving and recording the processor's answer): the processor is asked again with
+    /// the same idempotency key, so it answers with the refund it made, if it made one,
+    /// and never makes a second. Run by the expiry worker. Returns how many it finished.
+    pub async fn resume_stuck_refunds(&self) -> Result<usize, AppError> {
+        let stuck = {
+            let mut conn = self.store.conn().await?;
+            rf::stuck(&mut conn, self.now_unix() - STUCK_SECS, 50).await?
+        };
+        let mut done = 0;
+        for r in stuck {
+            let intent = {
+                let mut conn = self.store.conn().await?;
+                pay_store::get(&mut conn, &r.payment_id)
+                    .await?
+                    .and_then(|p| p.processor_payment_intent)
+            };
+            let Some(intent) = intent else { continue };
+            match self.complete_refund(&r, &intent, "system", "-").await {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    tracing::warn!(refund_id = %r.id, code = e.code(), "could not finish a refund")
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Steps (2) and (3) for the `requested` refund `r`: ask the processor (idempotency key
+    /// = the refund's id) and record its answer. Only the first to record an answer acts
+    /// on it (a compare-and-set on the refund's status).
+    async fn complete_refund(
+        &self,
+        r: &RefundRow,
+        intent: &str,
+        actor: &str,
+        source_ip: &str,
+    ) -> Result<RefundView, AppError> {
+        let currency = self.config().currency;
+        let amount = Money::from_cents(r.amount_cents, currency);
+        let (payment_id, refund_id, account_number) = (
+            r.payment_id.as_str(),
+            r.id.as_str(),
+            r.account_number.as_str(),
+        );
         let answer = self
             .processor
             .create_refund(
                 &CreateRefund {
-                    payment_intent: intent,
-                    amount: Some(amount.cents()),
+                    payment_intent: intent.to_owned(),
+                    amount: Some(r.amount_cents),
                     metadata: vec![
                         ("payment_id".into(), payment_id.to_owned()),
-                        ("refund_id".into(), refund_id.clone()),
+                        ("refund_id".into(), refund_id.to_owned()),
                     ],
                 },
-                &refund_id,
+                refund_id,
             )
             .await;
-
-        // (3) Record the answer.
         let now = self.now_unix();
         let mut tx = self.store.begin().await?;
         let refused = match &answer {
-            Ok(r) if r.status == "succeeded" || r.status == "pending" => None,
-            Ok(r) => Some(format!("processor refund {} is {}", r.id, r.status)),
+            Ok(a) if a.status == "succeeded" || a.status == "pending" => None,
+            Ok(a) => Some(format!("processor refund {} is {}", a.id, a.status)),
             Err(e) => Some(e.to_string()),
         };
+        let view = RefundView {
+            id: r.id.clone(),
+            account_number: r.account_number.clone(),
+            amount,
+            reason: r.reason.clone(),
+            staff_id: r.staff_id.clone(),
+            status: if refused.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            }
+            .into(),
+            created_at: r.created_at,
+        };
+        let processor_refund_id = answer.as_ref().ok().map(|a| a.id.clone());
+        if !rf::decide(
+            &mut tx,
+            refund_id,
+            &view.status,
+            processor_refund_id.as_deref(),
+            now,
+        )
+        .await?
+        {
+            // Someone else recorded the answer first.
+            return Err(AppError::invalid(
+                "amount",
+                "this refund was already recorded",
+            ));
+        }
         if let Some(why) = refused {
-            rf::decide(&mut tx, &refund_id, "failed", None, now).await?;
-            rf::release(&mut tx, payment_id, amount.cents(), now).await?;
+            rf::release(&mut tx, payment_id, r.amount_cents, now).await?;
             self.audit(
                 &mut tx,
-                &actor,
+                actor,
                 "payment.refunded",
                 payment_id,
                 "failure",
@@ -237,15 +311,6 @@ impl App {
                 )),
             };
         }
-        let processor_refund_id = answer.as_ref().map(|r| r.id.clone()).ok();
-        rf::decide(
-            &mut tx,
-            &refund_id,
-            "succeeded",
-            processor_refund_id.as_deref(),
-            now,
-        )
-        .await?;
         let fresh = pay_store::get(&mut tx, payment_id)
             .await?
             .ok_or(AppError::NotFound("payment"))?;
@@ -269,8 +334,8 @@ impl App {
                 id: random_id(),
                 account_number: account_number.to_owned(),
                 kind: "refund".into(),
-                reference: refund_id.clone(),
-                amount_cents: amount.cents(),
+                reference: refund_id.to_owned(),
+                amount_cents: r.amount_cents,
                 description: format!("Refund of online payment {}", fresh.confirmation_number),
                 posted_at: now,
             },
@@ -288,6 +353,7 @@ impl App {
             "{city} refunded {amount} of your payment {conf} (utility account {account_number}) to the card you paid with.\n\nReason: {reason}\n\nRefunds usually reach your card within 5 to 10 business days. The amount is owed on the account again.\n",
             city = self.config().city_name,
             conf = fresh.confirmation_number,
+            reason = r.reason,
         );
         self.enqueue_email(
             &mut tx,
@@ -299,7 +365,7 @@ impl App {
         .await?;
         self.audit(
             &mut tx,
-            &actor,
+            actor,
             "payment.refunded",
             payment_id,
             "success",
@@ -311,14 +377,6 @@ impl App {
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(RefundView {
-            id: refund_id,
-            account_number: account_number.to_owned(),
-            amount,
-            reason: reason.to_owned(),
-            staff_id: staff.id.clone(),
-            status: "succeeded".into(),
-            created_at: now,
-        })
+        Ok(view)
     }
 }

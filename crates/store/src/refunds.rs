@@ -129,3 +129,14 @@ pub async fn for_payment(conn: &mut AnyConnection, payment_id: &str) -> Result<V
     .fetch_all(conn)
     .await?)
 }
+
+/// Refunds still `requested` that were made before `before`, oldest first.
+pub async fn stuck(conn: &mut AnyConnection, before: i64, limit: i64) -> Result<Vec<RefundRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM payment_refunds WHERE status = 'requested' AND created_at < $1 ORDER BY created_at, id LIMIT $2"
+    ))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

@@ -234,6 +234,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 if let Err(e) = a.expire_stale_payments().await {
                     tracing::warn!(error = %e, "expiry worker");
                 }
+                if let Err(e) = a.resume_stuck_refunds().await {
+                    tracing::warn!(error = %e, "refund worker");
+                }
             }
         }));
         // The payment pages' tamper check (PCI DSS 11.6.1) against the portal as residents

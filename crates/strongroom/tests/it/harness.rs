@@ -386,24 +386,27 @@ impl Server {
     /// so its transaction committed), unless deliveries are paused: afterwards nothing in
     /// flight still writes audit rows, ledger entries or emails behind a test's back.
     pub async fn webhooks_settled(&self) {
-        let url = format!("{}/_sandbox/events", self.processor);
         eventually("the sandbox delivered every webhook", || async {
-            let v: serde_json::Value = self
-                .http
-                .get(&url)
-                .bearer_auth(SK)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = self.sandbox_events().await;
             v["paused"] == true
                 || v["data"]
                     .as_array()
                     .is_some_and(|evs| evs.iter().all(|e| e["delivered"] == true))
         })
         .await;
+    }
+
+    /// The sandbox's event list (`/_sandbox/events`): `{"paused", "data": [..]}`.
+    pub async fn sandbox_events(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/_sandbox/events", self.processor))
+            .bearer_auth(SK)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 

@@ -128,3 +128,77 @@ async fn a_supervisor_refunds_part_then_the_rest_and_nobody_refunds_more() {
     let timeline = s.app().payment_timeline(&id).await.unwrap();
     assert!(timeline.iter().any(|e| e.kind == "refund_reported"));
 }
+
+/// The server stopped after the processor made a refund but before it was recorded: the
+/// worker finishes it with the same idempotency key, so the processor makes no second
+/// refund and the account is credited once.
+#[tokio::test]
+async fn a_refund_interrupted_after_the_processor_call_is_finished_once() {
+    use app::processor::Processor;
+    let s = server().start().await;
+    let before = s.balance("100001").await;
+    let id = s.pay_ok("100001", "93301", 900, "stuck-1").await;
+    let intent = {
+        let mut c = s.app().store.conn().await.unwrap();
+        store::payments::get(&mut c, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .processor_payment_intent
+            .unwrap()
+    };
+    // Step 1 happened (reserved, recorded as requested)...
+    let now = app::Clock::now(&*s.clock).unix_timestamp();
+    let refund_id = "rf_interrupted1";
+    {
+        let mut c = s.app().store.conn().await.unwrap();
+        assert!(store::refunds::reserve(&mut c, &id, 300, now)
+            .await
+            .unwrap());
+        store::refunds::insert(
+            &mut c,
+            &store::refunds::RefundRow {
+                id: refund_id.into(),
+                payment_id: id.clone(),
+                account_number: "100001".into(),
+                amount_cents: 300,
+                reason: "billing error".into(),
+                staff_id: "stf_gone".into(),
+                status: "requested".into(),
+                processor_refund_id: None,
+                created_at: now,
+                decided_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // ...and step 2: the processor made the refund; then the server stopped.
+    let client = app::processor::client::StripeClient::new(&s.processor, SK).unwrap();
+    let req = app::processor::CreateRefund {
+        payment_intent: intent,
+        amount: Some(300),
+        metadata: vec![
+            ("payment_id".into(), id.clone()),
+            ("refund_id".into(), refund_id.into()),
+        ],
+    };
+    client.create_refund(&req, refund_id).await.unwrap();
+    // Not yet five minutes: left alone.
+    assert_eq!(s.app().resume_stuck_refunds().await.unwrap(), 0);
+    s.clock.advance(time::Duration::minutes(6));
+    assert_eq!(s.app().resume_stuck_refunds().await.unwrap(), 1);
+    assert_eq!(s.app().resume_stuck_refunds().await.unwrap(), 0, "once");
+    assert_eq!(s.balance("100001").await, before - 900 + 300);
+    assert_eq!(status_of(&s, &id).await, "partially_refunded");
+    // The processor made one refund, not two.
+    s.webhooks_settled().await;
+    let v = s.sandbox_events().await;
+    let refunds = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "charge.refunded")
+        .count();
+    assert_eq!(refunds, 1);
+}
