@@ -8,6 +8,10 @@ pub enum AppError {
     /// The input named by `field` is wrong; `message` says how.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// Several inputs are wrong at once (a form shows them all): each names its field and
+    /// a stable reason code, the key of the message people read (`field_error.<code>`).
+    #[error("{}", .0.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<FieldProblem>),
     /// Account number and ZIP did not match an account (deliberately not saying which).
     #[error("no account matches that account number and ZIP code")]
     AccountNotFound,
@@ -32,6 +36,10 @@ pub enum AppError {
     IdempotencyMismatch,
     #[error("a request with this idempotency key is still in progress")]
     IdempotencyInProgress,
+    /// A portal payment form sent again after the payment it started was decided; the
+    /// payment's id, whose receipt answers the form.
+    #[error("this form was already used for payment {0}")]
+    FormAlreadyUsed(String),
     #[error("the payment processor is unavailable: {0}")]
     Processor(#[from] processor::ProcessorError),
     #[error("webhook rejected: {0}")]
@@ -40,6 +48,26 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// One wrong input of a form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    /// Stable: the message catalog's `field_error.<code>`.
+    pub code: &'static str,
+    /// English, for logs and API clients.
+    pub message: String,
+}
+
+impl FieldProblem {
+    pub fn new(field: &str, code: &'static str, message: impl Into<String>) -> FieldProblem {
+        FieldProblem {
+            field: field.to_owned(),
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl AppError {
@@ -52,7 +80,7 @@ impl AppError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::Invalid { .. } => "invalid_request",
+            AppError::Invalid { .. } | AppError::Fields(_) => "invalid_request",
             AppError::AccountNotFound => "account_not_found",
             AppError::LinkProofMismatch => "link_proof_mismatch",
             AppError::NotFound(_) => "not_found",
@@ -64,6 +92,7 @@ impl AppError {
             AppError::Forbidden => "forbidden",
             AppError::IdempotencyMismatch => "idempotency_key_reused",
             AppError::IdempotencyInProgress => "idempotency_key_in_progress",
+            AppError::FormAlreadyUsed(_) => "form_already_used",
             AppError::Processor(_) => "processor_unavailable",
             AppError::Webhook(_) => "webhook_rejected",
             AppError::Store(_) | AppError::Internal(_) => "internal_error",

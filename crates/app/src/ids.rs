@@ -30,6 +30,23 @@ pub fn random_token() -> String {
     }
 }
 
+/// The one-time key of a payment form (`payments::valid_form_key`): 16 random bytes, hex,
+/// drawn again like `random_token` if it holds a long run of digits.
+pub fn form_key() -> String {
+    loop {
+        let bytes: [u8; 16] = rand::rngs::OsRng.gen();
+        let key = hex::encode(bytes);
+        let longest_digit_run = key
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        if longest_digit_run < 13 {
+            return key;
+        }
+    }
+}
+
 /// What is stored of a token: its SHA-256.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

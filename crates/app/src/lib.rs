@@ -10,6 +10,7 @@ pub mod demo;
 pub mod documents;
 pub mod email;
 mod error;
+pub mod exceptions;
 pub mod ids;
 pub mod integrity;
 pub mod mfa;
@@ -25,7 +26,7 @@ pub mod staff;
 use std::sync::Arc;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::AppError;
+pub use error::{AppError, FieldProblem};
 pub use processor;
 pub use store;
 

@@ -2,6 +2,7 @@
 //! out of `pending` by compare-and-set, and only the winner posts to the ledger, in the
 //! same transaction as the audit event and the receipt email.
 
+use crate::exceptions::{session_evidence, ExceptionKind, NewException};
 use crate::ids::{confirmation_number, random_id};
 use crate::{App, AppError};
 use domain::payment::PaymentEvent;
@@ -52,6 +53,14 @@ pub struct PaymentRequest {
     pub channel: Channel,
     pub return_url: Option<String>,
     pub source_ip: String,
+    /// The one-time key of the portal form that sent this request (see `FORM_KEY_LEN`):
+    /// a form sent twice finds the payment it started instead of starting another.
+    pub form_key: Option<String>,
+}
+
+/// What a portal form's one-time key must look like: 32 lower-case hex digits.
+pub fn valid_form_key(k: &str) -> bool {
+    k.len() == 32 && k.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A payment as shown to residents, API clients and staff.
@@ -115,6 +124,11 @@ impl SettleSource {
             SettleSource::ExpiryJob => "expiry job",
         }
     }
+}
+
+/// The processor holds the money of this session.
+fn is_captured(s: &CheckoutSession) -> bool {
+    s.status == SessionStatus::Complete && s.payment_status == SessionPaymentStatus::Paid
 }
 
 const MAX_ITEMS: usize = 20;
@@ -255,6 +269,19 @@ impl App {
         if let Some(u) = &req.return_url {
             self.check_return_url(u)?;
         }
+        if let Some(key) = &req.form_key {
+            if !valid_form_key(key) {
+                return Err(AppError::invalid(
+                    "form_key",
+                    "this form is out of date; reload the page",
+                ));
+            }
+            let mut conn = self.store.conn().await?;
+            if let Some(p) = pay_store::by_form_key(&mut conn, key).await? {
+                drop(conn);
+                return self.form_sent_again(p, &req).await;
+            }
+        }
         if req.channel == Channel::Portal {
             if let Some(again) = self.open_duplicate(&req).await? {
                 return Ok(again);
@@ -344,6 +371,21 @@ impl App {
             decided_at: None,
         };
         pay_store::insert(&mut tx, &row, &item_rows).await?;
+        if let Some(key) = &req.form_key {
+            if let Err(e) = pay_store::set_form_key(&mut tx, &payment_id, key).await {
+                if store::is_unique_violation(&e) {
+                    // The same form, sent twice at once: the other request won the key.
+                    drop(tx);
+                    let mut conn = self.store.conn().await?;
+                    let first = pay_store::by_form_key(&mut conn, key)
+                        .await?
+                        .ok_or_else(|| AppError::Internal("form key vanished".into()))?;
+                    drop(conn);
+                    return self.form_sent_again(first, &req).await;
+                }
+                return Err(e.into());
+            }
+        }
         let detail = format!(
             "{} for {} item(s) via {}",
             total,
@@ -370,6 +412,20 @@ impl App {
         tx.commit().await.map_err(store::StoreError::from)?;
 
         // Outside any transaction: never hold the database while waiting on the network.
+        self.open_checkout(&row, &item_rows, &req.email).await
+    }
+
+    /// Opens (or, for a payment that already asked, finds again) the processor's checkout
+    /// session of a pending payment. Everything sent is derived from the stored payment and
+    /// the payment id is the idempotency key, so asking twice yields the same session.
+    async fn open_checkout(
+        &self,
+        row: &PaymentRow,
+        item_rows: &[PaymentItemRow],
+        email: &EmailAddress,
+    ) -> Result<StartedPayment, AppError> {
+        let payment_id = row.id.clone();
+        let currency = self.config().currency;
         let base = &self.config().portal_base_url;
         let create = CreateCheckoutSession {
             line_items: item_rows
@@ -397,8 +453,8 @@ impl App {
                     row.confirmation_number.clone(),
                 ),
             ],
-            customer_email: Some(req.email.to_string()),
-            expires_at: Some(now + self.config().payment_ttl_secs.max(1800)),
+            customer_email: Some(email.to_string()),
+            expires_at: Some(row.created_at + self.config().payment_ttl_secs.max(1800)),
         };
         let session = match self
             .processor
@@ -414,21 +470,59 @@ impl App {
         let url = session.url.clone().ok_or_else(|| {
             AppError::Processor(ProcessorError::Decode("checkout session has no url".into()))
         })?;
-        let mut tx = self.store.begin().await?;
-        pay_store::set_session(&mut tx, &payment_id, &session.id, self.now_unix()).await?;
-        self.add_event(
-            &mut tx,
-            &payment_id,
-            "checkout_opened",
-            &format!("processor session {}", session.id),
-        )
-        .await?;
-        tx.commit().await.map_err(store::StoreError::from)?;
+        if row.processor_session_id.as_deref() != Some(session.id.as_str()) {
+            let mut tx = self.store.begin().await?;
+            pay_store::set_session(&mut tx, &payment_id, &session.id, self.now_unix()).await?;
+            self.add_event(
+                &mut tx,
+                &payment_id,
+                "checkout_opened",
+                &format!("processor session {}", session.id),
+            )
+            .await?;
+            tx.commit().await.map_err(store::StoreError::from)?;
+        }
         let payment = self.payment(&payment_id).await?;
         Ok(StartedPayment {
             payment,
             checkout_url: url,
         })
+    }
+
+    /// A portal form sent again (a double click, a resubmit after "back", a reload of the
+    /// answer): the payment it started is the answer. Still pending: its checkout is opened
+    /// again (the same session, by idempotency key). Decided: `FormAlreadyUsed`, whose
+    /// page shows that payment. Other amounts under the same key are refused.
+    async fn form_sent_again(
+        &self,
+        p: PaymentRow,
+        req: &PaymentRequest,
+    ) -> Result<StartedPayment, AppError> {
+        let mut conn = self.store.conn().await?;
+        let items = pay_store::items(&mut conn, &p.id).await?;
+        drop(conn);
+        let mut have: Vec<(String, i64)> = items
+            .iter()
+            .map(|i| (i.account_number.clone(), i.amount_cents))
+            .collect();
+        let mut wanted: Vec<(String, i64)> = req
+            .items
+            .iter()
+            .map(|i| (i.account.to_string(), i.amount.cents()))
+            .collect();
+        have.sort();
+        wanted.sort();
+        if have != wanted
+            || p.resident_id != req.resident_id
+            || p.email_index.as_deref() != Some(self.email_index(req.email.as_str()).as_str())
+        {
+            return Err(AppError::IdempotencyMismatch);
+        }
+        if p.status != PaymentStatus::Pending.as_str() {
+            return Err(AppError::FormAlreadyUsed(p.id));
+        }
+        let started = self.open_checkout(&p, &items, &req.email).await?;
+        Ok(started)
     }
 
     /// The same payer asking again for the same items and amounts (a double click, or back
@@ -551,8 +645,17 @@ impl App {
             }
         }
         let Some(p) = found else {
+            // Money captured for a session we have no payment for (a payment row lost, or
+            // a checkout someone opened with our keys): never acknowledged silently.
+            let outcome = if is_captured(session) {
+                self.raise_session_exception(&mut tx, ExceptionKind::UnknownSession, None, session)
+                    .await?;
+                WebhookOutcome::Ignored("unknown checkout session; exception raised")
+            } else {
+                WebhookOutcome::Ignored("unknown checkout session")
+            };
             tx.commit().await.map_err(store::StoreError::from)?;
-            return Ok(WebhookOutcome::Ignored("unknown checkout session"));
+            return Ok(outcome);
         };
         if let Some((id, kind)) = event_id {
             self.add_event(
@@ -601,11 +704,29 @@ impl App {
                         "captured amount differs from the payment; not posted",
                     )
                     .await?;
+                    // Not posted (the ledger would disagree with the processor either way):
+                    // the payment is closed as failed and the captured money waits in the
+                    // exceptions queue for a person to attach or refund it.
+                    if pay_store::transition(&mut tx, &p.id, "pending", "failed", now).await? {
+                        pay_store::set_failure(
+                            &mut tx,
+                            &p.id,
+                            "amount_mismatch",
+                            "The processor captured a different amount; city staff will review it.",
+                            now,
+                        )
+                        .await?;
+                    }
+                    self.raise_session_exception(
+                        &mut tx,
+                        ExceptionKind::AmountMismatch,
+                        Some(&p.id),
+                        session,
+                    )
+                    .await?;
                     tx.commit().await.map_err(store::StoreError::from)?;
-                    return Err(AppError::Internal(format!(
-                        "payment {} captured amount differs",
-                        p.id
-                    )));
+                    tracing::error!(payment_id = %p.id, "processor captured a different amount");
+                    return Ok(WebhookOutcome::Ignored("amount differs; exception raised"));
                 }
                 if status.apply(PaymentEvent::Succeed).is_ok()
                     && pay_store::transition(&mut tx, &p.id, "pending", "succeeded", now).await?
@@ -666,6 +787,13 @@ impl App {
                         "failure",
                         "-",
                         "needs reconciliation",
+                    )
+                    .await?;
+                    self.raise_session_exception(
+                        &mut tx,
+                        ExceptionKind::CaptureAfterClose,
+                        Some(&p.id),
+                        session,
                     )
                     .await?;
                     tracing::error!(payment_id = %p.id, status = status.as_str(), "processor captured a closed payment");
@@ -735,6 +863,32 @@ impl App {
         };
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok(outcome)
+    }
+
+    /// An exception for a captured checkout session, once per session.
+    async fn raise_session_exception(
+        &self,
+        tx: &mut Conn,
+        kind: ExceptionKind,
+        payment_id: Option<&str>,
+        session: &CheckoutSession,
+    ) -> Result<bool, AppError> {
+        let amount = domain::Currency::parse(&session.currency)
+            .map(|c| Money::from_cents(session.amount_total, c));
+        self.raise_exception(
+            tx,
+            "processor",
+            NewException {
+                kind,
+                dedupe_key: format!("session:{}", session.id),
+                payment_id: payment_id.map(str::to_owned),
+                processor_ref: Some(session.id.clone()),
+                amount,
+                business_date: None,
+                evidence: session_evidence(session),
+            },
+        )
+        .await
     }
 
     /// Posts each item's amount to its account, once.

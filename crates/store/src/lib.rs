@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod csp_reports;
 pub mod documents;
+pub mod exceptions;
 pub mod idempotency;
 pub mod mfa;
 pub mod outbox;
@@ -37,6 +38,8 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the database does not make commits durable: {0}")]
+    NotDurable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -82,7 +85,10 @@ impl Store {
                         Box::pin(async move {
                             for pragma in [
                                 "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = NORMAL",
+                                // FULL: in WAL mode every commit syncs the WAL, so a
+                                // committed payment survives a power cut, not only a
+                                // crash of the process (NORMAL may lose the last commits).
+                                "PRAGMA synchronous = FULL",
                                 "PRAGMA foreign_keys = ON",
                                 "PRAGMA busy_timeout = 5000",
                                 "PRAGMA secure_delete = ON",
@@ -98,10 +104,23 @@ impl Store {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(10)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // A role or database default of `off` would acknowledge commits
+                            // before they reach the disk: every connection asks for `on`.
+                            sqlx::query("SET synchronous_commit = on")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(opts)
                     .await?
             }
         };
+        let store = Store { pool, backend };
+        store.require_durable().await?;
+        let pool = store.pool;
         MIGRATOR.run(&pool).await?;
         let mut tx = pool.begin().await?;
         if backend == Backend::Postgres {
@@ -119,6 +138,81 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The settings that decide whether a commit survives a power cut, as the database
+    /// reports them on a pooled connection: SQLite `journal_mode` and `synchronous`;
+    /// PostgreSQL `synchronous_commit`, `fsync` and `full_page_writes`.
+    pub async fn durability(&self) -> Result<Vec<(String, String)>> {
+        let mut c = self.conn().await?;
+        let names: &[&str] = match self.backend {
+            Backend::Sqlite => &["journal_mode", "synchronous"],
+            Backend::Postgres => &["synchronous_commit", "fsync", "full_page_writes"],
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let value = match self.backend {
+                Backend::Sqlite => {
+                    // `synchronous` reads back as a number: 2 is FULL, 3 EXTRA.
+                    let row = sqlx::query(&format!("PRAGMA {name}"))
+                        .fetch_one(&mut *c)
+                        .await?;
+                    let v: std::result::Result<String, _> = sqlx::Row::try_get(&row, 0);
+                    match v {
+                        Ok(s) => s,
+                        Err(_) => {
+                            let n: i64 = sqlx::Row::try_get(&row, 0)?;
+                            match n {
+                                0 => "off".into(),
+                                1 => "normal".into(),
+                                2 => "full".into(),
+                                3 => "extra".into(),
+                                other => other.to_string(),
+                            }
+                        }
+                    }
+                }
+                Backend::Postgres => {
+                    let (v,): (String,) = sqlx::query_as(&format!("SHOW {name}"))
+                        .fetch_one(&mut *c)
+                        .await?;
+                    v
+                }
+            };
+            out.push(((*name).to_owned(), value.to_ascii_lowercase()));
+        }
+        Ok(out)
+    }
+
+    /// Refuses a database that would acknowledge a commit a power cut can take back: money
+    /// that the processor captured must never be recorded only in a cache.
+    async fn require_durable(&self) -> Result<()> {
+        let wanted: &[(&str, &[&str])] = match self.backend {
+            Backend::Sqlite => &[
+                ("journal_mode", &["wal"]),
+                ("synchronous", &["full", "extra"]),
+            ],
+            Backend::Postgres => &[
+                (
+                    "synchronous_commit",
+                    &["on", "local", "remote_write", "remote_apply"],
+                ),
+                ("fsync", &["on"]),
+                ("full_page_writes", &["on"]),
+            ],
+        };
+        let have = self.durability().await?;
+        for (name, ok) in wanted {
+            let value = have
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("unknown");
+            if !ok.contains(&value) {
+                return Err(StoreError::NotDurable(format!("{name} is {value}")));
+            }
+        }
+        Ok(())
     }
 
     pub async fn begin(&self) -> Result<Transaction<'static, Any>> {

@@ -327,3 +327,24 @@ pub async fn recent(conn: &mut AnyConnection, limit: i64) -> Result<Vec<PaymentR
     .fetch_all(conn)
     .await?)
 }
+
+/// Records the one-time key of the portal form that started a payment. A second payment
+/// with the same key fails here with a unique violation (`is_unique_violation`).
+pub async fn set_form_key(conn: &mut AnyConnection, id: &str, form_key: &str) -> Result<()> {
+    sqlx::query("UPDATE payments SET form_key = $1 WHERE id = $2")
+        .bind(form_key)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The payment a portal form with this key started, if any.
+pub async fn by_form_key(conn: &mut AnyConnection, form_key: &str) -> Result<Option<PaymentRow>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLS} FROM payments WHERE form_key = $1"))
+            .bind(form_key)
+            .fetch_optional(conn)
+            .await?,
+    )
+}

@@ -279,6 +279,8 @@ fn to_request(
         channel: Channel::Api,
         return_url: req.return_url,
         source_ip: ip,
+        // The API has its own `Idempotency-Key` header.
+        form_key: None,
     })
 }
 

@@ -25,6 +25,7 @@ pub struct WebError {
 pub fn status_of(e: &AppError) -> StatusCode {
     match e {
         AppError::Invalid { .. }
+        | AppError::Fields(_)
         | AppError::LinkProofMismatch
         | AppError::BadToken
         | AppError::Webhook(_) => StatusCode::BAD_REQUEST,
@@ -34,7 +35,7 @@ pub fn status_of(e: &AppError) -> StatusCode {
         AppError::Locked => StatusCode::LOCKED,
         AppError::EmailNotVerified | AppError::Forbidden => StatusCode::FORBIDDEN,
         AppError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-        AppError::IdempotencyInProgress => StatusCode::CONFLICT,
+        AppError::IdempotencyInProgress | AppError::FormAlreadyUsed(_) => StatusCode::CONFLICT,
         AppError::Processor(_) => StatusCode::BAD_GATEWAY,
         AppError::Store(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

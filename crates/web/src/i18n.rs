@@ -27,6 +27,9 @@ fn catalogs() -> &'static HashMap<&'static str, Catalog> {
     })
 }
 
+/// What `Tr::s` answers for a key no catalog has.
+pub const MISSING: &str = "(missing text)";
+
 /// The languages offered, as (code, name in that language).
 pub const LANGUAGES: &[(&str, &str)] = &[("en", "English"), ("es", "Español")];
 
@@ -54,7 +57,7 @@ impl Tr {
             .and_then(|c| c.get(key))
             .or_else(|| cats.get("en").and_then(|c| c.get(key)))
             .map(String::as_str)
-            .unwrap_or("(missing text)")
+            .unwrap_or(MISSING)
     }
 
     /// The text for `key` with `{name}` placeholders filled.

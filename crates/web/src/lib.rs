@@ -6,6 +6,7 @@ pub mod api;
 pub mod assets;
 mod cookies;
 pub mod error;
+pub mod forms;
 pub mod i18n;
 pub mod integrity;
 pub mod passkeys;

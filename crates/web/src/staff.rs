@@ -182,6 +182,23 @@ impl StaffCtx {
         }
     }
 
+    /// Checks a form's token against the signed-in member's session (403 page otherwise).
+    pub fn require_form_token(&self, sent: &str) -> Result<(), Refusal> {
+        let ok = self
+            .signed_in
+            .as_ref()
+            .is_some_and(|(s, _)| !sent.is_empty() && secrets_equal(&s.csrf_token, sent));
+        if ok {
+            Ok(())
+        } else {
+            Err(self.fail(
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                self.t.s("staff.error.csrf"),
+            ))
+        }
+    }
+
     /// An error page with the back office's layout.
     pub fn fail(&self, status: StatusCode, code: &'static str, message: &str) -> Refusal {
         let page = StaffErrorPage {

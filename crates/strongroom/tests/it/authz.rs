@@ -102,6 +102,7 @@ async fn residents_see_only_their_own_accounts_bills_and_payments() {
         .header("origin", &s.portal)
         .form(&[
             ("csrf", a_csrf.as_str()),
+            ("form_key", &app::ids::form_key()),
             ("pay_100001", "on"),
             ("amount_100001", &format!("{}.{:02}", bal / 100, bal % 100)),
         ])

@@ -78,6 +78,8 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/profile/passkeys/remove"
         | "/profile/recovery-codes" => Some(Role::Auditor),
         "/audit" => Some(Role::Auditor),
+        "/exceptions" | "/exceptions/{id}" => Some(Role::Auditor),
+        "/exceptions/{id}/resolve" => Some(Role::Supervisor),
         "/accounts/{account}"
         | "/accounts/{account}/documents"
         | "/documents/{id}/download"

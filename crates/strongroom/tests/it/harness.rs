@@ -233,6 +233,12 @@ impl Server {
         if !form.iter().any(|(k, _)| *k == "csrf") {
             form.push(("csrf", form_token(&self.http, &self.portal).await));
         }
+        // A payment form carries the one-time key its page was rendered with: each call
+        // here is a freshly rendered form unless the test sets `form_key` itself.
+        if matches!(path, "/quick-pay/pay" | "/pay") && !form.iter().any(|(k, _)| *k == "form_key")
+        {
+            form.push(("form_key", app::ids::form_key()));
+        }
         self.http
             .post(format!("{}{path}", self.portal))
             .header("origin", &self.portal)

@@ -318,7 +318,11 @@ async fn resident_registers_links_two_accounts_and_pays_both_in_one_checkout() {
     }
     let dash = s.get("/dashboard").await.text().await.unwrap();
     assert!(dash.contains("100001") && dash.contains("100003"));
-    let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf.clone())];
+    // The dashboard's pay form carries its one-time key.
+    let mut form: Vec<(String, String)> = vec![
+        ("csrf".into(), csrf.clone()),
+        ("form_key".into(), hidden_value(&dash, "form_key")),
+    ];
     for (n, bal) in &accounts {
         assert!(*bal > 0, "{n} owes something");
         form.push((format!("pay_{n}"), "on".into()));

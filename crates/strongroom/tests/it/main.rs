@@ -12,6 +12,7 @@ mod breach;
 mod browser;
 mod cli;
 mod every_route;
+mod exceptions;
 mod hardening;
 mod harness;
 mod integrity;

@@ -573,6 +573,8 @@ struct DashboardPage {
     payable: usize,
     payments: Vec<PaymentLine>,
     error: String,
+    /// The pay form's one-time key (a form sent twice starts one payment).
+    form_key: String,
 }
 
 async fn dashboard_page(
@@ -625,6 +627,7 @@ async fn dashboard_page(
     render(
         status,
         &DashboardPage {
+            form_key: app::ids::form_key(),
             c: ctx.chrome(),
             email: resident.email,
             rows,
@@ -687,6 +690,14 @@ fn requested_items(
     Ok(items)
 }
 
+/// The first value of a form field, or "".
+fn field_value<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
 async fn pay(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -695,12 +706,7 @@ async fn pay(
     let Some(s) = ctx.session.clone() else {
         return Ok(to_login());
     };
-    let csrf = form
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
-    ctx.check_csrf(csrf)?;
+    ctx.check_csrf(field_value(&form, "csrf"))?;
     let items = match requested_items(st.app.config().currency, &ctx.t, &form) {
         Ok(items) => items,
         Err((account, message)) => {
@@ -735,9 +741,13 @@ async fn pay(
         channel: Channel::Portal,
         return_url: None,
         source_ip: ctx.ip.clone(),
+        form_key: Some(field_value(&form, "form_key").to_owned()),
     };
     match st.app.start_payment(req).await {
         Ok(started) => Ok(Redirect::to(&started.checkout_url).into_response()),
+        Err(AppError::FormAlreadyUsed(id)) => {
+            Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
+        }
         Err(e) => {
             // `items[i].amount_cents` names the row the use case refused.
             let row = match &e {

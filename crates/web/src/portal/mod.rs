@@ -266,6 +266,8 @@ struct QuickPayPage {
     amount: String,
     email: String,
     error: Option<String>,
+    /// The form's one-time key (a form sent twice starts one payment).
+    form_key: String,
 }
 
 /// Turns a use-case refusal into the message shown next to the form (with its status).
@@ -312,6 +314,7 @@ async fn quick_pay_lookup(
                     amount,
                     email: String::new(),
                     error: None,
+                    form_key: app::ids::form_key(),
                 },
             )
         }
@@ -340,6 +343,8 @@ struct PayForm {
     amount: String,
     #[serde(default)]
     email: String,
+    #[serde(default)]
+    form_key: String,
 }
 
 async fn quick_pay_start(
@@ -378,6 +383,9 @@ async fn quick_pay_start(
     };
     match result {
         Ok(started) => Ok(Redirect::to(&started.checkout_url).into_response()),
+        Err(AppError::FormAlreadyUsed(id)) => {
+            Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
+        }
         Err(e) => {
             let (status, msg) = form_error(&ctx, e)?;
             render(
@@ -389,6 +397,7 @@ async fn quick_pay_start(
                     amount: f.amount,
                     email: f.email,
                     error: Some(msg),
+                    form_key: app::ids::form_key(),
                 },
             )
         }
@@ -414,6 +423,7 @@ fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentReque
         channel: Channel::Portal,
         return_url: None,
         source_ip: ctx.ip.clone(),
+        form_key: Some(f.form_key.clone()),
     })
 }
 
@@ -507,6 +517,7 @@ fn failure_message(t: &Tr, code: Option<&str>) -> Option<String> {
     match code {
         Some("insufficient_funds") => Some(t.s("decline.insufficient_funds").to_owned()),
         Some("processor_unavailable") => Some(t.s("decline.processor_unavailable").to_owned()),
+        Some("amount_mismatch") => Some(t.s("decline.amount_mismatch").to_owned()),
         Some(_) => Some(t.s("decline.generic").to_owned()),
         None => None,
     }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod documents;
+pub mod exceptions;
 pub mod profile;
 
 use crate::AppState;
@@ -12,5 +13,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(audit::router())
         .merge(documents::router())
+        .merge(exceptions::router())
         .merge(profile::router())
 }
