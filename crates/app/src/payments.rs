@@ -880,7 +880,12 @@ impl App {
             "processor",
             NewException {
                 kind,
-                dedupe_key: format!("session:{}", session.id),
+                // The key reconciliation uses for the same capture, so one capture is one
+                // exception whichever path sees it first.
+                dedupe_key: match &session.payment_intent_id {
+                    Some(pi) => format!("capture:{pi}"),
+                    None => format!("session:{}", session.id),
+                },
                 payment_id: payment_id.map(str::to_owned),
                 processor_ref: Some(session.id.clone()),
                 amount,

@@ -7,6 +7,7 @@ pub mod money;
 pub mod pan;
 pub mod password;
 pub mod payment;
+pub mod reconcile;
 pub mod secret;
 
 pub use account::{AccountNumber, PostalCode};
