@@ -16,6 +16,7 @@ pub mod passkeys;
 pub mod payments;
 pub mod pii;
 pub mod ratelimit;
+pub mod reconciliation;
 pub mod refunds;
 pub mod residents;
 pub mod sessions;
