@@ -45,6 +45,34 @@ pub trait Processor: Send + Sync {
         req: &CreateRefund,
         idempotency_key: &str,
     ) -> Result<Refund, ProcessorError>;
+
+    /// `GET /v1/checkout/sessions` created in `[created_gte, created_lt)`, every page.
+    async fn list_checkout_sessions(
+        &self,
+        created_gte: i64,
+        created_lt: i64,
+    ) -> Result<Vec<CheckoutSession>, ProcessorError>;
+
+    /// `GET /v1/charges` created in `[created_gte, created_lt)`, every page.
+    async fn list_charges(
+        &self,
+        created_gte: i64,
+        created_lt: i64,
+    ) -> Result<Vec<Charge>, ProcessorError>;
+
+    /// `GET /v1/refunds` created in `[created_gte, created_lt)`, every page.
+    async fn list_refunds(
+        &self,
+        created_gte: i64,
+        created_lt: i64,
+    ) -> Result<Vec<Refund>, ProcessorError>;
+
+    /// `GET /v1/payouts` created in `[created_gte, created_lt)`, every page.
+    async fn list_payouts(
+        &self,
+        created_gte: i64,
+        created_lt: i64,
+    ) -> Result<Vec<Payout>, ProcessorError>;
 }
 
 /// Parameters of a hosted checkout session (always `mode=payment`).
@@ -180,6 +208,39 @@ pub struct Refund {
     /// `succeeded`, `pending`, `failed`, `canceled`, `requires_action`.
     pub status: String,
     pub payment_intent: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// A charge: the money a payment intent captured (Stripe's `charge` object, the fields
+/// reconciliation reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    pub amount: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub currency: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub paid: bool,
+    pub refunded: bool,
+    /// `succeeded`, `pending` or `failed`.
+    pub status: String,
+    pub payment_intent: Option<String>,
+}
+
+/// A payout of the processor's balance to the city's bank account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    /// Unix seconds.
+    pub arrival_date: i64,
+    pub created: i64,
+    /// `paid`, `pending`, `in_transit`, `canceled` or `failed`.
+    pub status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -346,6 +407,8 @@ pub(crate) struct WireRefund {
     status: Option<String>,
     #[serde(default)]
     payment_intent: Option<Expandable<WirePaymentIntentId>>,
+    #[serde(default)]
+    created: i64,
 }
 
 impl CheckoutSession {
@@ -424,7 +487,55 @@ impl Refund {
                 .as_ref()
                 .map(|p| p.id().to_owned())
                 .unwrap_or_default(),
+            created: wire.created,
         })
+    }
+}
+
+#[derive(Deserialize)]
+struct WireChargeListed {
+    id: String,
+    amount: i64,
+    #[serde(default)]
+    amount_captured: i64,
+    #[serde(default)]
+    amount_refunded: i64,
+    currency: String,
+    created: i64,
+    #[serde(default)]
+    paid: bool,
+    #[serde(default)]
+    refunded: bool,
+    status: String,
+    #[serde(default)]
+    payment_intent: Option<Expandable<WirePaymentIntentId>>,
+}
+
+impl Charge {
+    /// Builds a charge from Stripe's `charge` JSON object.
+    pub fn from_stripe_json(value: &serde_json::Value) -> Result<Self, ProcessorError> {
+        let w: WireChargeListed = serde_json::from_value(value.clone())
+            .map_err(|e| ProcessorError::Decode(format!("charge: {e}")))?;
+        Ok(Charge {
+            id: w.id,
+            amount: w.amount,
+            amount_captured: w.amount_captured,
+            amount_refunded: w.amount_refunded,
+            currency: w.currency,
+            created: w.created,
+            paid: w.paid,
+            refunded: w.refunded,
+            status: w.status,
+            payment_intent: w.payment_intent.as_ref().map(|p| p.id().to_owned()),
+        })
+    }
+}
+
+impl Payout {
+    /// Builds a payout from Stripe's `payout` JSON object.
+    pub fn from_stripe_json(value: &serde_json::Value) -> Result<Self, ProcessorError> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| ProcessorError::Decode(format!("payout: {e}")))
     }
 }
 

@@ -28,6 +28,7 @@ use crate::{SessionPaymentStatus, SessionStatus};
 
 mod card;
 mod delivery;
+mod lists;
 mod page;
 mod params;
 
@@ -107,10 +108,15 @@ pub fn router(cfg: SandboxConfig) -> Router {
     state.ensure_worker();
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/v1/checkout/sessions", post(create_session))
+        .route(
+            "/v1/checkout/sessions",
+            post(create_session).get(lists::list_sessions),
+        )
         .route("/v1/checkout/sessions/{id}", get(retrieve_session))
         .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
-        .route("/v1/refunds", post(create_refund))
+        .route("/v1/refunds", post(create_refund).get(lists::list_refunds))
+        .route("/v1/charges", get(lists::list_charges))
+        .route("/v1/payouts", get(lists::list_payouts))
         .route("/v1/refunds/{id}", get(retrieve_refund))
         .route("/c/pay/{id}", get(page::show).post(page::submit))
         .route("/static/sandbox.css", get(page::stylesheet))

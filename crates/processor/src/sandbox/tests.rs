@@ -989,3 +989,196 @@ fn config_debug_hides_secrets() {
     let d = format!("{cfg:?}");
     assert!(!d.contains("hideme"), "{d}");
 }
+
+impl Harness {
+    async fn get_json(&self, path_and_query: &str) -> (StatusCode, Value) {
+        let resp = self
+            .browser
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A paid session at the current clock; returns its payment intent.
+    async fn paid(&mut self, amount: i64) -> String {
+        let s = self
+            .client
+            .create_checkout_session(&session_req(amount), &format!("k{amount}"))
+            .await
+            .unwrap();
+        let (st, _, _) = self
+            .pay(&s.id, &card_form("4242424242424242", "12/30", "123"))
+            .await;
+        assert_eq!(st, StatusCode::SEE_OTHER);
+        assert_eq!(self.next_hook().await.kind, "checkout.session.completed");
+        self.client
+            .retrieve_checkout_session(&s.id)
+            .await
+            .unwrap()
+            .payment_intent_id
+            .unwrap()
+    }
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn lists_page_newest_first_with_cursors_and_filters() {
+    let mut h = start(0).await;
+    let mut intents = Vec::new();
+    for i in 0..5 {
+        h.clock.store(T0 + i * 10, Ordering::SeqCst);
+        intents.push(h.paid(1000 + i).await);
+    }
+    // Newest first, Stripe's envelope.
+    let (st, all) = h.get_json("/v1/charges?limit=100").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(all["object"], "list");
+    assert_eq!(all["url"], "/v1/charges");
+    assert_eq!(all["has_more"], false);
+    let every = ids(&all);
+    assert_eq!(every.len(), 5);
+    let amounts: Vec<i64> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["amount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, vec![1004, 1003, 1002, 1001, 1000]);
+
+    // Pages of two, following has_more and starting_after, then back with ending_before.
+    let (_, p1) = h.get_json("/v1/charges?limit=2").await;
+    assert_eq!(
+        (ids(&p1), p1["has_more"].as_bool()),
+        (every[0..2].to_vec(), Some(true))
+    );
+    let (_, p2) = h
+        .get_json(&format!("/v1/charges?limit=2&starting_after={}", every[1]))
+        .await;
+    assert_eq!(
+        (ids(&p2), p2["has_more"].as_bool()),
+        (every[2..4].to_vec(), Some(true))
+    );
+    let (_, p3) = h
+        .get_json(&format!("/v1/charges?limit=2&starting_after={}", every[3]))
+        .await;
+    // The exact page boundary: the last page says there is no more.
+    assert_eq!(
+        (ids(&p3), p3["has_more"].as_bool()),
+        (every[4..5].to_vec(), Some(false))
+    );
+    let (_, back) = h
+        .get_json(&format!("/v1/charges?limit=2&ending_before={}", every[3]))
+        .await;
+    assert_eq!(
+        (ids(&back), back["has_more"].as_bool()),
+        (every[1..3].to_vec(), Some(true))
+    );
+
+    // created filters: [T0+10, T0+30) holds the 2nd and 3rd.
+    let (_, window) = h
+        .get_json(&format!(
+            "/v1/charges?created[gte]={}&created[lt]={}",
+            T0 + 10,
+            T0 + 30
+        ))
+        .await;
+    assert_eq!(ids(&window), every[2..4].to_vec());
+    let (_, none) = h
+        .get_json(&format!("/v1/checkout/sessions?created[gt]={}", T0 + 100))
+        .await;
+    assert_eq!(
+        (ids(&none).len(), none["has_more"].as_bool()),
+        (0, Some(false))
+    );
+    let (_, sessions) = h.get_json("/v1/checkout/sessions?limit=100").await;
+    assert_eq!(sessions["data"].as_array().unwrap().len(), 5);
+    assert_eq!(sessions["data"][0]["object"], "checkout.session");
+
+    // The client follows every page of 100 (here: one) and decodes the objects.
+    let charges = h.client.list_charges(T0, T0 + 100).await.unwrap();
+    assert_eq!(charges.len(), 5);
+    assert!(charges.iter().all(|c| c.paid && c.status == "succeeded"));
+    assert_eq!(
+        charges[0].payment_intent.as_deref(),
+        Some(intents[4].as_str())
+    );
+    let sessions = h.client.list_checkout_sessions(T0, T0 + 100).await.unwrap();
+    assert_eq!(sessions.len(), 5);
+
+    // Bad parameters are Stripe's 400s.
+    for q in [
+        "limit=0",
+        "limit=101",
+        "limit=ten",
+        "starting_after=ch_a&ending_before=ch_b",
+        "created[gte]=soon",
+        "colour=blue",
+    ] {
+        let (st, v) = h.get_json(&format!("/v1/charges?{q}")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{q}");
+    }
+    let (st, v) = h.get_json("/v1/charges?starting_after=ch_nosuch").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "resource_missing");
+    // The API key is required.
+    let st = h
+        .browser
+        .get(format!("{}/v1/charges", h.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn refunds_and_daily_payouts_are_listed() {
+    let mut h = start(0).await;
+    let day = T0 - T0.rem_euclid(86_400); // 2023-11-14 00:00 UTC
+    h.clock.store(day + 3600, Ordering::SeqCst);
+    let a = h.paid(5000).await;
+    h.paid(2500).await;
+    h.client
+        .create_refund(
+            &CreateRefund {
+                payment_intent: a,
+                amount: Some(700),
+                metadata: vec![],
+            },
+            "r1",
+        )
+        .await
+        .unwrap();
+    let refunds = h.client.list_refunds(day, day + 86_400).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!((refunds[0].amount, refunds[0].created), (700, day + 3600));
+    // No payout while the day is open.
+    assert!(h
+        .client
+        .list_payouts(day, day + 10 * 86_400)
+        .await
+        .unwrap()
+        .is_empty());
+    h.clock.store(day + 86_400 + 60, Ordering::SeqCst);
+    let payouts = h.client.list_payouts(day, day + 10 * 86_400).await.unwrap();
+    assert_eq!(payouts.len(), 1);
+    assert_eq!(payouts[0].id, "po_test_20231114");
+    assert_eq!(payouts[0].amount, 5000 + 2500 - 700);
+    assert_eq!(payouts[0].status, "in_transit");
+    h.clock.store(day + 3 * 86_400 + 60, Ordering::SeqCst);
+    let payouts = h.client.list_payouts(day, day + 10 * 86_400).await.unwrap();
+    assert_eq!(payouts[0].status, "paid");
+}
