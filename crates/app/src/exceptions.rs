@@ -399,6 +399,22 @@ impl App {
                     )
                     .await?;
                 }
+                if let (Some(account), Some(amount)) = (&target, current.amount) {
+                    // Money received: a posting like a payment's, on today's business day.
+                    let brand = serde_json::from_str::<serde_json::Value>(&current.evidence)
+                        .ok()
+                        .and_then(|v| v.get("card_brand")?.as_str().map(str::to_owned))
+                        .unwrap_or_else(|| "unknown".into());
+                    self.post_lines(
+                        &mut tx,
+                        "exception",
+                        id,
+                        id,
+                        &brand,
+                        &[("utility".into(), account.clone(), amount.cents())],
+                    )
+                    .await?;
+                }
                 let detail = match (&target, current.amount) {
                     (Some(a), Some(m)) => format!("attached {m} to account {a}: {note}"),
                     _ => format!("explained: {note}"),

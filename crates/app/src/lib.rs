@@ -13,10 +13,12 @@ mod error;
 pub mod exceptions;
 pub mod ids;
 pub mod integrity;
+pub mod ledger;
 pub mod mfa;
 pub mod passkeys;
 pub mod passwords;
 pub mod payments;
+pub mod reconciliation;
 pub mod refunds;
 pub mod resident_mfa;
 pub mod residents;
@@ -25,7 +27,7 @@ pub mod staff;
 
 use std::sync::Arc;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{AppError, FieldProblem};
 pub use processor;
 pub use store;
@@ -61,6 +63,8 @@ pub struct Config {
     pub outbox_shows_links: bool,
     /// Keys that seal personal data at rest and key its blind indexes (`crypto`).
     pub keys: Arc<crypto::KeyRing>,
+    /// Business days, the chart of accounts of postings, export layouts (`ledger`).
+    pub ledger: ledger::LedgerConfig,
 }
 
 impl std::fmt::Debug for Config {

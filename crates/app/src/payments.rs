@@ -748,7 +748,8 @@ impl App {
                         &format!("captured, confirmed by {}", source.as_str()),
                     )
                     .await?;
-                    self.post_payment(&mut tx, &p).await?;
+                    let brand = card.map_or("unknown", |c| c.brand.as_str());
+                    self.post_payment(&mut tx, &p, brand).await?;
                     self.audit(
                         &mut tx,
                         "processor",
@@ -897,8 +898,14 @@ impl App {
     }
 
     /// Posts each item's amount to its account, once.
-    async fn post_payment(&self, tx: &mut Conn, p: &PaymentRow) -> Result<(), AppError> {
-        for item in pay_store::items(tx, &p.id).await? {
+    async fn post_payment(
+        &self,
+        tx: &mut Conn,
+        p: &PaymentRow,
+        card_brand: &str,
+    ) -> Result<(), AppError> {
+        let items = pay_store::items(tx, &p.id).await?;
+        for item in &items {
             let added = accounts::post_ledger(
                 tx,
                 &accounts::LedgerRow {
@@ -921,7 +928,26 @@ impl App {
                 self.add_event(tx, &p.id, "posted", &detail).await?;
             }
         }
-        Ok(())
+        // The city's ledger: one posting line per item, on today's business day.
+        let lines: Vec<(String, String, i64)> = items
+            .iter()
+            .map(|i| {
+                (
+                    i.item_type.clone(),
+                    i.account_number.clone(),
+                    i.amount_cents,
+                )
+            })
+            .collect();
+        self.post_lines(
+            tx,
+            "payment",
+            &p.id,
+            &p.confirmation_number,
+            card_brand,
+            &lines,
+        )
+        .await
     }
 
     /// A processor webhook: verified (signature and age), de-duplicated by event id, then

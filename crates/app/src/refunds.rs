@@ -341,6 +341,21 @@ impl App {
             },
         )
         .await?;
+        // A reversing line in the city's ledger, on today's business day.
+        let item_type = pay_store::items(&mut tx, payment_id)
+            .await?
+            .into_iter()
+            .find(|i| i.account_number == account_number)
+            .map_or_else(|| "utility".to_owned(), |i| i.item_type);
+        self.post_lines(
+            &mut tx,
+            "refund",
+            refund_id,
+            refund_id,
+            fresh.card_brand.as_deref().unwrap_or("unknown"),
+            &[(item_type, account_number.to_owned(), -r.amount_cents)],
+        )
+        .await?;
         self.add_payment_event(
             &mut tx,
             payment_id,

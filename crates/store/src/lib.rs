@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod passkeys;
 pub mod payments;
 pub mod pii;
+pub mod postings;
 pub mod ratelimit;
 pub mod reconciliation;
 pub mod refunds;

@@ -54,7 +54,10 @@ pub async fn refunds_between(
 }
 
 /// A processor refund id we recorded at any time (payment refund or exception refund).
-pub async fn refund_known(conn: &mut AnyConnection, processor_refund_id: &str) -> Result<Option<(String, i64)>> {
+pub async fn refund_known(
+    conn: &mut AnyConnection,
+    processor_refund_id: &str,
+) -> Result<Option<(String, i64)>> {
     let r: Option<(String, i64)> = sqlx::query_as(
         "SELECT id, amount_cents FROM payment_refunds WHERE processor_refund_id = $1",
     )

@@ -17,12 +17,79 @@ pub struct Config {
     pub security: Security,
     #[serde(default)]
     pub api: Api,
+    #[serde(default)]
+    pub ledger: Ledger,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct City {
     pub name: String,
+    /// IANA time zone of the city: business days close at `ledger.cutoff` there.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "America/Los_Angeles".into()
+}
+
+/// Postings to the city's ledger.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ledger {
+    /// When a business day closes, `HH:MM` city time (default 17:00).
+    #[serde(default)]
+    pub cutoff: Option<String>,
+    /// Fund, department and ledger account of each item type (`utility`, ...); types not
+    /// named keep the built-in defaults.
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, LedgerAccount>,
+    /// Export layouts the back office offers, by name: mapping files (TOML).
+    #[serde(default)]
+    pub export_mappings: std::collections::BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerAccount {
+    pub fund: String,
+    pub department: String,
+    pub ledger_account: String,
+}
+
+/// The ledger configuration the app runs with: the time zone and cut-off checked, every
+/// export mapping read and checked (a bad one stops the server, fail closed).
+pub fn ledger(cfg: &Config) -> anyhow::Result<app::ledger::LedgerConfig> {
+    let mut l = app::ledger::LedgerConfig::standard()?;
+    l.time_zone = jiff::tz::TimeZone::get(&cfg.city.time_zone)
+        .map_err(|e| anyhow::anyhow!("city.time_zone {:?}: {e}", cfg.city.time_zone))?;
+    if let Some(c) = &cfg.ledger.cutoff {
+        l.cutoff = app::ledger::parse_cutoff(c)
+            .with_context(|| format!("ledger.cutoff {c:?} is not a time like 17:00"))?;
+    }
+    for (item, a) in &cfg.ledger.accounts {
+        l.accounts.insert(
+            item.clone(),
+            app::ledger::GlAccount {
+                fund: a.fund.clone(),
+                department: a.department.clone(),
+                ledger_account: a.ledger_account.clone(),
+            },
+        );
+    }
+    for (name, path) in &cfg.ledger.export_mappings {
+        l.layouts.insert(name.clone(), read_layout(path)?);
+    }
+    Ok(l)
+}
+
+/// Reads and checks an export mapping file.
+pub fn read_layout(path: &Path) -> anyhow::Result<app::ledger::ExportLayout> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read mapping {}", path.display()))?;
+    app::ledger::ExportLayout::parse(&text)
+        .map_err(|e| anyhow::anyhow!("mapping {}: {e}", path.display()))
 }
 
 #[derive(Debug, Deserialize)]

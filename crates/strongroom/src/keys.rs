@@ -66,7 +66,14 @@ pub async fn rotate(
     }
     // The file first: should the pass stop half way, every value still opens.
     write_atomic(keys_file, &new)?;
-    let app = crate::server::offline_app(database_url, audit_key, city_name, new.clone()).await?;
+    let app = crate::server::offline_app(
+        database_url,
+        audit_key,
+        city_name,
+        new.clone(),
+        app::ledger::LedgerConfig::standard()?,
+    )
+    .await?;
     let counts = app.reseal_all().await?;
     let mut lines = vec![format!(
         "added data key {} to {} and made it current",

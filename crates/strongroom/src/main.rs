@@ -524,6 +524,7 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         trusted_proxies: vec![],
         worker_interval: Some(Duration::from_secs(2)),
         payment_ttl_secs: 3600,
+        ledger: app::ledger::LedgerConfig::standard()?,
     })
     .await?;
     let started = std::time::Instant::now();
@@ -630,6 +631,7 @@ async fn staff_add(path: &Path, username: &str, name: &str, role: &str) -> anyho
         audit_key.into_bytes(),
         &cfg.city.name,
         data_keys,
+        config::ledger(&cfg)?,
     )
     .await?;
     if app.staff_by_username(username).await?.is_some() {
@@ -733,6 +735,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     let webhook_secret = config::read_secret(&cfg.processor.webhook_secret_file)?;
     let audit_key = config::read_secret(&cfg.security.audit_key_file)?;
     let data_keys = data_keys(&cfg)?;
+    let ledger = config::ledger(&cfg)?;
     let running = server::start(server::Options {
         database_url: cfg.database.url.clone(),
         portal_listener: bind(cfg.server.portal_addr, "portal").await?,
@@ -762,6 +765,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         trusted_proxies: cfg.server.trusted_proxies.clone(),
         worker_interval: Some(Duration::from_secs(5)),
         payment_ttl_secs: 3600,
+        ledger,
     })
     .await?;
     // Configuration changes are audited: a fingerprint of the file and the overrides,

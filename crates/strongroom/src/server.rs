@@ -50,6 +50,8 @@ pub struct Options {
     /// Interval of the email worker; `None` runs no workers (tests drive them).
     pub worker_interval: Option<Duration>,
     pub payment_ttl_secs: i64,
+    /// Business days, chart of accounts and export layouts.
+    pub ledger: app::ledger::LedgerConfig,
 }
 
 /// How often the server checks its own payment pages against the build.
@@ -142,6 +144,7 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             allowed_return_origins: o.allowed_return_origins.clone(),
             outbox_shows_links: matches!(o.mailer, Mailer::OutboxOnly),
             keys: Arc::new(o.data_keys.clone()),
+            ledger: o.ledger.clone(),
         },
     );
     // TOTP secrets are sealed at rest; a database from before that seals its old ones now.
@@ -275,6 +278,7 @@ pub async fn offline_app(
     audit_key: Vec<u8>,
     city_name: &str,
     data_keys: app::crypto::KeyRing,
+    ledger: app::ledger::LedgerConfig,
 ) -> anyhow::Result<App> {
     let store = store::Store::connect(database_url)
         .await
@@ -296,6 +300,7 @@ pub async fn offline_app(
             allowed_return_origins: vec![],
             outbox_shows_links: false,
             keys: Arc::new(data_keys),
+            ledger,
         },
     ))
 }

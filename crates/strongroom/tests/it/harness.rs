@@ -174,6 +174,7 @@ impl Builder {
             trusted_proxies: vec!["127.0.0.1".parse().expect("ip")],
             worker_interval: Some(Duration::from_millis(50)),
             payment_ttl_secs: 3600,
+            ledger: app::ledger::LedgerConfig::standard().expect("ledger"),
         })
         .await
         .expect("server starts");
