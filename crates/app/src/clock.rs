@@ -44,3 +44,24 @@ impl Clock for ManualClock {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 }
+
+/// The system clock shifted by an offset that can be changed while it runs: the demo
+/// seeds "yesterday's" payments (through the portal and the sandbox processor alike) with
+/// the clock set back a day, then sets it to the present.
+#[derive(Debug, Default)]
+pub struct OffsetClock(std::sync::atomic::AtomicI64);
+
+impl OffsetClock {
+    /// Shifts the clock `by` from the system time (negative: into the past).
+    pub fn set_offset(&self, by: time::Duration) {
+        self.0
+            .store(by.whole_seconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+            + time::Duration::seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}

@@ -151,7 +151,8 @@ pub fn reconcile(i: &Inputs) -> Vec<Difference> {
         .iter()
         .filter_map(|p| p.payment_intent.as_deref().map(|k| (k, p)))
         .collect();
-    let by_id: BTreeMap<&str, &OurPayment> = i.payments.iter().map(|p| (p.id.as_str(), p)).collect();
+    let by_id: BTreeMap<&str, &OurPayment> =
+        i.payments.iter().map(|p| (p.id.as_str(), p)).collect();
     let mut seen_intents = BTreeSet::new();
 
     for (c, in_day) in &i.captures {
@@ -350,7 +351,10 @@ mod tests {
         };
         assert!(reconcile(&i).is_empty());
         let t = totals(&i);
-        assert_eq!((t.processor_captures, t.our_payments, t.posted), (1200, 1200, 1200));
+        assert_eq!(
+            (t.processor_captures, t.our_payments, t.posted),
+            (1200, 1200, 1200)
+        );
     }
 
     #[test]
@@ -420,7 +424,11 @@ mod tests {
                 r("re_3", 50, "failed"),
                 r("re_4", 75, "succeeded"),
             ],
-            our_refunds: vec![o("rf_1", "re_1", 100), o("rf_2", "re_2", 250), o("rf_9", "re_9", 10)],
+            our_refunds: vec![
+                o("rf_1", "re_1", 100),
+                o("rf_2", "re_2", 250),
+                o("rf_9", "re_9", 10),
+            ],
             accounted_intents: BTreeSet::new(),
             ..Inputs::default()
         };
