@@ -768,7 +768,7 @@ impl App {
                     let view = self.view(fresh, items)?;
                     self.enqueue_receipt(&mut tx, &view).await?;
                     WebhookOutcome::Applied
-                } else if status.captured() {
+                } else if self.captured_now(&mut tx, &p.id, status).await? {
                     WebhookOutcome::Ignored("already succeeded")
                 } else {
                     // Captured by the processor after we closed the payment: never silently
@@ -864,6 +864,25 @@ impl App {
         };
         tx.commit().await.map_err(store::StoreError::from)?;
         Ok(outcome)
+    }
+
+    /// Whether the payment is captured as the database has it now. `read` is what this
+    /// transaction read before: when another settlement (the webhook and the resident's
+    /// return, racing) won the compare-and-set meanwhile, the row says so now, and a
+    /// capture it recorded is not a "capture after close".
+    async fn captured_now(
+        &self,
+        tx: &mut Conn,
+        payment_id: &str,
+        read: PaymentStatus,
+    ) -> Result<bool, AppError> {
+        if read.captured() {
+            return Ok(true);
+        }
+        let now = pay_store::get(tx, payment_id)
+            .await?
+            .and_then(|p| PaymentStatus::parse(&p.status));
+        Ok(now.is_some_and(|s| s.captured()))
     }
 
     /// An exception for a captured checkout session, once per session.

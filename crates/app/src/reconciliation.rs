@@ -16,8 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use store::reconciliation::{self as rec, RunRow};
 use store::StoreError;
 
-/// How far around the business day the processor's records are read.
+/// How far around the business day the processor's records are read; the daily job
+/// reconciles a day this long after its cut-off, once late webhooks have landed.
 pub const SLACK_SECS: i64 = 3600;
+
+/// How many closed days back the daily job looks for days not yet reconciled.
+pub const CATCH_UP_DAYS: i64 = 7;
 
 /// One run, as staff see it.
 #[derive(Debug, Clone)]
@@ -98,6 +102,41 @@ impl App {
             .into_iter()
             .map(|r| self.run_view(r))
             .collect())
+    }
+
+    /// The daily job: reconciles each closed business day of the last `CATCH_UP_DAYS` (from
+    /// the city's first day with postings on) that has no run yet, an hour after its
+    /// cut-off. Returns how many days it reconciled.
+    pub async fn reconcile_due_days(&self) -> Result<usize, AppError> {
+        let now = self.now_unix();
+        let today = self.business_date(now)?;
+        let first = {
+            let mut conn = self.store.conn().await?;
+            rec::first_posting_day(&mut conn).await?
+        };
+        let Some(first) = first else {
+            return Ok(0);
+        };
+        let mut done = 0;
+        for back in (1..=CATCH_UP_DAYS).rev() {
+            let day = today - time::Duration::days(back);
+            if day.to_string() < first {
+                continue;
+            }
+            let (_, to) = self.business_day_bounds(day)?;
+            if now < to + SLACK_SECS {
+                continue;
+            }
+            let ran = {
+                let mut conn = self.store.conn().await?;
+                rec::has_run(&mut conn, &day.to_string()).await?
+            };
+            if !ran {
+                self.reconcile_day(day, "system").await?;
+                done += 1;
+            }
+        }
+        Ok(done)
     }
 
     /// Reconciles one closed business day; see the module documentation. `actor` is who

@@ -162,3 +162,21 @@ pub async fn runs_of_day(conn: &mut AnyConnection, day: &str) -> Result<Vec<RunR
     .fetch_all(conn)
     .await?)
 }
+
+/// Whether a day was reconciled at least once.
+pub async fn has_run(conn: &mut AnyConnection, day: &str) -> Result<bool> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM reconciliation_runs WHERE business_date = $1")
+            .bind(day)
+            .fetch_one(conn)
+            .await?;
+    Ok(n > 0)
+}
+
+/// The first business day anything was posted on (the city's first day with money).
+pub async fn first_posting_day(conn: &mut AnyConnection) -> Result<Option<String>> {
+    let (d,): (Option<String>,) = sqlx::query_as("SELECT MIN(business_date) FROM postings")
+        .fetch_one(conn)
+        .await?;
+    Ok(d)
+}

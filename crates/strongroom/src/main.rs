@@ -98,6 +98,23 @@ enum Command {
         #[command(subcommand)]
         command: IntegrityCommand,
     },
+    /// Write a closed business day's ledger postings in the layout the city's CIS imports.
+    /// The first export of a day marks its postings as exported; later exports of the day
+    /// give the same postings, so the same mapping gives the same file byte for byte.
+    ExportPostings {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The business day, YYYY-MM-DD.
+        #[arg(long)]
+        business_date: String,
+        /// The layout (TOML mapping file; see deploy/postings-*.toml). Default: the
+        /// built-in CSV layout.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run only the sandbox payment processor.
     SandboxProcessor {
         #[arg(long)]
@@ -202,6 +219,94 @@ async fn audit_verify(place: &AuditPlace) -> anyhow::Result<bool> {
     Ok(report.intact)
 }
 
+/// Where the store is, for commands that open it without serving: a production config,
+/// or a demo data directory.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct StoreArgs {
+    /// Production configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Demo data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The application on that store, with no listener and no processor.
+    async fn open(&self) -> anyhow::Result<app::App> {
+        match (&self.config, &self.data_dir) {
+            (Some(c), _) => {
+                let cfg = config::load(c, std::env::vars())?;
+                let audit_key = config::read_secret(&cfg.security.audit_key_file)?;
+                server::offline_app(
+                    &cfg.database.url,
+                    audit_key.into_bytes(),
+                    &cfg.city.name,
+                    data_keys(&cfg)?,
+                    config::ledger(&cfg)?,
+                )
+                .await
+            }
+            (None, Some(d)) => {
+                let (url, audit_key_file, _) = strongroom::audit::demo_paths(d);
+                server::offline_app(
+                    &url,
+                    config::read_secret(&audit_key_file)?.into_bytes(),
+                    DEMO_CITY,
+                    strongroom::keys::load(&d.join(strongroom::keys::DEMO_FILE))?,
+                    app::ledger::LedgerConfig::standard()?,
+                )
+                .await
+            }
+            (None, None) => bail!("pass --config or --data-dir"),
+        }
+    }
+}
+
+/// The demo city's name.
+const DEMO_CITY: &str = "City of Bakersfield";
+
+fn parse_day(s: &str) -> anyhow::Result<time::Date> {
+    time::Date::parse(
+        s,
+        &time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .with_context(|| format!("--business-date {s:?} is not a date like 2026-12-04"))
+}
+
+async fn export_postings(
+    store: &StoreArgs,
+    day: &str,
+    mapping: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let day = parse_day(day)?;
+    let layout = match mapping {
+        Some(m) => config::read_layout(m)?,
+        None => app::ledger::ExportLayout::standard(),
+    };
+    let app = store.open().await?;
+    let e = app
+        .export_postings(day, &layout, "cli")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(out, &e.bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{} {} posting(s) of business day {day}, net {}, to {} (sha256 {})",
+        if e.first {
+            "exported"
+        } else {
+            "exported again"
+        },
+        e.rows,
+        e.total,
+        out.display(),
+        e.sha256
+    );
+    Ok(())
+}
+
 /// Where the store and its keys are: a production config, or a demo data directory.
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
@@ -274,6 +379,12 @@ fn run() -> anyhow::Result<()> {
                 demo(data_dir, addrs, accounts).await
             }
             Command::Serve { config } => serve(&config).await,
+            Command::ExportPostings {
+                store,
+                business_date,
+                mapping,
+                out,
+            } => export_postings(&store, &business_date, mapping.as_deref(), &out).await,
             Command::StaffAdd {
                 config,
                 username,
@@ -333,7 +444,7 @@ fn run() -> anyhow::Result<()> {
                             url,
                             d.join(strongroom::keys::DEMO_FILE),
                             config::read_secret(&audit_key_file)?,
-                            "City of Bakersfield".to_owned(),
+                            DEMO_CITY.to_owned(),
                         )
                     }
                     (None, None) => bail!("pass --config or --data-dir"),
@@ -503,7 +614,7 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         staff_listener: bind(staff_addr, "staff").await?,
         portal_origin: origin(portal_addr),
         staff_origin: origin(staff_addr),
-        city_name: "City of Bakersfield".into(),
+        city_name: DEMO_CITY.into(),
         sandbox: Some(server::SandboxOptions {
             listener: bind(processor_addr, "processor").await?,
             retry_base: Duration::from_secs(1),

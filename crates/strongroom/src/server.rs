@@ -240,6 +240,11 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 if let Err(e) = a.resume_stuck_refunds().await {
                     tracing::warn!(error = %e, "refund worker");
                 }
+                match a.reconcile_due_days().await {
+                    Ok(0) => {}
+                    Ok(days) => tracing::info!(days, "reconciled closed business days"),
+                    Err(e) => tracing::warn!(error = %e, "reconciliation worker"),
+                }
             }
         }));
         // The payment pages' tamper check (PCI DSS 11.6.1) against the portal as residents

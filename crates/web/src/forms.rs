@@ -40,7 +40,20 @@ impl FormErrors {
     /// (internal failures), which the caller turns into an error page.
     pub fn from_app(t: &Tr, e: &AppError, field: &str, fields: &[&str]) -> Option<FormErrors> {
         match e {
-            AppError::Fields(p) => Some(FormErrors::from_problems(t, p, fields)),
+            AppError::Fields(p) => {
+                // A problem about something this form has no field for is shown on `field`.
+                let p: Vec<FieldProblem> = p
+                    .iter()
+                    .map(|x| {
+                        let mut x = x.clone();
+                        if !fields.contains(&x.field.as_str()) {
+                            x.field = field.to_owned();
+                        }
+                        x
+                    })
+                    .collect();
+                Some(FormErrors::from_problems(t, &p, fields))
+            }
             AppError::Invalid { field: f, message } => {
                 let f = if fields.contains(&f.as_str()) {
                     f.as_str()

@@ -80,6 +80,12 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         "/audit" => Some(Role::Auditor),
         "/exceptions" | "/exceptions/{id}" => Some(Role::Auditor),
         "/exceptions/{id}/resolve" => Some(Role::Supervisor),
+        "/postings"
+        | "/postings/{date}"
+        | "/postings/{date}/settlement.csv"
+        | "/reconciliation"
+        | "/reconciliation/{date}" => Some(Role::Auditor),
+        "/postings/{date}/export" | "/reconciliation/run" => Some(Role::Supervisor),
         "/accounts/{account}"
         | "/accounts/{account}/documents"
         | "/documents/{id}/download"
@@ -98,6 +104,7 @@ fn concrete(route: &str, bill: &str) -> String {
         .replace("{account}", "100001")
         .replace("{bill_id}", bill)
         .replace("{id}", "pay_AAAAAAAAAAAAAAAAAAAAAA")
+        .replace("{date}", "2026-11-15")
         .replace("{*path}", "app.css")
 }
 

@@ -36,38 +36,6 @@ async fn commits_are_durable_on_this_database() {
     }
 }
 
-/// A checkout opened at the processor with the city's keys but never by the portal, and
-/// paid: the processor's webhook reaches us for a session we have no payment for.
-async fn foreign_capture(s: &Server, cents: i64) -> String {
-    let client = processor::client::StripeClient::new(&s.processor, SK).unwrap();
-    let session = client
-        .create_checkout_session(
-            &processor::CreateCheckoutSession {
-                line_items: vec![processor::LineItem {
-                    name: "Water bill".into(),
-                    unit_amount: cents,
-                    quantity: 1,
-                }],
-                currency: "usd".into(),
-                success_url: format!("{}/", s.portal),
-                cancel_url: format!("{}/", s.portal),
-                client_reference_id: "not-one-of-ours".into(),
-                metadata: vec![],
-                customer_email: Some("someone@example.com".into()),
-                expires_at: None,
-            },
-            &app::ids::random_id(),
-        )
-        .await
-        .unwrap();
-    let res = s
-        .pay_hosted(session.url.as_deref().unwrap(), "4242424242424242")
-        .await;
-    assert_eq!(res.status(), 303);
-    s.webhooks_settled().await;
-    session.id
-}
-
 async fn audit_count(s: &Server, event: &str) -> i64 {
     let mut c = s.app().store.conn().await.unwrap();
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE event = $1")
@@ -81,7 +49,7 @@ async fn audit_count(s: &Server, event: &str) -> i64 {
 #[tokio::test]
 async fn a_capture_for_an_unknown_session_becomes_an_exception_that_a_supervisor_attaches() {
     let s = server().start().await;
-    let session_id = foreign_capture(&s, 4321).await;
+    let session_id = s.foreign_capture(4321).await;
     // Not a silent 200: the capture waits in the queue with the processor's evidence.
     let open = s.app().exceptions(true).await.unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
@@ -209,7 +177,7 @@ async fn a_capture_for_an_unknown_session_becomes_an_exception_that_a_supervisor
 #[tokio::test]
 async fn an_exception_refunded_by_a_supervisor_is_refunded_once_at_the_processor() {
     let s = server().start().await;
-    foreign_capture(&s, 1500).await;
+    s.foreign_capture(1500).await;
     let e = s.app().exceptions(true).await.unwrap().remove(0);
     s.app()
         .create_staff("super1", "super1", PW, app::staff::Role::Supervisor)

@@ -2,6 +2,7 @@
 
 use app::email::Mailer;
 use app::ManualClock;
+use processor::Processor;
 use reqwest::redirect::Policy;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -401,6 +402,49 @@ impl Server {
                     .is_some_and(|evs| evs.iter().all(|e| e["delivered"] == true))
         })
         .await;
+    }
+
+    /// A checkout opened at the processor with the city's keys but never by the portal, and
+    /// paid: the processor's webhook reaches us for a session we have no payment for.
+    pub async fn foreign_capture(&self, cents: i64) -> String {
+        let s = self;
+        let client = processor::client::StripeClient::new(&s.processor, SK).unwrap();
+        let session = client
+            .create_checkout_session(
+                &processor::CreateCheckoutSession {
+                    line_items: vec![processor::LineItem {
+                        name: "Water bill".into(),
+                        unit_amount: cents,
+                        quantity: 1,
+                    }],
+                    currency: "usd".into(),
+                    success_url: format!("{}/", s.portal),
+                    cancel_url: format!("{}/", s.portal),
+                    client_reference_id: "not-one-of-ours".into(),
+                    metadata: vec![],
+                    customer_email: Some("someone@example.com".into()),
+                    expires_at: None,
+                },
+                &app::ids::random_id(),
+            )
+            .await
+            .unwrap();
+        let res = s
+            .pay_hosted(session.url.as_deref().unwrap(), "4242424242424242")
+            .await;
+        assert_eq!(res.status(), 303);
+        s.webhooks_settled().await;
+        session.id
+    }
+
+    /// The ZIP code of a seeded account.
+    pub async fn zip_of(&self, account: &str) -> String {
+        let mut c = self.app().store.conn().await.expect("conn");
+        store::accounts::get(&mut c, account)
+            .await
+            .expect("read account")
+            .expect("seeded account")
+            .postal_code
     }
 
     /// The sandbox's event list (`/_sandbox/events`): `{"paused", "data": [..]}`.

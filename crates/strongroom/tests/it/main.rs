@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod every_route;
 mod exceptions;
+mod finance;
 mod hardening;
 mod harness;
 mod integrity;

@@ -218,6 +218,7 @@ async fn personal_data_is_sealed_searchable_and_rotates() {
         AUDIT_KEY.to_vec(),
         "City of Testville",
         ring,
+        app::ledger::LedgerConfig::standard().unwrap(),
     )
     .await
     .unwrap();

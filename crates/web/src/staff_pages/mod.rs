@@ -4,7 +4,9 @@
 pub mod audit;
 pub mod documents;
 pub mod exceptions;
+pub mod postings;
 pub mod profile;
+pub mod reconciliation;
 
 use crate::AppState;
 use axum::Router;
@@ -14,5 +16,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(documents::router())
         .merge(exceptions::router())
+        .merge(postings::router())
+        .merge(reconciliation::router())
         .merge(profile::router())
 }
