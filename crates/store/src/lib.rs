@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bill_import;
 pub mod csp_reports;
 pub mod documents;
 pub mod exceptions;

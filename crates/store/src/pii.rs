@@ -25,6 +25,11 @@ pub const SEALED: &[SealedTable] = &[
         columns: &["holder_name", "service_street"],
     },
     SealedTable {
+        table: "account_linking_codes",
+        key: "account_number",
+        columns: &["code"],
+    },
+    SealedTable {
         table: "payments",
         key: "id",
         columns: &["email"],

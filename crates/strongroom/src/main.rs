@@ -115,6 +115,36 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Import a bill file from the city's billing system (CSV or fixed width, described by
+    /// a mapping file). The whole file is one transaction: an invalid line rolls it back
+    /// unless --skip-invalid is given. Importing a file again changes nothing twice.
+    ImportBills {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The bill file.
+        file: PathBuf,
+        /// The mapping (TOML; see deploy/bills-*.toml).
+        #[arg(long)]
+        mapping: PathBuf,
+        /// Import the valid lines and report the invalid ones instead of rolling back.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Where to write the lines skipped (CSV: line, field, error). Default:
+        /// FILE.skipped.csv beside the file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// The largest file imported, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        max_mib: u64,
+    },
+    /// Write every account's linking code (CSV: account_number, linking_code) for the bill
+    /// printer; accounts without one get one first.
+    ExportLinkingCodes {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run only the sandbox payment processor.
     SandboxProcessor {
         #[arg(long)]
@@ -275,6 +305,135 @@ fn parse_day(s: &str) -> anyhow::Result<time::Date> {
     .with_context(|| format!("--business-date {s:?} is not a date like 2026-12-04"))
 }
 
+/// `import-bills`: the engine with a progress bar; prints the report; false if the file
+/// was refused.
+async fn import_bills(
+    store: &StoreArgs,
+    file: &Path,
+    mapping: &Path,
+    skip_invalid: bool,
+    report: Option<PathBuf>,
+    max_mib: u64,
+) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(mapping)
+        .with_context(|| format!("cannot read mapping {}", mapping.display()))?;
+    let mapping = app::bill_import::Mapping::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let size = f.metadata()?.len();
+    let app = store.open().await?;
+    let mut opts = app::bill_import::ImportOptions::new(
+        &file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        "cli",
+    );
+    opts.skip_invalid = skip_invalid;
+    opts.max_bytes = max_mib.saturating_mul(1 << 20);
+    let skipped_path = report.unwrap_or_else(|| {
+        let mut p = file.as_os_str().to_owned();
+        p.push(".skipped.csv");
+        PathBuf::from(p)
+    });
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {msg} ({elapsed}, about {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut cli = CliImport {
+        bar: bar.clone(),
+        skipped: if skip_invalid {
+            let mut w = csv::Writer::from_path(&skipped_path)
+                .with_context(|| format!("cannot write {}", skipped_path.display()))?;
+            w.write_record(["line", "field", "error"])?;
+            Some(w)
+        } else {
+            None
+        },
+        failed: None,
+    };
+    let started = std::time::Instant::now();
+    let r = app
+        .import_bills(
+            std::io::BufReader::with_capacity(1 << 16, f),
+            size,
+            &mapping,
+            &opts,
+            &mut cli,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bar.finish_and_clear();
+    if let Some(e) = cli.failed {
+        bail!("cannot write {}: {e}", skipped_path.display());
+    }
+    if let Some(mut w) = cli.skipped {
+        w.flush()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !skip_invalid {
+        for e in &r.errors {
+            eprintln!("{e}");
+        }
+        if r.more_errors > 0 {
+            eprintln!("... and {} more error(s)", r.more_errors);
+        }
+    }
+    if r.rolled_back {
+        eprintln!(
+            "nothing imported: {} error(s) (fix the file, or pass --skip-invalid to import the valid lines)",
+            r.errors.len() as u64 + r.more_errors
+        );
+        return Ok(false);
+    }
+    if skip_invalid {
+        println!(
+            "{} line(s) skipped, listed in {}",
+            r.skipped,
+            skipped_path.display()
+        );
+    }
+    println!(
+        "import {}: {} line(s) in {secs:.1} s ({:.0} lines/s): {} bill(s) created, {} updated, {} unchanged, {} skipped; {} account(s) created",
+        r.import_id,
+        r.lines,
+        r.lines as f64 / secs.max(0.001),
+        r.created,
+        r.updated,
+        r.unchanged,
+        r.skipped,
+        r.accounts_created
+    );
+    Ok(true)
+}
+
+/// The command line's view of an import: a progress bar, and the skipped lines written
+/// to the report file as they come.
+struct CliImport {
+    bar: indicatif::ProgressBar,
+    skipped: Option<csv::Writer<std::fs::File>>,
+    failed: Option<csv::Error>,
+}
+
+impl app::bill_import::Observer for CliImport {
+    fn progress(&mut self, bytes: u64, lines: u64) {
+        self.bar.set_position(bytes);
+        self.bar.set_message(format!("{lines} lines"));
+    }
+
+    fn skipped(&mut self, e: &app::bill_import::LineError) {
+        if let Some(w) = &mut self.skipped {
+            if let Err(err) =
+                w.write_record([e.line.to_string(), e.field.clone(), e.message.clone()])
+            {
+                self.failed.get_or_insert(err);
+            }
+        }
+    }
+}
+
 async fn export_postings(
     store: &StoreArgs,
     day: &str,
@@ -379,6 +538,39 @@ fn run() -> anyhow::Result<()> {
                 demo(data_dir, addrs, accounts).await
             }
             Command::Serve { config } => serve(&config).await,
+            Command::ImportBills {
+                store,
+                file,
+                mapping,
+                skip_invalid,
+                report,
+                max_mib,
+            } => {
+                let ok =
+                    import_bills(&store, &file, &mapping, skip_invalid, report, max_mib).await?;
+                if !ok {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+            Command::ExportLinkingCodes { store, out } => {
+                let app = store.open().await?;
+                let issued = app.issue_missing_linking_codes().await?;
+                let codes = app.linking_codes().await?;
+                let mut w = csv::Writer::from_path(&out)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                w.write_record(["account_number", "linking_code"])?;
+                for (a, c) in &codes {
+                    w.write_record([a, c])?;
+                }
+                w.flush()?;
+                println!(
+                    "wrote {} linking code(s) to {} ({issued} newly issued)",
+                    codes.len(),
+                    out.display()
+                );
+                Ok(())
+            }
             Command::ExportPostings {
                 store,
                 business_date,

@@ -150,10 +150,7 @@ async fn a_day_is_posted_settled_exported_once_and_reconciled() {
 
     // The command line gives the same bytes (SQLite demo-style data directory).
     if std::env::var("STRONGROOM_TEST_DATABASE_URL").map_or(true, |v| v.is_empty()) {
-        use std::os::unix::fs::PermissionsExt;
-        let key = s.data_dir.join("audit.key");
-        std::fs::write(&key, AUDIT_KEY).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        s.write_audit_key();
         let out = s.data_dir.join("postings.csv");
         let res = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"))
             .args(["export-postings", "--business-date", DAY, "--data-dir"])

@@ -437,6 +437,15 @@ impl Server {
         session.id
     }
 
+    /// Writes the audit key where a demo data directory keeps it, so command-line tools
+    /// (`--data-dir`) open this server's SQLite store.
+    pub fn write_audit_key(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let key = self.data_dir.join("audit.key");
+        std::fs::write(&key, AUDIT_KEY).expect("audit key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
     /// The ZIP code of a seeded account.
     pub async fn zip_of(&self, account: &str) -> String {
         let mut c = self.app().store.conn().await.expect("conn");

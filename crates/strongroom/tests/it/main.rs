@@ -8,6 +8,7 @@ mod account_security;
 mod api;
 mod audit;
 mod authz;
+mod bill_import;
 mod breach;
 mod browser;
 mod cli;
