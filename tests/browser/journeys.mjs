@@ -10,7 +10,7 @@
 //   STAFF_TOTP_TIME                       Unix time of the server's clock (default: now;
 //                                         the clock must stand still: staff sign-ins by
 //                                         code use its step -1, 0 and +1, in that order)
-//   LINK_ACCOUNTS                         JSON [{account_number, postal_code}, ...] (two accounts
+//   LINK_ACCOUNTS                         JSON [{account_number, postal_code, linking_code}, ...] (two accounts
 //                                         that owe something)
 //   DECLINE_ACCOUNT                       JSON {account_number, postal_code} of an account
 //                                         that owes something (default 100001: see below)
@@ -284,18 +284,6 @@ async function declinedCard({ newPage }) {
   watch.assertClean();
 }
 
-async function lookupBill(account) {
-  const res = await fetch(`${PORTAL}/api/v1/quick-pay/lookup`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ account_number: account.account_number, postal_code: account.postal_code }),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 200, `lookup of ${account.account_number}: ${JSON.stringify(body)}`);
-  assert.ok(body.latest_bill, `account ${account.account_number} has a bill`);
-  return body;
-}
-
 // Staff sign-in codes: the server's clock stands still, a code is accepted for its step and
 // one either side, and never twice. So every staff sign-in by code in one run takes the
 // next step: three in all (the resident journeys and the staff passkey journey).
@@ -385,12 +373,10 @@ async function resident({ newPage }) {
   await audit(page, watch, 'dashboard (no accounts)');
 
   for (const account of LINK_ACCOUNTS) {
-    const bill = await lookupBill(account);
     await page.goto(`${PORTAL}/accounts/link`);
     await audit(page, watch, 'link an account');
     await page.getByLabel('Account number').fill(account.account_number);
-    await page.getByLabel('Service ZIP code').fill(account.postal_code);
-    await page.getByLabel('Amount of your most recent bill').fill(dollars(bill.latest_bill.amount_cents));
+    await page.getByLabel('Web code').fill(account.linking_code);
     await page.getByRole('button', { name: 'Link account' }).click();
     await page.waitForURL((u) => u.pathname === `/accounts/${account.account_number}`);
     await audit(page, watch, `account ${account.account_number} (just linked)`);

@@ -247,6 +247,8 @@ impl App {
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
+        // The web codes printed on the demo's "paper bills".
+        self.issue_missing_linking_codes().await?;
         Ok(true)
     }
 }

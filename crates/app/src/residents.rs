@@ -8,7 +8,7 @@ use crate::resident_mfa::ResidentLoginStep;
 use crate::sessions::{NewSession, Realm};
 use crate::{passwords, App, AppError};
 use domain::password::{self, PasswordProblem};
-use domain::{AccountNumber, EmailAddress, Money, PostalCode};
+use domain::{AccountNumber, EmailAddress};
 use store::residents::{self as res, ResidentRow};
 use store::StoreError;
 
@@ -379,43 +379,52 @@ impl App {
         Ok(())
     }
 
-    /// Links a utility account to a resident. Proof: account number, service ZIP and the
-    /// amount of the most recent bill. A wrong proof does not say which part was wrong.
+    /// Links a utility account to a resident. Proof: the account number and the linking
+    /// code printed on the account's paper bills (quick pay shows an account's balance to
+    /// anyone with its number and ZIP, so nothing quick pay shows is proof). A wrong proof
+    /// does not say which part was wrong; 5 tries per resident and 20 per address in 15
+    /// minutes.
     pub async fn link_account(
         &self,
         resident_id: &str,
         account: &str,
-        postal_code: &str,
-        latest_bill_amount: &str,
+        linking_code: &str,
         source_ip: &str,
     ) -> Result<String, AppError> {
-        let account = AccountNumber::parse(account).ok_or_else(|| {
-            AppError::invalid(
+        let parsed = AccountNumber::parse(account);
+        let code = linking_code.trim().to_ascii_uppercase().replace([' ', '-'], "");
+        let mut problems = Vec::new();
+        if parsed.is_none() {
+            problems.push(crate::FieldProblem::new(
                 "account_number",
+                "account_number_shape",
                 "enter the 4 to 12 digit account number shown on your bill",
-            )
-        })?;
-        let zip = PostalCode::parse(postal_code).ok_or_else(|| {
-            AppError::invalid(
-                "postal_code",
-                "enter the 5 digit ZIP code of the service address",
-            )
-        })?;
-        let amount = Money::parse_dollars(latest_bill_amount, self.config().currency)
-            .map_err(|e| AppError::invalid("bill_amount", e.to_string()))?;
+            ));
+        }
+        if !crate::bill_import::valid_linking_code(&code) {
+            problems.push(crate::FieldProblem::new(
+                "linking_code",
+                "linking_code_shape",
+                "enter the web code printed on your bill: letters and digits",
+            ));
+        }
+        let Some(account) = parsed.filter(|_| problems.is_empty()) else {
+            return Err(AppError::Fields(problems));
+        };
         self.rate_limit(&format!("link-user:{resident_id}"), 5, 900)
             .await?;
         self.rate_limit(&format!("link-ip:{source_ip}"), 20, 900)
             .await?;
         let mut tx = self.store.begin().await?;
-        let acct = store::accounts::get(&mut tx, account.as_str()).await?;
-        let latest = match &acct {
-            Some(a) if a.postal_code == zip.as_str() => {
-                store::accounts::latest_bill(&mut tx, &a.account_number).await?
+        let stored = store::bill_import::linking_code(&mut tx, account.as_str()).await?;
+        let matches = match stored {
+            Some(sealed) => {
+                let real = self.open(crate::crypto::columns::ACCOUNT_LINKING_CODE, &sealed)?;
+                domain::secret::constant_time_eq(&real, &code)
             }
-            _ => None,
+            None => false,
         };
-        if latest.is_none_or(|b| b.amount_cents != amount.cents()) {
+        if !matches {
             self.audit(
                 &mut tx,
                 &format!("resident:{resident_id}"),

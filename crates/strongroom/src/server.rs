@@ -152,6 +152,14 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .seal_plaintext_mfa_secrets()
         .await
         .context("cannot seal the stored TOTP secrets")?;
+    // Accounts from before linking codes (or seeded without them) get one.
+    let issued = app
+        .issue_missing_linking_codes()
+        .await
+        .context("cannot issue linking codes")?;
+    if issued > 0 {
+        tracing::info!(issued, "linking codes issued to accounts without one");
+    }
     if sealed > 0 {
         tracing::info!(sealed, "TOTP secrets written in clear were sealed");
     }

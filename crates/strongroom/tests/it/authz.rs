@@ -57,26 +57,14 @@ pub async fn resident(s: &Server, email: &str) -> (reqwest::Client, String) {
 }
 
 pub async fn link(s: &Server, c: &reqwest::Client, csrf: &str, account: &str) {
-    let summary = s.app().account_summary(account).await.unwrap();
-    let zip = {
-        let mut conn = s.app().store.conn().await.unwrap();
-        store::accounts::get(&mut conn, account)
-            .await
-            .unwrap()
-            .unwrap()
-            .postal_code
-    };
+    let code = s.app().linking_code_of(account).await.unwrap().unwrap();
     let res = c
         .post(format!("{}/accounts/link", s.portal))
         .header("origin", &s.portal)
         .form(&[
             ("csrf", csrf),
             ("account_number", account),
-            ("postal_code", &zip),
-            (
-                "bill_amount",
-                &summary.latest_bill.unwrap().amount.to_plain(),
-            ),
+            ("linking_code", &code),
         ])
         .send()
         .await

@@ -100,9 +100,13 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
             .await
             .expect("read account")
             .expect("seeded account exists");
-        link_accounts.push(
-            serde_json::json!({"account_number": a.account_number, "postal_code": a.postal_code}),
-        );
+        let code = s
+            .app()
+            .linking_code_of(&number)
+            .await
+            .expect("read linking code")
+            .expect("seeded accounts have linking codes");
+        link_accounts.push(serde_json::json!({"account_number": a.account_number, "postal_code": a.postal_code, "linking_code": code}));
     }
     assert_eq!(
         link_accounts.len(),

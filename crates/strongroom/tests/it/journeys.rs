@@ -285,27 +285,30 @@ async fn resident_registers_links_two_accounts_and_pays_both_in_one_checkout() {
                 .unwrap()
                 .postal_code
         };
-        // A wrong proof is refused without saying which part.
+        // What quick pay shows (ZIP, the latest bill's amount) is no proof; a wrong web
+        // code is refused without saying which part was wrong.
         let res = s
             .post_form(
                 "/accounts/link",
                 &[
                     ("csrf", &csrf),
                     ("account_number", n),
-                    ("postal_code", &zip),
-                    ("bill_amount", "1.00"),
+                    ("linking_code", "ZZZZZZZZZZ"),
                 ],
             )
             .await;
         assert_eq!(res.status(), 400);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("do not match") && html.contains("id=\"error-summary\""));
+        let _ = (&zip, &bill);
+        let code = s.app().linking_code_of(n).await.unwrap().unwrap();
         let res = s
             .post_form(
                 "/accounts/link",
                 &[
                     ("csrf", &csrf),
                     ("account_number", n),
-                    ("postal_code", &zip),
-                    ("bill_amount", &bill.amount.to_plain()),
+                    ("linking_code", &code.to_lowercase()),
                 ],
             )
             .await;

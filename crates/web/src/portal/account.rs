@@ -115,7 +115,6 @@ pub(super) fn problem(ctx: &Ctx, e: AppError) -> Result<Problem, PageError> {
                 t.s("account.error.account_number").to_owned(),
             ),
             "postal_code" => ("postal_code", t.s("account.error.postal_code").to_owned()),
-            "bill_amount" => ("bill_amount", t.s("account.error.bill_amount").to_owned()),
             _ => ("", String::new()),
         },
         _ => ("", String::new()),
@@ -814,10 +813,8 @@ async fn payments_page(State(st): State<AppState>, ctx: Ctx) -> Result<Response,
 struct LinkPage {
     c: Chrome,
     account_number: String,
-    postal_code: String,
-    bill_amount: String,
-    error: String,
-    err_field: &'static str,
+    linking_code: String,
+    errors: crate::forms::FormErrors,
 }
 
 #[derive(Deserialize)]
@@ -827,10 +824,11 @@ struct LinkForm {
     #[serde(default)]
     account_number: String,
     #[serde(default)]
-    postal_code: String,
-    #[serde(default)]
-    bill_amount: String,
+    linking_code: String,
 }
+
+/// The link form's fields, in page order.
+const LINK_FIELDS: &[&str] = &["account_number", "linking_code"];
 
 async fn link_form(ctx: Ctx) -> Result<Response, PageError> {
     if ctx.session.is_none() {
@@ -841,10 +839,8 @@ async fn link_form(ctx: Ctx) -> Result<Response, PageError> {
         &LinkPage {
             c: ctx.chrome(),
             account_number: String::new(),
-            postal_code: String::new(),
-            bill_amount: String::new(),
-            error: String::new(),
-            err_field: "",
+            linking_code: String::new(),
+            errors: crate::forms::FormErrors::none(),
         },
     )
 }
@@ -860,27 +856,39 @@ async fn link(
     ctx.check_csrf(&f.csrf)?;
     match st
         .app
-        .link_account(
-            &s.user_id,
-            &f.account_number,
-            &f.postal_code,
-            &f.bill_amount,
-            &ctx.ip,
-        )
+        .link_account(&s.user_id, &f.account_number, &f.linking_code, &ctx.ip)
         .await
     {
         Ok(account) => Ok(Redirect::to(&format!("/accounts/{account}?linked=1")).into_response()),
         Err(e) => {
-            let p = problem(&ctx, e)?;
+            let status = crate::error::status_of(&e);
+            let errors = match &e {
+                AppError::LinkProofMismatch => crate::forms::FormErrors::from_problems(
+                    &ctx.t,
+                    &[app::FieldProblem::new(
+                        "account_number",
+                        "link_mismatch",
+                        "these details do not match an account",
+                    )],
+                    LINK_FIELDS,
+                ),
+                AppError::RateLimited => crate::forms::FormErrors::from_problems(
+                    &ctx.t,
+                    &[app::FieldProblem::new("account_number", "rate_limited", "too many attempts")],
+                    LINK_FIELDS,
+                ),
+                _ => match crate::forms::FormErrors::from_app(&ctx.t, &e, "account_number", LINK_FIELDS) {
+                    Some(errors) => errors,
+                    None => return Err(e.into()),
+                },
+            };
             render(
-                p.status,
+                status,
                 &LinkPage {
                     c: ctx.chrome(),
                     account_number: f.account_number.trim().to_owned(),
-                    postal_code: f.postal_code.trim().to_owned(),
-                    bill_amount: f.bill_amount.trim().to_owned(),
-                    error: p.message,
-                    err_field: p.field,
+                    linking_code: f.linking_code.trim().to_owned(),
+                    errors,
                 },
             )
         }
