@@ -40,6 +40,8 @@ pub struct LedgerConfig {
     /// Named export layouts the back office offers (the built-in `standard` CSV is always
     /// there).
     pub layouts: BTreeMap<String, ExportLayout>,
+    /// Refunds above this need a second person's approval (finance policy; cents).
+    pub refund_approval_threshold_cents: i64,
 }
 
 impl LedgerConfig {
@@ -64,6 +66,7 @@ impl LedgerConfig {
             cutoff: (17, 0),
             accounts,
             layouts,
+            refund_approval_threshold_cents: 50_000,
         })
     }
 

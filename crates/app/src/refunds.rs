@@ -29,15 +29,27 @@ pub const STUCK_SECS: i64 = 5 * 60;
 /// Longest refund reason.
 pub const MAX_REASON: usize = 200;
 
-/// Who may refund.
+/// Who may ask for a refund (clerks' requests always wait for approval).
 pub fn may_refund(role: Role) -> bool {
+    matches!(role, Role::Clerk | Role::Supervisor | Role::Administrator)
+}
+
+/// Who may approve or reject another's refund request.
+pub fn may_approve(role: Role) -> bool {
     matches!(role, Role::Supervisor | Role::Administrator)
+}
+
+/// A refund request needs a second person: above the city's threshold, or asked by a
+/// clerk.
+pub fn needs_approval(role: Role, cents: i64, threshold_cents: i64) -> bool {
+    cents > threshold_cents || !may_approve(role)
 }
 
 /// One refund as staff see it.
 #[derive(Debug, Clone)]
 pub struct RefundView {
     pub id: String,
+    pub payment_id: String,
     pub account_number: String,
     pub amount: Money,
     pub reason: String,
@@ -55,6 +67,7 @@ impl App {
             .into_iter()
             .map(|r| RefundView {
                 amount: Money::from_cents(r.amount_cents, self.config().currency),
+                payment_id: r.payment_id,
                 id: r.id,
                 account_number: r.account_number,
                 reason: r.reason,
@@ -151,7 +164,9 @@ impl App {
         let item_refunded: i64 = rf::for_payment(&mut tx, payment_id)
             .await?
             .iter()
-            .filter(|r| r.account_number == account_number && r.status != "failed")
+            .filter(|r| {
+                r.account_number == account_number && r.status != "failed" && r.status != "rejected"
+            })
             .map(|r| r.amount_cents)
             .sum();
         let left = item_cents - item_refunded;
@@ -165,6 +180,11 @@ impl App {
                 ),
             ));
         }
+        let wait = needs_approval(
+            staff.role,
+            amount.cents(),
+            self.config().ledger.refund_approval_threshold_cents,
+        );
         let row = RefundRow {
             id: refund_id.clone(),
             payment_id: payment_id.to_owned(),
@@ -172,7 +192,12 @@ impl App {
             amount_cents: amount.cents(),
             reason: reason.to_owned(),
             staff_id: staff.id.clone(),
-            status: "requested".into(),
+            status: if wait {
+                "awaiting_approval"
+            } else {
+                "requested"
+            }
+            .into(),
             processor_refund_id: None,
             created_at: now,
             decided_at: None,
@@ -185,12 +210,188 @@ impl App {
             payment_id,
             "success",
             source_ip,
-            &format!("{refund_id}: {amount} to account {account_number}; reason: {reason}"),
+            &format!(
+                "{refund_id}: {amount} to account {account_number}; reason: {reason}{}",
+                if wait {
+                    "; awaiting a second person's approval"
+                } else {
+                    ""
+                }
+            ),
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
-
+        if wait {
+            // The amount stays reserved: nothing else can refund it meanwhile.
+            return Ok(self.refund_view(row));
+        }
         self.complete_refund(&row, &intent, &actor, source_ip).await
+    }
+
+    fn refund_view(&self, r: RefundRow) -> RefundView {
+        RefundView {
+            amount: Money::from_cents(r.amount_cents, self.config().currency),
+            payment_id: r.payment_id,
+            id: r.id,
+            account_number: r.account_number,
+            reason: r.reason,
+            staff_id: r.staff_id,
+            status: r.status,
+            created_at: r.created_at,
+        }
+    }
+
+    /// Refund requests waiting for a second person, oldest first, with their payments.
+    pub async fn refunds_awaiting_approval(&self) -> Result<Vec<(RefundView, String)>, AppError> {
+        let mut conn = self.store.conn().await?;
+        let rows = rf::awaiting(&mut conn, 200).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let p = r.payment_id.clone();
+                (self.refund_view(r), p)
+            })
+            .collect())
+    }
+
+    /// A second staff member (supervisor or administrator, not the requester) approves a
+    /// waiting refund: `awaiting_approval -> requested` by compare-and-set (two approvals
+    /// racing act once), audited, then the processor is asked as for any refund.
+    pub async fn approve_refund(
+        &self,
+        staff: &StaffUser,
+        refund_id: &str,
+        source_ip: &str,
+    ) -> Result<RefundView, AppError> {
+        let actor = format!("staff:{}", staff.id);
+        let (row, intent) = self
+            .reviewable(staff, refund_id, "payment.refund_approved", source_ip)
+            .await?;
+        let mut tx = self.store.begin().await?;
+        if !rf::approve(&mut tx, refund_id, &staff.id).await? {
+            return Err(AppError::invalid(
+                "refund",
+                "this refund was already approved or rejected",
+            ));
+        }
+        self.audit(
+            &mut tx,
+            &actor,
+            "payment.refund_approved",
+            &row.payment_id,
+            "success",
+            source_ip,
+            &format!(
+                "{refund_id}: {} to account {} requested by staff:{}",
+                Money::from_cents(row.amount_cents, self.config().currency),
+                row.account_number,
+                row.staff_id
+            ),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        let mut row = row;
+        row.status = "requested".into();
+        self.complete_refund(&row, &intent, &actor, source_ip).await
+    }
+
+    /// A second staff member rejects a waiting refund with a reason: the reservation is
+    /// given back, audited.
+    pub async fn reject_refund(
+        &self,
+        staff: &StaffUser,
+        refund_id: &str,
+        note: &str,
+        source_ip: &str,
+    ) -> Result<RefundView, AppError> {
+        let actor = format!("staff:{}", staff.id);
+        let note = note.trim();
+        if note.is_empty()
+            || note.chars().count() > MAX_REASON
+            || note.chars().any(char::is_control)
+        {
+            return Err(AppError::Fields(vec![crate::FieldProblem::new(
+                "note",
+                "reason_required",
+                format!("give a reason of 1 to {MAX_REASON} characters"),
+            )]));
+        }
+        let (row, _) = self
+            .reviewable(staff, refund_id, "payment.refund_rejected", source_ip)
+            .await?;
+        let now = self.now_unix();
+        let mut tx = self.store.begin().await?;
+        if !rf::reject(&mut tx, refund_id, &staff.id, note, now).await? {
+            return Err(AppError::invalid(
+                "refund",
+                "this refund was already approved or rejected",
+            ));
+        }
+        rf::release(&mut tx, &row.payment_id, row.amount_cents, now).await?;
+        self.audit(
+            &mut tx,
+            &actor,
+            "payment.refund_rejected",
+            &row.payment_id,
+            "success",
+            source_ip,
+            &format!("{refund_id}: {note}"),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        let mut row = row;
+        row.status = "rejected".into();
+        Ok(self.refund_view(row))
+    }
+
+    /// The waiting refund `refund_id` and its payment's intent, if `staff` may decide it:
+    /// a supervisor or administrator who did not ask for it. Refusals are audited.
+    async fn reviewable(
+        &self,
+        staff: &StaffUser,
+        refund_id: &str,
+        event: &str,
+        source_ip: &str,
+    ) -> Result<(RefundRow, String), AppError> {
+        let mut conn = self.store.conn().await?;
+        let row = rf::get(&mut conn, refund_id)
+            .await?
+            .ok_or(AppError::NotFound("refund"))?;
+        let intent = pay_store::get(&mut conn, &row.payment_id)
+            .await?
+            .and_then(|p| p.processor_payment_intent);
+        drop(conn);
+        let refusal = if !may_approve(staff.role) {
+            Some("role too low")
+        } else if row.staff_id == staff.id {
+            Some("the requester cannot decide their own refund")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            let mut tx = self.store.begin().await?;
+            self.audit(
+                &mut tx,
+                &format!("staff:{}", staff.id),
+                event,
+                &row.payment_id,
+                "failure",
+                source_ip,
+                &format!("{refund_id}: {why}"),
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            return Err(AppError::Forbidden);
+        }
+        if row.status != "awaiting_approval" {
+            return Err(AppError::invalid(
+                "refund",
+                "this refund was already approved or rejected",
+            ));
+        }
+        let intent = intent
+            .ok_or_else(|| AppError::Internal("refund of a payment without intent".into()))?;
+        Ok((row, intent))
     }
 
     /// Finishes refunds left `requested` for over 5 minutes (the server stopped between
@@ -261,6 +462,7 @@ impl App {
         };
         let view = RefundView {
             id: r.id.clone(),
+            payment_id: r.payment_id.clone(),
             account_number: r.account_number.clone(),
             amount,
             reason: r.reason.clone(),
@@ -315,7 +517,16 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("payment"))?;
         let captured = Money::from_cents(fresh.amount_cents, currency);
-        let refunded_after = Money::from_cents(fresh.refunded_cents, currency);
+        // What has really been given back (this refund included): `refunded_cents` also
+        // holds amounts reserved by refunds still waiting for approval, which must not
+        // make the payment "refunded" before they are.
+        let given_back: i64 = rf::for_payment(&mut tx, payment_id)
+            .await?
+            .iter()
+            .filter(|x| x.status == "succeeded")
+            .map(|x| x.amount_cents)
+            .sum();
+        let refunded_after = Money::from_cents(given_back, currency);
         let from = PaymentStatus::parse(&fresh.status).ok_or_else(|| {
             AppError::Internal(format!("unknown payment status {}", fresh.status))
         })?;

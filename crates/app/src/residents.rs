@@ -392,7 +392,10 @@ impl App {
         source_ip: &str,
     ) -> Result<String, AppError> {
         let parsed = AccountNumber::parse(account);
-        let code = linking_code.trim().to_ascii_uppercase().replace([' ', '-'], "");
+        let code = linking_code
+            .trim()
+            .to_ascii_uppercase()
+            .replace([' ', '-'], "");
         let mut problems = Vec::new();
         if parsed.is_none() {
             problems.push(crate::FieldProblem::new(

@@ -140,3 +140,57 @@ pub async fn stuck(conn: &mut AnyConnection, before: i64, limit: i64) -> Result<
     .fetch_all(conn)
     .await?)
 }
+
+/// `awaiting_approval -> requested` by a second person (compare-and-set: of two approvals
+/// racing, one wins). True if this call approved it.
+pub async fn approve(conn: &mut AnyConnection, id: &str, staff_id: &str) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE payment_refunds SET status = 'requested', approved_by = $1
+         WHERE id = $2 AND status = 'awaiting_approval'",
+    )
+    .bind(staff_id)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// `awaiting_approval -> rejected` (compare-and-set). True if this call rejected it.
+pub async fn reject(
+    conn: &mut AnyConnection,
+    id: &str,
+    staff_id: &str,
+    note: &str,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE payment_refunds SET status = 'rejected', approved_by = $1, review_note = $2, decided_at = $3
+         WHERE id = $4 AND status = 'awaiting_approval'",
+    )
+    .bind(staff_id)
+    .bind(note)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<RefundRow>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLS} FROM payment_refunds WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Refunds waiting for a second person, oldest first.
+pub async fn awaiting(conn: &mut AnyConnection, limit: i64) -> Result<Vec<RefundRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM payment_refunds WHERE status = 'awaiting_approval' ORDER BY created_at, id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

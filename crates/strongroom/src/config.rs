@@ -48,6 +48,10 @@ pub struct Ledger {
     /// Export layouts the back office offers, by name: mapping files (TOML).
     #[serde(default)]
     pub export_mappings: std::collections::BTreeMap<String, PathBuf>,
+    /// Refunds above this amount (dollars, e.g. "500.00") wait for a second staff member's
+    /// approval; clerks' refund requests always do. Default 500.00.
+    #[serde(default)]
+    pub refund_approval_threshold: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +71,12 @@ pub fn ledger(cfg: &Config) -> anyhow::Result<app::ledger::LedgerConfig> {
     if let Some(c) = &cfg.ledger.cutoff {
         l.cutoff = app::ledger::parse_cutoff(c)
             .with_context(|| format!("ledger.cutoff {c:?} is not a time like 17:00"))?;
+    }
+    if let Some(t) = &cfg.ledger.refund_approval_threshold {
+        let m = domain::Money::parse_dollars(t, domain::Currency::Usd).map_err(|e| {
+            anyhow::anyhow!("ledger.refund_approval_threshold {t:?} is not an amount: {e}")
+        })?;
+        l.refund_approval_threshold_cents = m.cents();
     }
     for (item, a) in &cfg.ledger.accounts {
         l.accounts.insert(

@@ -825,8 +825,9 @@ struct RefundLine {
     reason: String,
 }
 
-/// Who may refund.
-const REFUND: Role = Role::Supervisor;
+/// Who may ask for a refund (a clerk's request, and any above the city's threshold, waits
+/// for a supervisor's or administrator's approval at `/refunds`).
+const REFUND: Role = Role::Clerk;
 
 #[derive(Deserialize)]
 struct RefundForm {
@@ -872,7 +873,11 @@ async fn refund(
     {
         Ok(r) => {
             let notice = ctx.t.f(
-                "staff.refund.done",
+                if r.status == "awaiting_approval" {
+                    "staff.refund.awaiting"
+                } else {
+                    "staff.refund.done"
+                },
                 &[
                     ("amount", &r.amount.to_string()),
                     ("account", &r.account_number),
@@ -950,7 +955,10 @@ async fn show_payment(
             created: utc(r.created_at),
             account_number: r.account_number,
             amount: r.amount.to_string(),
-            status: r.status,
+            status: ctx
+                .t
+                .s(&format!("staff.refund.status.{}", r.status))
+                .to_owned(),
             reason: r.reason,
         })
         .collect();

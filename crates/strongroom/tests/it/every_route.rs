@@ -91,7 +91,8 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/documents/{id}/download"
         | "/outbox"
         | "/outbox/{id}" => Some(Role::Clerk),
-        "/payments/{id}/refund" => Some(Role::Supervisor),
+        "/payments/{id}/refund" | "/refunds" => Some(Role::Clerk),
+        "/refunds/{id}/approve" | "/refunds/{id}/reject" => Some(Role::Supervisor),
         "/admin/sessions" | "/admin/sessions/resident" | "/admin/sessions/staff" => {
             Some(Role::Administrator)
         }

@@ -874,10 +874,19 @@ async fn link(
                 ),
                 AppError::RateLimited => crate::forms::FormErrors::from_problems(
                     &ctx.t,
-                    &[app::FieldProblem::new("account_number", "rate_limited", "too many attempts")],
+                    &[app::FieldProblem::new(
+                        "account_number",
+                        "rate_limited",
+                        "too many attempts",
+                    )],
                     LINK_FIELDS,
                 ),
-                _ => match crate::forms::FormErrors::from_app(&ctx.t, &e, "account_number", LINK_FIELDS) {
+                _ => match crate::forms::FormErrors::from_app(
+                    &ctx.t,
+                    &e,
+                    "account_number",
+                    LINK_FIELDS,
+                ) {
                     Some(errors) => errors,
                     None => return Err(e.into()),
                 },

@@ -7,6 +7,7 @@ pub mod exceptions;
 pub mod postings;
 pub mod profile;
 pub mod reconciliation;
+pub mod refund_approvals;
 
 use crate::AppState;
 use axum::Router;
@@ -18,5 +19,6 @@ pub fn router() -> Router<AppState> {
         .merge(exceptions::router())
         .merge(postings::router())
         .merge(reconciliation::router())
+        .merge(refund_approvals::router())
         .merge(profile::router())
 }
