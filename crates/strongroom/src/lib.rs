@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod bench;
 pub mod config;
 pub mod integrity;
 pub mod keys;

@@ -145,6 +145,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Measure hot paths against ceilings measured in the same run (not a test): prints a
+    /// table and writes JSON. Bill import on SQLite, and on PostgreSQL with --postgres.
+    Bench {
+        /// Bills in the generated import file.
+        #[arg(long, default_value_t = 200_000)]
+        bills: u64,
+        /// A PostgreSQL server URL (a fresh database is made and dropped on it), e.g.
+        /// postgres://postgres@127.0.0.1:5432/postgres. Default: $STRONGROOM_BENCH_DATABASE_URL.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Where to write the results as JSON.
+        #[arg(long, default_value = "bench.json")]
+        json: PathBuf,
+    },
     /// Run only the sandbox payment processor.
     SandboxProcessor {
         #[arg(long)]
@@ -570,6 +584,14 @@ fn run() -> anyhow::Result<()> {
                     out.display()
                 );
                 Ok(())
+            }
+            Command::Bench {
+                bills,
+                postgres,
+                json,
+            } => {
+                let pg = postgres.or_else(|| std::env::var("STRONGROOM_BENCH_DATABASE_URL").ok());
+                strongroom::bench::run(bills, pg, &json).await
             }
             Command::ExportPostings {
                 store,
