@@ -75,7 +75,10 @@ fn rows(n: u64, keys: &app::crypto::KeyRing) -> anyhow::Result<Rows> {
         r.accounts.push([
             account.clone(),
             "93301".into(),
-            keys.seal(app::crypto::columns::ACCOUNT_HOLDER_NAME, &format!("Customer {i}"))?,
+            keys.seal(
+                app::crypto::columns::ACCOUNT_HOLDER_NAME,
+                &format!("Customer {i}"),
+            )?,
             keys.seal(
                 app::crypto::columns::ACCOUNT_SERVICE_STREET,
                 &format!("{} Truxtun Ave", 100 + i % 9800),
@@ -129,14 +132,24 @@ fn rows(n: u64, keys: &app::crypto::KeyRing) -> anyhow::Result<Rows> {
     Ok(r)
 }
 
-const INTS: &[&str] = &["created_at", "amount_cents", "meter_previous", "meter_current", "usage_units", "line_no", "posted_at"];
+const INTS: &[&str] = &[
+    "created_at",
+    "amount_cents",
+    "meter_previous",
+    "meter_current",
+    "usage_units",
+    "line_no",
+    "posted_at",
+];
 
 /// The ceiling on SQLite: prepared single-row INSERTs of every row, one transaction.
 async fn sqlite_ceiling(url: &str, r: &Rows) -> anyhow::Result<f64> {
     use sqlx::Connection;
     store::Store::connect(url).await?.close().await;
     let mut c = sqlx::SqliteConnection::connect(url).await?;
-    sqlx::query("PRAGMA synchronous = FULL").execute(&mut c).await?;
+    sqlx::query("PRAGMA synchronous = FULL")
+        .execute(&mut c)
+        .await?;
     let started = Instant::now();
     let mut tx = c.begin().await?;
     async fn put<const K: usize>(
@@ -148,7 +161,10 @@ async fn sqlite_ceiling(url: &str, r: &Rows) -> anyhow::Result<f64> {
         let sql = format!(
             "INSERT INTO {table} ({}) VALUES ({})",
             cols.join(", "),
-            (1..=K).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+            (1..=K)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         for row in rows {
             let mut q = sqlx::query(&sql);
@@ -163,11 +179,71 @@ async fn sqlite_ceiling(url: &str, r: &Rows) -> anyhow::Result<f64> {
         }
         Ok(())
     }
-    put(&mut tx, "utility_accounts", ["account_number", "postal_code", "holder_name", "service_street", "service_city", "currency", "created_at"], &r.accounts).await?;
-    put(&mut tx, "account_linking_codes", ["account_number", "code", "created_at"], &r.codes).await?;
-    put(&mut tx, "bills", ["id", "account_number", "period_start", "period_end", "issued_on", "due_on", "amount_cents", "meter_previous", "meter_current", "usage_units", "created_at", "cis_bill_id", "import_id"], &r.bills).await?;
-    put(&mut tx, "bill_lines", ["bill_id", "line_no", "kind", "description", "amount_cents"], &r.lines).await?;
-    put(&mut tx, "account_ledger", ["id", "account_number", "kind", "reference", "amount_cents", "description", "posted_at"], &r.ledger).await?;
+    put(
+        &mut tx,
+        "utility_accounts",
+        [
+            "account_number",
+            "postal_code",
+            "holder_name",
+            "service_street",
+            "service_city",
+            "currency",
+            "created_at",
+        ],
+        &r.accounts,
+    )
+    .await?;
+    put(
+        &mut tx,
+        "account_linking_codes",
+        ["account_number", "code", "created_at"],
+        &r.codes,
+    )
+    .await?;
+    put(
+        &mut tx,
+        "bills",
+        [
+            "id",
+            "account_number",
+            "period_start",
+            "period_end",
+            "issued_on",
+            "due_on",
+            "amount_cents",
+            "meter_previous",
+            "meter_current",
+            "usage_units",
+            "created_at",
+            "cis_bill_id",
+            "import_id",
+        ],
+        &r.bills,
+    )
+    .await?;
+    put(
+        &mut tx,
+        "bill_lines",
+        ["bill_id", "line_no", "kind", "description", "amount_cents"],
+        &r.lines,
+    )
+    .await?;
+    put(
+        &mut tx,
+        "account_ledger",
+        [
+            "id",
+            "account_number",
+            "kind",
+            "reference",
+            "amount_cents",
+            "description",
+            "posted_at",
+        ],
+        &r.ledger,
+    )
+    .await?;
     tx.commit().await?;
     Ok(r.bills.len() as f64 / started.elapsed().as_secs_f64())
 }
@@ -223,11 +299,21 @@ async fn engine(url: &str, file: &Path, keys: app::crypto::KeyRing) -> anyhow::R
     opts.max_bytes = u64::MAX;
     let started = Instant::now();
     let r = app
-        .import_bills(std::io::BufReader::with_capacity(1 << 16, f), size, &mapping, &opts, &mut app::bill_import::Quiet)
+        .import_bills(
+            std::io::BufReader::with_capacity(1 << 16, f),
+            size,
+            &mapping,
+            &opts,
+            &mut app::bill_import::Quiet,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(!r.rolled_back && r.created == r.lines, "bench import failed: {:?}", r.errors.first());
+    anyhow::ensure!(
+        !r.rolled_back && r.created == r.lines,
+        "bench import failed: {:?}",
+        r.errors.first()
+    );
     app.store.close().await;
     Ok(r.created as f64 / secs)
 }
@@ -236,14 +322,21 @@ async fn fresh_postgres(base: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let name = format!("sr_bench_{}", app::ids::random_id().to_lowercase());
     let mut admin = sqlx::PgConnection::connect(base).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
-    let (prefix, _) = base.rsplit_once('/').context("the PostgreSQL URL needs a database path")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .context("the PostgreSQL URL needs a database path")?;
     Ok(format!("{prefix}/{name}"))
 }
 
 async fn drop_postgres(base: &str, url: &str) {
     use sqlx::Connection;
-    if let (Ok(mut admin), Some((_, name))) = (sqlx::PgConnection::connect(base).await, url.rsplit_once('/')) {
+    if let (Ok(mut admin), Some((_, name))) = (
+        sqlx::PgConnection::connect(base).await,
+        url.rsplit_once('/'),
+    ) {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut admin)
             .await;
@@ -270,9 +363,18 @@ pub async fn run(bills: u64, postgres: Option<String>, json: &Path) -> anyhow::R
         target: 0.5,
     };
     eprintln!("bench: SQLite ceiling (prepared INSERTs, one transaction)");
-    let ceiling = sqlite_ceiling(&format!("sqlite://{}?mode=rwc", dir.join("ceiling.db").display()), &prepared).await?;
+    let ceiling = sqlite_ceiling(
+        &format!("sqlite://{}?mode=rwc", dir.join("ceiling.db").display()),
+        &prepared,
+    )
+    .await?;
     eprintln!("bench: SQLite import");
-    let rate = engine(&format!("sqlite://{}?mode=rwc", dir.join("import.db").display()), &file, keys.clone()).await?;
+    let rate = engine(
+        &format!("sqlite://{}?mode=rwc", dir.join("import.db").display()),
+        &file,
+        keys.clone(),
+    )
+    .await?;
     out.push(measure("sqlite", rate, ceiling));
     if let Some(base) = postgres.filter(|u| !u.is_empty()) {
         eprintln!("bench: PostgreSQL ceiling (COPY)");
@@ -287,7 +389,10 @@ pub async fn run(bills: u64, postgres: Option<String>, json: &Path) -> anyhow::R
         out.push(measure("postgres", rate?, ceiling));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("{:<14} {:<9} {:>12} {:>12} {:>7} {:>7}", "measure", "backend", "rate", "ceiling", "ratio", "target");
+    println!(
+        "{:<14} {:<9} {:>12} {:>12} {:>7} {:>7}",
+        "measure", "backend", "rate", "ceiling", "ratio", "target"
+    );
     for m in &out {
         println!(
             "{:<14} {:<9} {:>12.0} {:>12.0} {:>6.0}% {:>6.0}%   ({}, {bills} bills)",

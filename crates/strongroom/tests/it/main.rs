@@ -11,6 +11,7 @@ mod authz;
 mod bill_import;
 mod breach;
 mod browser;
+mod city_day;
 mod cli;
 mod every_route;
 mod exceptions;
