@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod config;
+pub mod demo_finance;
 pub mod integrity;
 pub mod keys;
 pub mod logging;

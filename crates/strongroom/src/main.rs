@@ -820,6 +820,10 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         strongroom::keys::init(&keys_path)?
     };
     let staff_password = demo_secret(&data_dir, "demo-staff-password", || random_hex(10))?;
+    // The demo's clock: the system time, set back a day while yesterday's payments are
+    // seeded.
+    let clock = Arc::new(app::OffsetClock::default());
+    let processor_key = format!("sk_test_{}", random_hex(12));
     let db = data_dir.join("strongroom.db");
     let database_url = format!("sqlite://{}?mode=rwc", db.display());
     let running = server::start(server::Options {
@@ -835,12 +839,12 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         }),
         processor_api_base: String::new(),
         processor_hosted_origin: String::new(),
-        processor_secret_key: format!("sk_test_{}", random_hex(12)).into(),
+        processor_secret_key: processor_key.clone().into(),
         webhook_secret: format!("whsec_{}", random_hex(16)).into(),
         audit_key: audit_key.into_bytes(),
         data_keys,
         audit_head_file: Some(data_dir.join("audit.head")),
-        clock: Arc::new(SystemClock),
+        clock: clock.clone(),
         mailer: Mailer::OutboxOnly,
         secure_cookies: false,
         hsts: false,
@@ -877,14 +881,27 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
     };
     let totp_uri = app::mfa::otpauth_uri(&totp_secret, &running.app.config().city_name, "demo")?;
     if seeded {
+        strongroom::demo_finance::seed(
+            &running.app,
+            &clock,
+            &running.processor_origin,
+            &processor_key,
+        )
+        .await
+        .context("cannot seed the demo's business day")?;
         tracing::info!(
             accounts,
             ms = started.elapsed().as_millis() as u64,
             "seeded demo data"
         );
     }
+    let web_code = running
+        .app
+        .linking_code_of("100001")
+        .await?
+        .unwrap_or_default();
     println!(
-        "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n                      sign-in codes: add TOTP secret {totp} to an authenticator app,\n                      or import {totp_uri}\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Press Ctrl-C to stop.\n",
+        "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n                      sign-in codes: add TOTP secret {totp} to an authenticator app,\n                      or import {totp_uri}\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Create a resident account and link 100001\n     with the web code printed on its bill: {web_code}.\n     Finance: yesterday's payments wait under \"Postings\" to be exported, its reconciliation\n     under \"Reconciliation\", and one capture nobody can explain under \"Exceptions\".\n     Press Ctrl-C to stop.\n",
         dir = data_dir.display(),
         portal = running.portal_origin,
         staff = running.staff_origin,
