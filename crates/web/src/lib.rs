@@ -41,6 +41,8 @@ pub struct WebConfig {
 pub struct AppState {
     pub app: App,
     pub cfg: Arc<WebConfig>,
+    /// Bill imports started from the back office on this node, by job id.
+    pub imports: staff_pages::imports::Jobs,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
         AppState {
             app,
             cfg: Arc::new(cfg),
+            imports: staff_pages::imports::Jobs::default(),
         }
     }
 }

@@ -304,15 +304,41 @@ async fn card_number_guard(req: Request, next: Next) -> Response {
         .await
 }
 
-/// The one route that takes a file (staff listener: attach a document to an account).
+/// The route that takes a document (staff listener: attach a document to an account).
 pub const UPLOAD_ROUTE: &str = "/accounts/{account}/documents";
 
-/// Largest body of an upload: the document plus room for the form's other parts.
+/// Largest body of a document upload: the document plus room for the form's other parts.
 pub const MAX_UPLOAD_BODY: usize = app::documents::MAX_DOCUMENT_BYTES + MAX_BODY;
 
-/// How much of an oversized upload is read (and thrown away) before the 413 is sent, so
-/// the client sees the answer instead of a reset connection.
-const UPLOAD_DRAIN_CAP: usize = 4 * MAX_UPLOAD_BODY;
+/// The route that takes a bill file (staff listener: import bills).
+pub const IMPORT_ROUTE: &str = "/imports";
+
+/// Largest bill file the back office takes (about 600,000 bills): the file is held in
+/// memory while its parts are checked. Larger files go through `strongroom import-bills`,
+/// which streams them.
+pub const MAX_IMPORT_FILE: usize = 64 * 1024 * 1024;
+
+/// Largest body of a bill file upload.
+pub const MAX_IMPORT_BODY: usize = MAX_IMPORT_FILE + MAX_BODY;
+
+/// The staff routes that take `multipart/form-data`, with the largest body each takes.
+const UPLOADS: &[(&str, usize)] = &[
+    (UPLOAD_ROUTE, MAX_UPLOAD_BODY),
+    (IMPORT_ROUTE, MAX_IMPORT_BODY),
+];
+
+/// The upload cap of a matched route, if it takes uploads.
+fn upload_cap(req: &Request) -> Option<usize> {
+    let m = req.extensions().get::<MatchedPath>()?;
+    UPLOADS
+        .iter()
+        .find(|(route, _)| *route == m.as_str())
+        .map(|(_, cap)| *cap)
+}
+
+/// How much of an oversized upload is read (and thrown away) beyond its cap before the
+/// 413 is sent, so the client sees the answer instead of a reset connection.
+const UPLOAD_DRAIN_EXTRA: usize = 3 * MAX_UPLOAD_BODY;
 
 /// The staff listener's card-number guard: [`card_number_guard`], except for a
 /// `multipart/form-data` POST to [`UPLOAD_ROUTE`], which may be up to [`MAX_UPLOAD_BODY`]
@@ -320,12 +346,11 @@ const UPLOAD_DRAIN_CAP: usize = 4 * MAX_UPLOAD_BODY;
 /// query and headers are scanned as usual, and so is every part's headers (the file
 /// name) and every part that is not a file (the CSRF field).
 async fn staff_card_number_guard(req: Request, next: Next) -> Response {
-    let is_upload = req.method() == Method::POST
-        && req
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|m| m.as_str() == UPLOAD_ROUTE);
-    let boundary = is_upload
+    let cap = (req.method() == Method::POST)
+        .then(|| upload_cap(&req))
+        .flatten();
+    let boundary = cap
+        .is_some()
         .then(|| multipart_boundary(req.headers()))
         .flatten();
     let Some(boundary) = boundary else {
@@ -335,14 +360,15 @@ async fn staff_card_number_guard(req: Request, next: Next) -> Response {
     if head_carries_pan(&req) {
         return card_refused(&path);
     }
+    let cap = cap.unwrap_or(MAX_UPLOAD_BODY);
     let (parts, body) = req.into_parts();
-    let Some(bytes) = read_capped(body, MAX_UPLOAD_BODY).await else {
+    let Some(bytes) = read_capped(body, cap).await else {
         return WebError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!(
                 "The upload is larger than {} MB.",
-                app::documents::MAX_DOCUMENT_BYTES / (1024 * 1024)
+                (cap - MAX_BODY) / (1024 * 1024)
             ),
             Format::Html,
         )
@@ -395,7 +421,7 @@ async fn read_capped(mut body: Body, limit: usize) -> Option<axum::body::Bytes> 
         seen = seen.saturating_add(data.len());
         if seen > limit {
             buf = Vec::new();
-            if seen > UPLOAD_DRAIN_CAP {
+            if seen > limit.saturating_add(UPLOAD_DRAIN_EXTRA) {
                 return None;
             }
             continue;
@@ -552,10 +578,7 @@ async fn csrf_guard(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("multipart/form-data"))
         && realm == Realm::Staff
-        && req
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|m| m.as_str() == UPLOAD_ROUTE);
+        && upload_cap(&req).is_some();
     if unsafe_method && format_for(&path) == Format::Html && !multipart {
         let (parts, body) = req.into_parts();
         let Ok(bytes) = to_bytes(body, MAX_BODY).await else {

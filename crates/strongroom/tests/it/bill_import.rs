@@ -388,3 +388,111 @@ async fn skip_invalid_imports_the_valid_lines_and_reports_the_rest() {
             && report.contains("5,bill_id,")
     );
 }
+
+#[tokio::test]
+async fn the_back_office_imports_a_file_in_the_background_and_shows_its_errors() {
+    let s = server().start().await;
+    s.app()
+        .create_staff(
+            "super1",
+            "s",
+            "ledger-harbor-import-42",
+            app::staff::Role::Supervisor,
+        )
+        .await
+        .unwrap();
+    let c = client();
+    crate::staff::staff_login_full(&s, &c, "super1", "ledger-harbor-import-42").await;
+    let page = c
+        .get(format!("{}/imports", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::journeys::hidden_value(&page, "csrf");
+    let upload = |name: &'static str, body: String, mapping: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.clone())
+            .text("mapping", mapping)
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(body.into_bytes()).file_name(name),
+            );
+        c.post(format!("{}/imports", s.staff))
+            .header("origin", &s.staff)
+            .multipart(form)
+            .send()
+    };
+    // No file and no layout: both said at once.
+    let res = c
+        .post(format!("{}/imports", s.staff))
+        .header("origin", &s.staff)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("csrf", csrf.clone())
+                .text("mapping", "nope"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("href=\"#mapping\"") && html.contains("href=\"#file\""),
+        "{html}"
+    );
+
+    let good = [
+        HEADER.to_owned(),
+        csv_line("W-1", "740001", "10.00"),
+        csv_line("W-2", "740002", "11.00"),
+    ]
+    .join("\n");
+    let res = upload("cis-nov.csv", good, "csv").await.unwrap();
+    assert_eq!(res.status(), 303);
+    let job = res.headers()["location"].to_str().unwrap().to_owned();
+    // The job page shows progress until the import ends, then sends to its result.
+    let result = finished(&s, &c, &job).await;
+    let html = c
+        .get(format!("{}{result}", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("The file was imported."), "{html}");
+    assert_eq!(s.balance("740002").await, 1100 + 3875 + 2940);
+
+    let bad = [HEADER.to_owned(), csv_line("W-3", "74x", "10.00")].join("\n");
+    let res = upload("cis-bad.csv", bad, "csv").await.unwrap();
+    let job = res.headers()["location"].to_str().unwrap().to_owned();
+    let result = finished(&s, &c, &job).await;
+    let html = c
+        .get(format!("{}{result}", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("nothing was imported") && html.contains("account_number"),
+        "{html}"
+    );
+}
+
+/// Waits for a back-office import job to end; returns where its page then sends.
+async fn finished(s: &Server, c: &reqwest::Client, job: &str) -> String {
+    let url = format!("{}{job}", s.staff);
+    crate::harness::eventually("the import ends", || async {
+        let status = c.get(&url).send().await.unwrap().status();
+        assert!(status == 200 || status == 303, "{status}");
+        status == 303
+    })
+    .await;
+    let r = c.get(&url).send().await.unwrap();
+    r.headers()["location"].to_str().unwrap().to_owned()
+}

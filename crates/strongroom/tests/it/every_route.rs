@@ -86,6 +86,7 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/reconciliation"
         | "/reconciliation/{date}" => Some(Role::Auditor),
         "/postings/{date}/export" | "/reconciliation/run" => Some(Role::Supervisor),
+        "/imports" | "/imports/{id}" | "/imports/jobs/{job}" => Some(Role::Supervisor),
         "/accounts/{account}"
         | "/accounts/{account}/documents"
         | "/documents/{id}/download"
@@ -106,6 +107,7 @@ fn concrete(route: &str, bill: &str) -> String {
         .replace("{bill_id}", bill)
         .replace("{id}", "pay_AAAAAAAAAAAAAAAAAAAAAA")
         .replace("{date}", "2026-11-15")
+        .replace("{job}", "0000")
         .replace("{*path}", "app.css")
 }
 

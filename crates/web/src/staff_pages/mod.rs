@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod documents;
 pub mod exceptions;
+pub mod imports;
 pub mod postings;
 pub mod profile;
 pub mod reconciliation;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(documents::router())
         .merge(exceptions::router())
+        .merge(imports::router())
         .merge(postings::router())
         .merge(reconciliation::router())
         .merge(refund_approvals::router())
