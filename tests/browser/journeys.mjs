@@ -75,6 +75,9 @@ const LINK_ACCOUNTS = JSON.parse(
   env('LINK_ACCOUNTS', '[{"account_number":"100003","postal_code":"93301"},{"account_number":"100004","postal_code":"93301"}]'),
 );
 const CHROMIUM = env('CHROMIUM_PATH', '/usr/bin/chromium');
+// The business day with a payment and a refund-free settlement, and a reconciled day.
+const FINANCE_DAY = env('FINANCE_DAY', '2026-11-16');
+const RECONCILED_DAY = env('RECONCILED_DAY', '2026-11-15');
 const FAILURE_DIR = env('FAILURE_DIR', path.join(tmpdir(), 'strongroom-browser-failures'));
 const ONLY = process.env.ONLY || '';
 
@@ -494,7 +497,52 @@ async function staffPasskey({ newPage }) {
   await page.getByRole('heading', { level: 1, name: 'My profile' }).waitFor();
   await audit(page, watch, 'staff: my profile (passkey used)');
   assert.doesNotMatch(await passkeyRow(page, 'Test laptop').innerText(), /Not used yet/, 'the passkey shows when it was last used');
+  await financePages(page, watch);
   watch.assertClean();
+}
+
+/// At 320 CSS pixels wide the page itself never scrolls sideways (wide tables scroll in
+/// their own container).
+async function noSidewaysScroll(page, what) {
+  await page.setViewportSize({ width: 320, height: 800 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  assert.ok(wide <= 320, `${what} scrolls sideways at 320 px (${wide} px wide)`);
+}
+
+/// The finance pages of the back office (issue 6), in English and in Spanish: axe, and no
+/// sideways scroll at 320 px. The server seeded an import, a payment, an exception and a
+/// reconciled day (browser.rs).
+async function financePages(page, watch) {
+  for (const lang of ['en', 'es']) {
+    const q = `?lang=${lang}`;
+    const visit = async (path, what) => {
+      await page.goto(`${STAFF}${path}${path.includes('?') ? q.replace('?', '&') : q}`);
+      await audit(page, watch, `staff (${lang}): ${what}`);
+      await noSidewaysScroll(page, `staff (${lang}): ${what}`);
+    };
+    await visit('/imports', 'bill imports');
+    const imported = await page.locator('table a[href^="/imports/imp_"]').first().getAttribute('href');
+    await visit(imported, 'one bill import');
+    await visit('/postings', 'postings by business day');
+    await visit(`/postings/${FINANCE_DAY}`, 'a business day and its settlement report');
+    await visit('/reconciliation', 'reconciliation');
+    await visit(`/reconciliation/${RECONCILED_DAY}`, 'a reconciled day');
+    await visit('/exceptions', 'exceptions queue');
+    const exception = await page.locator('table a[href^="/exceptions/exc_"]').first().getAttribute('href');
+    await visit(exception, 'one exception');
+    // The resolution form's errors, all at once, with the summary linking to the fields
+    // (the 400 the browser logs for that answer is expected).
+    watch.allowedConsole.push(/status of 400/);
+    await page.getByRole('button', { name: lang === 'en' ? 'Resolve' : 'Resolver' }).click();
+    await page.locator('#error-summary').waitFor();
+    assert.equal(await page.locator('#error-summary a').count(), 2, 'both problems in the summary');
+    assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), 'error-summary', 'the summary takes focus');
+    await audit(page, watch, `staff (${lang}): one exception with form errors`);
+    watch.allowedConsole.pop();
+    await noSidewaysScroll(page, `staff (${lang}): exception errors`);
+    await visit('/refunds', 'refund approvals');
+  }
 }
 
 async function residentPasskey({ newPage }) {

@@ -565,11 +565,11 @@ pub fn valid_linking_code(s: &str) -> bool {
 
 const LINK_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 
-/// A new linking code: 10 characters of `LINK_ALPHABET` from the OS RNG (about 49 bits;
-/// linking attempts are rate limited).
+/// A new linking code: 10 characters of `LINK_ALPHABET` from the thread's CSPRNG (about
+/// 49 bits; linking attempts are rate limited).
 pub fn new_linking_code() -> String {
     use rand::Rng;
-    let mut rng = rand::rngs::OsRng;
+    let mut rng = rand::thread_rng();
     (0..10)
         .map(|_| char::from(LINK_ALPHABET[rng.gen_range(0..LINK_ALPHABET.len())]))
         .collect()

@@ -4,9 +4,11 @@ use rand::distributions::{Alphanumeric, DistString};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-/// 22 alphanumeric characters: about 131 bits.
+/// 22 alphanumeric characters: about 131 bits, from the thread's CSPRNG (ChaCha, seeded
+/// and reseeded from the OS): one OS call per id would cost a bulk import a system call per
+/// character.
 pub fn random_id() -> String {
-    Alphanumeric.sample_string(&mut rand::rngs::OsRng, 22)
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 22)
 }
 
 /// A secret token for cookies, forms and emailed links: 32 random bytes, hex.

@@ -100,6 +100,7 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
             .await
             .expect("read account")
             .expect("seeded account exists");
+        drop(c);
         let code = s
             .app()
             .linking_code_of(&number)
@@ -117,6 +118,30 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
         "browser journeys: resident links {}",
         serde_json::Value::Array(link_accounts.clone())
     );
+
+    // The finance pages have something to show: a bill import, a payment of the day
+    // (2026-11-16), a capture nobody opened (an exception) and a reconciled day
+    // (2026-11-15, closed).
+    let mapping =
+        app::bill_import::Mapping::parse(include_str!("../../../../deploy/bills-csv.toml"))
+            .expect("mapping");
+    let file = "BILL_ID,ACCOUNT,SERVICE_ZIP,CUSTOMER_NAME,SERVICE_ADDRESS,SERVICE_CITY,PERIOD_FROM,PERIOD_TO,BILL_DATE,DUE_DATE,PREV_READ,CURR_READ,USAGE_HCF,WEB_CODE,WATER,SEWER,TRASH,LATE_FEE\nBR-1,750001,93301,Sam Roe,1 Main St,Bakersfield,2026-10-01,2026-10-31,2026-11-05,2026-11-26,1,2,1,,10.00,38.75,29.40,\n";
+    s.app()
+        .import_bills(
+            file.as_bytes(),
+            file.len() as u64,
+            &mapping,
+            &app::bill_import::ImportOptions::new("cis-november.csv", "browser-test"),
+            &mut app::bill_import::Quiet,
+        )
+        .await
+        .expect("import");
+    s.pay_ok("750001", "93301", 2_500, "browser-finance").await;
+    s.foreign_capture(1_500).await;
+    s.app()
+        .reconcile_day(time::macros::date!(2026 - 11 - 15), "system")
+        .await
+        .expect("reconcile a closed day");
 
     let screenshots = workspace_dir().join("docs").join("screenshots");
     let failures = artifacts_dir().join("browser-failures");

@@ -241,15 +241,20 @@ async fn resolve(
         "refund" => Resolution::Refund,
         "explain" => Resolution::Explain,
         _ => {
-            let errors = FormErrors::from_problems(
-                &ctx.t,
-                &[app::FieldProblem::new(
-                    "resolution",
-                    "resolution_required",
-                    "choose how to resolve it",
-                )],
-                FIELDS,
-            );
+            // Every problem at once: the choice, and the reason if it is missing too.
+            let mut problems = vec![app::FieldProblem::new(
+                "resolution",
+                "resolution_required",
+                "choose how to resolve it",
+            )];
+            if f.note.trim().is_empty() {
+                problems.push(app::FieldProblem::new(
+                    "note",
+                    "reason_required",
+                    "give a reason",
+                ));
+            }
+            let errors = FormErrors::from_problems(&ctx.t, &problems, FIELDS);
             return show(
                 &st,
                 &ctx,
