@@ -55,12 +55,21 @@ pub async fn known_accounts(conn: &mut AnyConnection, numbers: &[String]) -> Res
     Ok(q.fetch_all(conn).await?.into_iter().map(|(n,)| n).collect())
 }
 
-/// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
-/// parameters for the widest table (13 columns).
-const ROWS_PER_INSERT: usize = 400;
+/// Rows per multi-row INSERT. PostgreSQL: 400 (well under its 65,535 bound parameters for
+/// the widest table, 13 columns). SQLite: 50, because sqlx looks up each parameter's name
+/// with `sqlite3_bind_parameter_name`, which walks the statement's parameter list: binding
+/// costs the square of the parameters per statement (found with `perf`: at 400 rows that
+/// lookup took most of an import's time).
+async fn rows_per_insert(conn: &mut AnyConnection) -> usize {
+    match crate::backend_of(conn).await {
+        crate::Backend::Postgres => 400,
+        crate::Backend::Sqlite => 50,
+    }
+}
 
 pub async fn insert_accounts(conn: &mut AnyConnection, rows: &[AccountRow]) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    let n = rows_per_insert(conn).await;
+    for chunk in rows.chunks(n) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(i * 7 + 1, 7)))
             .collect();
@@ -89,7 +98,8 @@ pub async fn insert_linking_codes(
     conn: &mut AnyConnection,
     rows: &[(String, String, i64)],
 ) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    let n = rows_per_insert(conn).await;
+    for chunk in rows.chunks(n) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(i * 3 + 1, 3)))
             .collect();
@@ -113,7 +123,8 @@ pub async fn insert_bills(
     rows: &[(BillRow, String)],
     import_id: &str,
 ) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    let n = rows_per_insert(conn).await;
+    for chunk in rows.chunks(n) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(i * 13 + 1, 13)))
             .collect();
@@ -146,7 +157,8 @@ pub async fn insert_bills(
 }
 
 pub async fn insert_bill_lines(conn: &mut AnyConnection, rows: &[BillLineRow]) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    let n = rows_per_insert(conn).await;
+    for chunk in rows.chunks(n) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(i * 5 + 1, 5)))
             .collect();
@@ -169,7 +181,8 @@ pub async fn insert_bill_lines(conn: &mut AnyConnection, rows: &[BillLineRow]) -
 }
 
 pub async fn insert_ledger(conn: &mut AnyConnection, rows: &[LedgerRow]) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    let n = rows_per_insert(conn).await;
+    for chunk in rows.chunks(n) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(i * 7 + 1, 7)))
             .collect();
@@ -228,7 +241,8 @@ pub async fn update_bill(
 /// Marks unchanged bills as seen by this import (so a second occurrence in the same file
 /// is caught).
 pub async fn touch_bills(conn: &mut AnyConnection, ids: &[String], import_id: &str) -> Result<()> {
-    for chunk in ids.chunks(ROWS_PER_INSERT) {
+    let n = rows_per_insert(conn).await;
+    for chunk in ids.chunks(n) {
         let sql = format!(
             "UPDATE bills SET import_id = $1 WHERE id IN ({})",
             placeholders(2, chunk.len())

@@ -142,9 +142,10 @@ const INTS: &[&str] = &[
     "posted_at",
 ];
 
-/// The ceiling on SQLite: prepared INSERTs of every row in one transaction, 100 rows a
-/// statement (single-row statements through the driver were slower than the engine itself,
-/// so they would be no ceiling).
+/// The ceiling on SQLite: prepared INSERTs of every row in one transaction, 50 rows a
+/// statement, the best size through this driver (single-row statements were slower than
+/// the engine itself, so they would be no ceiling; larger ones pay the driver's quadratic
+/// parameter lookup, see `store::bill_import`).
 async fn sqlite_ceiling(url: &str, r: &Rows) -> anyhow::Result<f64> {
     use sqlx::Connection;
     store::Store::connect(url).await?.close().await;
@@ -160,7 +161,7 @@ async fn sqlite_ceiling(url: &str, r: &Rows) -> anyhow::Result<f64> {
         cols: [&str; K],
         rows: &[[String; K]],
     ) -> anyhow::Result<()> {
-        for chunk in rows.chunks(100) {
+        for chunk in rows.chunks(50) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     let marks: Vec<String> = (1..=K).map(|k| format!("?{}", i * K + k)).collect();
