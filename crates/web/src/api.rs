@@ -77,8 +77,10 @@ fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Re
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
     /// The utility account number printed on the bill.
+    #[schema(pattern = r"^[0-9]{4,12}$", min_length = 4, max_length = 12)]
     pub account_number: String,
-    /// The five-digit ZIP code of the service address.
+    /// The five-digit ZIP code of the service address (ZIP+4 is accepted).
+    #[schema(pattern = r"^[0-9]{5}(-[0-9]{4})?$", min_length = 5, max_length = 10)]
     pub postal_code: String,
 }
 
@@ -157,10 +159,19 @@ async fn lookup(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePaymentRequest {
+    /// One to twenty items, each for a different account.
+    #[schema(min_items = 1, max_items = 20)]
     pub items: Vec<ItemJson>,
     /// Where the receipt is emailed.
+    #[schema(
+        format = Email,
+        min_length = 5,
+        max_length = 254,
+        pattern = r#"^[^\s<>",@]{1,64}@[A-Za-z0-9][A-Za-z0-9-]{0,62}(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})+$"#
+    )]
     pub email: String,
     /// Where to send the payer after the payment is decided (an allowed origin only).
+    #[schema(max_length = 2000)]
     pub return_url: Option<String>,
 }
 
@@ -169,10 +180,14 @@ pub struct CreatePaymentRequest {
 pub struct ItemJson {
     /// Only `utility` for now.
     #[serde(rename = "type")]
+    #[schema(pattern = "^utility$")]
     pub item_type: String,
+    #[schema(pattern = r"^[0-9]{4,12}$", min_length = 4, max_length = 12)]
     pub account_number: String,
+    #[schema(pattern = r"^[0-9]{5}(-[0-9]{4})?$", min_length = 5, max_length = 10)]
     pub postal_code: String,
     /// Positive, at most the balance due, in cents.
+    #[schema(minimum = 1, maximum = 99_999_999)]
     pub amount_cents: i64,
 }
 
@@ -289,7 +304,7 @@ const IDEMPOTENCY_SCOPE: &str = "api.payments";
 /// Start a payment. Requires `Idempotency-Key`: the same key and body replays the first
 /// response; the same key with another body is refused with 422.
 #[utoipa::path(post, path = "/api/v1/payments", request_body = CreatePaymentRequest,
-    params(("Idempotency-Key" = String, Header, description = "Unique per intended payment, 1 to 255 printable characters")),
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended payment: 1 to 255 printable ASCII characters, not starting or ending with a space", pattern = r"^[!-~]([ -~]{0,253}[!-~])?$", min_length = 1, max_length = 255)),
     responses((status = 201, body = PaymentJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, description = "Body larger than the limit", body = ErrorBody), (status = 415, description = "Not application/json", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, description = "Too many payment starts from this client", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn create_payment(
     State(st): State<AppState>,
@@ -395,7 +410,7 @@ async fn create_payment(
 }
 
 /// A payment's status and what it paid.
-#[utoipa::path(get, path = "/api/v1/payments/{id}", params(("id" = String, Path, description = "Payment id, pay_...")),
+#[utoipa::path(get, path = "/api/v1/payments/{id}", params(("id" = String, Path, description = "Payment id, pay_...", pattern = "^pay_[A-Za-z0-9]{1,64}$")),
     responses((status = 200, body = PaymentJson), (status = 404, body = ErrorBody)))]
 async fn get_payment(
     State(st): State<AppState>,

@@ -20,6 +20,7 @@ mod hardening;
 mod harness;
 mod integrity;
 mod journeys;
+mod openapi;
 mod passkeys;
 mod pii;
 mod refunds;
