@@ -2,6 +2,7 @@
 //! and staff accounts, the email outbox. Knows nothing about HTML or HTTP.
 
 pub mod account_security;
+pub mod api_keys;
 pub mod audit;
 pub mod bill_import;
 pub mod billing;

@@ -156,7 +156,7 @@ pub fn mask_pans(s: &str) -> Cow<'_, str> {
 /// Prefixes of secrets that must never appear in logs (processor keys, webhook secrets,
 /// our own session and API tokens).
 const SECRET_PREFIXES: &[&str] = &[
-    "sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "srk_", "srs_",
+    "sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_", "srk_", "srs_", "sr_live_",
 ];
 
 /// Masks card numbers and secret-shaped tokens: the last line of defence for log output.
@@ -302,5 +302,16 @@ mod tests {
         fn never_panics(s in "\\PC{0,64}") {
             let _ = scrub(&s);
         }
+    }
+}
+
+#[cfg(test)]
+mod api_key_tests {
+    #[test]
+    fn our_api_keys_are_scrubbed_from_logs() {
+        let line = "auth with sr_live_ab12cd34ef56_0123456789abcdefABCDEF0123456789 failed";
+        let s = super::scrub(line);
+        assert!(!s.contains("0123456789abcdef"), "{s}");
+        assert!(s.contains("sr_live_***"), "{s}");
     }
 }

@@ -5,6 +5,7 @@
 //! `let mut tx = store.begin().await?; payments::insert(&mut tx, ..).await?; audit::append(&mut tx, ..)`.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod audit;
 pub mod bill_import;
 pub mod csp_reports;

@@ -348,3 +348,29 @@ pub async fn by_form_key(conn: &mut AnyConnection, form_key: &str) -> Result<Opt
             .await?,
     )
 }
+
+/// Payments created in `[from, to)`, newest first, after the cursor (created_at, id) if
+/// given: one page of the API's list.
+pub async fn page(
+    conn: &mut AnyConnection,
+    from: i64,
+    to: i64,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> Result<Vec<PaymentRow>> {
+    let (at, id) = after.unwrap_or((i64::MAX, ""));
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM payments
+         WHERE created_at >= $1 AND created_at < $2
+           AND (created_at < $3 OR (created_at = $3 AND id < $4) OR $5 = 0)
+         ORDER BY created_at DESC, id DESC LIMIT $6"
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(at)
+    .bind(id)
+    .bind(i64::from(after.is_some()))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

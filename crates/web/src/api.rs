@@ -21,8 +21,17 @@ use utoipa::{OpenApi, ToSchema};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/quick-pay/lookup", post(lookup))
-        .route("/api/v1/payments", post(create_payment))
+        .route(
+            "/api/v1/payments",
+            post(create_payment).get(crate::api_city::list_payments),
+        )
         .route("/api/v1/payments/{id}", get(get_payment))
+        .route(
+            "/api/v1/payments/{id}/refunds",
+            post(crate::api_city::request_refund),
+        )
+        .route("/api/v1/postings", get(crate::api_city::list_postings))
+        .route("/api/v1/bills", post(crate::api_city::import_bills))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/webhooks/processor", post(webhook))
         .route("/healthz", get(healthz))
@@ -56,7 +65,10 @@ fn bad_json(e: serde_json::Error) -> ApiError {
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -234,7 +246,7 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-fn payment_json(p: PaymentView, checkout_url: Option<String>) -> PaymentJson {
+pub(crate) fn payment_json(p: PaymentView, checkout_url: Option<String>) -> PaymentJson {
     PaymentJson {
         card: match (p.card_brand, p.card_last4, p.status.captured()) {
             (Some(brand), Some(last4), true) => Some(CardJson { brand, last4 }),
@@ -470,7 +482,16 @@ async fn readyz(State(st): State<AppState>) -> Response {
         version = "1",
         description = "Look up and pay city utility bills. Card details are never sent here: payers enter them on the processor's hosted page at checkout_url."
     ),
-    paths(lookup, create_payment, get_payment),
+    paths(
+        lookup,
+        create_payment,
+        get_payment,
+        crate::api_city::list_payments,
+        crate::api_city::list_postings,
+        crate::api_city::import_bills,
+        crate::api_city::request_refund
+    ),
+    modifiers(&ApiKeyScheme),
     components(schemas(
         LookupRequest,
         LookupResponse,
@@ -482,10 +503,41 @@ async fn readyz(State(st): State<AppState>) -> Response {
         PaymentItemJson,
         CardJson,
         ErrorBody,
-        ErrorDetail
+        ErrorDetail,
+        crate::api_city::PaymentList,
+        crate::api_city::PostingList,
+        crate::api_city::PostingJson,
+        crate::api_city::BillsRequest,
+        crate::api_city::BillIn,
+        crate::api_city::ImportResult,
+        crate::api_city::ImportRefused,
+        crate::api_city::ImportProblem,
+        crate::api_city::RefundRequest,
+        crate::api_city::RefundJson
     ))
 )]
 pub struct ApiDoc;
+
+/// The city systems' API keys: `Authorization: Bearer sr_live_...`, scopes named on each
+/// operation.
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sr_live_<id>_<secret>")
+                    .description(Some("An API key made by an administrator in the back office; its scopes: bills:write, payments:read, postings:read, refunds:write."))
+                    .build(),
+            ),
+        );
+    }
+}
 
 async fn openapi() -> Response {
     match ApiDoc::openapi().to_json() {

@@ -3,6 +3,7 @@
 //! parses input, calls one `app` use case and renders the answer.
 
 pub mod api;
+pub mod api_city;
 pub mod assets;
 mod cookies;
 pub mod error;

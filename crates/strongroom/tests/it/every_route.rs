@@ -57,6 +57,11 @@ const PORTAL_PUBLIC: &[&str] = &[
     "/api/v1/openapi.json",
     "/api/v1/payments",
     "/api/v1/payments/{id}",
+    // The city systems' endpoints answer 401/403 without a key of the right scope
+    // (tests/it/api_keys.rs).
+    "/api/v1/payments/{id}/refunds",
+    "/api/v1/postings",
+    "/api/v1/bills",
     "/api/v1/quick-pay/lookup",
     "/webhooks/processor",
     "/healthz",
@@ -94,9 +99,11 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/outbox/{id}" => Some(Role::Clerk),
         "/payments/{id}/refund" | "/refunds" => Some(Role::Clerk),
         "/refunds/{id}/approve" | "/refunds/{id}/reject" => Some(Role::Supervisor),
-        "/admin/sessions" | "/admin/sessions/resident" | "/admin/sessions/staff" => {
-            Some(Role::Administrator)
-        }
+        "/admin/sessions"
+        | "/admin/sessions/resident"
+        | "/admin/sessions/staff"
+        | "/admin/api-keys"
+        | "/admin/api-keys/revoke" => Some(Role::Administrator),
         _ => return None,
     })
 }

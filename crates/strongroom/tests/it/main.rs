@@ -6,6 +6,7 @@
 
 mod account_security;
 mod api;
+mod api_keys;
 mod audit;
 mod authz;
 mod bill_import;

@@ -1,6 +1,7 @@
 //! Back-office features beyond the first cut, one module each: the audit-log viewer and
 //! documents attached to accounts.
 
+pub mod api_keys;
 pub mod audit;
 pub mod documents;
 pub mod exceptions;
@@ -15,6 +16,7 @@ use axum::Router;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(api_keys::router())
         .merge(audit::router())
         .merge(documents::router())
         .merge(exceptions::router())
