@@ -961,6 +961,7 @@ impl App {
             .into_iter()
             .collect();
         let mut new_accounts = Vec::new();
+        let mut new_words = Vec::new();
         let mut new_codes = Vec::new();
         let mut new_bills = Vec::new();
         let mut new_lines = Vec::new();
@@ -998,6 +999,11 @@ impl App {
             }
             seen.insert(r.cis_id.clone(), r.line);
             if !have.contains(&r.account) {
+                new_words.extend(self.account_word_rows(
+                    &r.account,
+                    &r.holder_name,
+                    &r.service_street,
+                ));
                 new_accounts.push(AccountRow {
                     account_number: r.account.clone(),
                     postal_code: r.postal_code.clone(),
@@ -1111,6 +1117,7 @@ impl App {
             }
         }
         bi::insert_accounts(tx, &new_accounts).await?;
+        store::account_search::insert_words(tx, &new_words).await?;
         bi::insert_linking_codes(tx, &new_codes).await?;
         bi::insert_bills(tx, &new_bills, &run.id).await?;
         bi::insert_bill_lines(tx, &new_lines).await?;

@@ -105,3 +105,38 @@ mod tests {
         assert_eq!(mask_name("Al  Wu"), "A*** W***");
     }
 }
+
+/// The longest query word [`search_words`] keeps; longer runs are cut (a name word is never
+/// this long, and the cut keeps index rows small).
+pub const MAX_SEARCH_WORD: usize = 64;
+
+/// The words staff can find an account by, normalised: split on anything that is not a
+/// letter or digit, lower-cased, each word once, in first-seen order. The same function
+/// normalises what is indexed and what is searched, so whole words match whatever their case
+/// or punctuation ("O'Brien" gives "o" and "brien"; "MAIN St." gives "main" and "st").
+pub fn search_words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
+        if w.is_empty() {
+            continue;
+        }
+        let w: String = w.to_lowercase().chars().take(MAX_SEARCH_WORD).collect();
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod search_words_tests {
+    use super::search_words;
+
+    #[test]
+    fn words_are_lower_cased_split_on_punctuation_and_unique() {
+        assert_eq!(search_words("  MAIN St. main "), vec!["main", "st"]);
+        assert_eq!(search_words("O'Brien-Núñez"), vec!["o", "brien", "núñez"]);
+        assert_eq!(search_words("1200 Elm Ave"), vec!["1200", "elm", "ave"]);
+        assert!(search_words(" .,- ").is_empty());
+    }
+}

@@ -16,7 +16,7 @@ pub struct KnownBill {
     pub import_id: Option<String>,
 }
 
-fn placeholders(start: usize, n: usize) -> String {
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -60,7 +60,7 @@ pub async fn known_accounts(conn: &mut AnyConnection, numbers: &[String]) -> Res
 /// with `sqlite3_bind_parameter_name`, which walks the statement's parameter list: binding
 /// costs the square of the parameters per statement (found with `perf`: at 400 rows that
 /// lookup took most of an import's time).
-async fn rows_per_insert(conn: &mut AnyConnection) -> usize {
+pub(crate) async fn rows_per_insert(conn: &mut AnyConnection) -> usize {
     match crate::backend_of(conn).await {
         crate::Backend::Postgres => 400,
         crate::Backend::Sqlite => 50,

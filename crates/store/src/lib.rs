@@ -4,6 +4,7 @@
 //! Functions take `&mut AnyConnection`, so a caller decides what runs in one transaction:
 //! `let mut tx = store.begin().await?; payments::insert(&mut tx, ..).await?; audit::append(&mut tx, ..)`.
 
+pub mod account_search;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;

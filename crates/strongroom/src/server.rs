@@ -152,6 +152,14 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .seal_plaintext_mfa_secrets()
         .await
         .context("cannot seal the stored TOTP secrets")?;
+    // Accounts from before the account search index get their words indexed.
+    let indexed = app
+        .index_unindexed_accounts()
+        .await
+        .context("cannot index accounts for staff search")?;
+    if indexed > 0 {
+        tracing::info!(indexed, "accounts indexed for staff search");
+    }
     // Accounts from before linking codes (or seeded without them) get one.
     let issued = app
         .issue_missing_linking_codes()
