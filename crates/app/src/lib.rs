@@ -26,6 +26,7 @@ pub mod refunds;
 pub mod resident_mfa;
 pub mod residents;
 pub mod sessions;
+pub mod settings;
 pub mod staff;
 
 use std::sync::Arc;

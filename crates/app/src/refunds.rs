@@ -183,7 +183,9 @@ impl App {
         let wait = needs_approval(
             staff.role,
             amount.cents(),
-            self.config().ledger.refund_approval_threshold_cents,
+            self.settings_in(&mut tx)
+                .await?
+                .refund_approval_threshold_cents,
         );
         let row = RefundRow {
             id: refund_id.clone(),

@@ -24,6 +24,7 @@ pub mod reconciliation;
 pub mod refunds;
 pub mod residents;
 pub mod sessions;
+pub mod settings;
 pub mod staff;
 pub mod webhooks;
 

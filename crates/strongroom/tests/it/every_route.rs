@@ -103,7 +103,8 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/admin/sessions/resident"
         | "/admin/sessions/staff"
         | "/admin/api-keys"
-        | "/admin/api-keys/revoke" => Some(Role::Administrator),
+        | "/admin/api-keys/revoke"
+        | "/admin/settings" => Some(Role::Administrator),
         _ => return None,
     })
 }

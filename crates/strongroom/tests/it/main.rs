@@ -28,6 +28,7 @@ mod pii;
 mod refunds;
 mod resident_mfa;
 mod security;
+mod settings;
 mod staff;
 mod uploads;
 mod webhooks;

@@ -7,3 +7,12 @@ CREATE TABLE account_search_words (
     PRIMARY KEY (account_number, word_key)
 );
 CREATE INDEX account_search_words_by_key ON account_search_words (word_key, account_number);
+
+-- Back-office settings (app::settings): one row per setting changed from its configured
+-- default; each change is audited with before and after in the same transaction.
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+);
