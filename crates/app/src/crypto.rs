@@ -30,6 +30,7 @@ pub mod columns {
     pub const OUTBOX_BODY: &str = "outbox_emails.body_text";
     pub const STAFF_TOTP_SECRET: &str = "staff_mfa.totp_secret";
     pub const RESIDENT_TOTP_SECRET: &str = "resident_mfa.totp_secret";
+    pub const WEBHOOK_SECRET: &str = "webhook_endpoints.secret";
 }
 
 /// Kinds of blind index; part of the MAC input, so equal values of two kinds differ.

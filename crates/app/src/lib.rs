@@ -18,6 +18,7 @@ pub mod ids;
 pub mod integrity;
 pub mod ledger;
 pub mod mfa;
+pub mod outbound_webhooks;
 pub mod passkeys;
 pub mod passwords;
 pub mod payments;

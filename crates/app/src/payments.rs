@@ -760,6 +760,7 @@ impl App {
                         &format!("{} cents via {}", p.amount_cents, source.as_str()),
                     )
                     .await?;
+                    self.enqueue_payment_webhooks(&mut tx, &p).await?;
                     let mut fresh = p.clone();
                     fresh.status = "succeeded".into();
                     fresh.card_brand = card.map(|c| c.brand.clone());

@@ -604,6 +604,18 @@ impl App {
             ),
         )
         .await?;
+        self.enqueue_webhook(
+            &mut tx,
+            "payment.refunded",
+            serde_json::json!({
+                "payment_id": payment_id,
+                "refund_id": refund_id,
+                "account_number": account_number,
+                "amount_cents": amount.cents(),
+                "payment_status": to.as_str(),
+            }),
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(view)
     }

@@ -140,3 +140,55 @@ mod search_words_tests {
         assert!(search_words(" .,- ").is_empty());
     }
 }
+
+/// Allocates an account's credits (what has been paid toward its bills, net of refunds) to
+/// its bills oldest first: returns, per bill in the order given (oldest first), how many
+/// cents of it are covered. A bill of zero or less takes nothing.
+pub fn allocate_credits(bill_amounts: &[i64], credits: i64) -> Vec<i64> {
+    let mut left = credits.max(0);
+    bill_amounts
+        .iter()
+        .map(|&a| {
+            let take = a.max(0).min(left);
+            left -= take;
+            take
+        })
+        .collect()
+}
+
+/// The bills (indexes into `bill_amounts`, oldest first) that are fully covered with
+/// `after` credits but were not with `before`: those a payment has just paid off.
+pub fn newly_paid_bills(bill_amounts: &[i64], before: i64, after: i64) -> Vec<usize> {
+    let was = allocate_credits(bill_amounts, before);
+    let now = allocate_credits(bill_amounts, after);
+    bill_amounts
+        .iter()
+        .enumerate()
+        .filter(|(i, &a)| a > 0 && now[*i] == a && was[*i] < a)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod allocation_tests {
+    use super::{allocate_credits, newly_paid_bills};
+
+    #[test]
+    fn credits_cover_the_oldest_bills_first() {
+        assert_eq!(allocate_credits(&[100, 200, 300], 250), vec![100, 150, 0]);
+        assert_eq!(allocate_credits(&[100, 200], 1000), vec![100, 200]);
+        assert_eq!(allocate_credits(&[100, 0, 50], -5), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn a_payment_pays_off_the_bills_it_completes() {
+        assert_eq!(newly_paid_bills(&[100, 200, 300], 50, 300), vec![0, 1]);
+        assert_eq!(
+            newly_paid_bills(&[100, 200, 300], 100, 250),
+            Vec::<usize>::new()
+        );
+        assert_eq!(newly_paid_bills(&[100, 200, 300], 0, 600), vec![0, 1, 2]);
+        // A zero bill is never "paid" by a payment.
+        assert_eq!(newly_paid_bills(&[0, 100], 0, 100), vec![1]);
+    }
+}

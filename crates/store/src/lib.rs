@@ -14,6 +14,7 @@ pub mod documents;
 pub mod exceptions;
 pub mod idempotency;
 pub mod mfa;
+pub mod outbound_webhooks;
 pub mod outbox;
 pub mod passkeys;
 pub mod payments;

@@ -243,6 +243,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 if let Err(e) = a.deliver_emails(&mailer).await {
                     tracing::warn!(error = %e, "email worker");
                 }
+                if let Err(e) = a.deliver_webhooks().await {
+                    tracing::warn!(error = %e, "webhook worker");
+                }
             }
         }));
         let a = app.clone();

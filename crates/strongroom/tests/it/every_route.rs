@@ -104,7 +104,11 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/admin/sessions/staff"
         | "/admin/api-keys"
         | "/admin/api-keys/revoke"
-        | "/admin/settings" => Some(Role::Administrator),
+        | "/admin/settings"
+        | "/admin/settings/webhooks"
+        | "/admin/settings/webhooks/remove"
+        | "/admin/webhooks"
+        | "/admin/webhooks/{id}/resend" => Some(Role::Administrator),
         _ => return None,
     })
 }

@@ -23,6 +23,7 @@ mod harness;
 mod integrity;
 mod journeys;
 mod openapi;
+mod outbound_webhooks;
 mod passkeys;
 mod pii;
 mod refunds;
