@@ -56,6 +56,9 @@ pub struct Options {
 
 /// How often the server checks its own payment pages against the build.
 pub const INTEGRITY_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
+/// How often the outbound webhook worker runs (its first pass after one period). The
+/// integration tests drive `App::deliver_webhooks` themselves on the injected clock.
+pub const WEBHOOK_EVERY: Duration = Duration::from_secs(15);
 /// The first check, shortly after start (once the listeners answer).
 pub const INTEGRITY_CHECK_FIRST: Duration = Duration::from_secs(30);
 
@@ -243,6 +246,17 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 if let Err(e) = a.deliver_emails(&mailer).await {
                     tracing::warn!(error = %e, "email worker");
                 }
+            }
+        }));
+        // Outbound webhooks: every 15 s after the first 15 s (a retry waits 30 s or more).
+        let a = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + WEBHOOK_EVERY,
+                WEBHOOK_EVERY,
+            );
+            loop {
+                tick.tick().await;
                 if let Err(e) = a.deliver_webhooks().await {
                     tracing::warn!(error = %e, "webhook worker");
                 }
