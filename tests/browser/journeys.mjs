@@ -542,6 +542,19 @@ async function financePages(page, watch) {
     watch.allowedConsole.pop();
     await noSidewaysScroll(page, `staff (${lang}): exception errors`);
     await visit('/refunds', 'refund approvals');
+    await visit('/?q=100001', 'account and payment search');
+    await visit('/admin/webhooks', 'webhook delivery log');
+    await visit('/admin/settings', 'settings');
+    // The settings form's errors, all at once, with the summary linking to the fields.
+    watch.allowedConsole.push(/status of 400/);
+    await page.fill('#business_day_cutoff', '25:00');
+    await page.fill('#refund_approval_threshold', '-5');
+    await page.getByRole('button', { name: lang === 'en' ? 'Save settings' : 'Guardar configuración' }).click();
+    await page.locator('#error-summary').waitFor();
+    assert.equal(await page.locator('#error-summary a').count(), 2, 'both settings problems in the summary');
+    await audit(page, watch, `staff (${lang}): settings with form errors`);
+    watch.allowedConsole.pop();
+    await noSidewaysScroll(page, `staff (${lang}): settings errors`);
   }
 }
 
