@@ -1247,3 +1247,34 @@ impl<R: Read> Read for HashingReader<R> {
         Ok(n)
     }
 }
+
+impl App {
+    /// Whether the resident is emailed when a new bill of a linked account arrives.
+    pub async fn bill_notices(&self, resident_id: &str) -> Result<bool, AppError> {
+        let mut conn = self.store.conn().await?;
+        Ok(bi::bill_notices(&mut conn, resident_id).await?)
+    }
+
+    /// Turns new-bill emails on or off for the resident, audited.
+    pub async fn set_bill_notices(
+        &self,
+        resident_id: &str,
+        on: bool,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        let mut tx = self.store.begin().await?;
+        bi::set_bill_notices(&mut tx, resident_id, on).await?;
+        self.audit(
+            &mut tx,
+            &format!("resident:{resident_id}"),
+            "resident.bill_notices",
+            resident_id,
+            "success",
+            source_ip,
+            if on { "on" } else { "off" },
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+}

@@ -141,7 +141,7 @@ fn not_found(t: &Tr) -> PageError {
 }
 
 /// Where a signed-out visitor of a resident page is sent.
-fn to_login() -> Response {
+pub(super) fn to_login() -> Response {
     Redirect::to("/login").into_response()
 }
 
