@@ -152,6 +152,10 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .seal_plaintext_mfa_secrets()
         .await
         .context("cannot seal the stored TOTP secrets")?;
+    // Settings changed in the back office override the configuration's.
+    app.load_settings()
+        .await
+        .context("cannot read the stored settings")?;
     // Accounts from before linking codes (or seeded without them) get one.
     let issued = app
         .issue_missing_linking_codes()
@@ -234,6 +238,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 tick.tick().await;
                 if let Err(e) = a.deliver_emails(&mailer).await {
                     tracing::warn!(error = %e, "email worker");
+                }
+                if let Err(e) = a.deliver_city_webhooks().await {
+                    tracing::warn!(error = %e, "city webhook worker");
                 }
             }
         }));

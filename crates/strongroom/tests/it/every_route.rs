@@ -92,6 +92,8 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/reconciliation/{date}" => Some(Role::Auditor),
         "/postings/{date}/export" | "/reconciliation/run" => Some(Role::Supervisor),
         "/imports" | "/imports/{id}" | "/imports/jobs/{job}" => Some(Role::Supervisor),
+        "/settings" | "/webhooks" | "/webhooks/resend" => Some(Role::Supervisor),
+        "/settings/webhooks" | "/settings/webhooks/remove" => Some(Role::Administrator),
         "/accounts/{account}"
         | "/accounts/{account}/documents"
         | "/documents/{id}/download"

@@ -13,6 +13,7 @@ mod bill_import;
 mod breach;
 mod browser;
 mod city_day;
+mod city_webhooks;
 mod cli;
 mod every_route;
 mod exceptions;

@@ -10,6 +10,7 @@ pub mod postings;
 pub mod profile;
 pub mod reconciliation;
 pub mod refund_approvals;
+pub mod settings;
 
 use crate::AppState;
 use axum::Router;
@@ -24,5 +25,6 @@ pub fn router() -> Router<AppState> {
         .merge(postings::router())
         .merge(reconciliation::router())
         .merge(refund_approvals::router())
+        .merge(settings::router())
         .merge(profile::router())
 }
