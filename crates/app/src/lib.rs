@@ -1,6 +1,7 @@
 //! Strongroom's use cases: look up and pay bills, settle payments exactly once, resident
 //! and staff accounts, the email outbox. Knows nothing about HTML or HTTP.
 
+pub mod account_search;
 pub mod account_security;
 pub mod api_keys;
 pub mod audit;

@@ -152,6 +152,13 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .seal_plaintext_mfa_secrets()
         .await
         .context("cannot seal the stored TOTP secrets")?;
+    // Accounts not yet in the staff search index (sealed names and streets) are indexed.
+    while app
+        .index_accounts_for_search(500)
+        .await
+        .context("cannot index accounts for search")?
+        > 0
+    {}
     // Settings changed in the back office override the configuration's.
     app.load_settings()
         .await
@@ -254,6 +261,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 }
                 if let Err(e) = a.resume_stuck_refunds().await {
                     tracing::warn!(error = %e, "refund worker");
+                }
+                if let Err(e) = a.index_accounts_for_search(5_000).await {
+                    tracing::warn!(error = %e, "account search index worker");
                 }
                 match a.reconcile_due_days().await {
                     Ok(0) => {}

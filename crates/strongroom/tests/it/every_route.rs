@@ -94,7 +94,8 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         "/imports" | "/imports/{id}" | "/imports/jobs/{job}" => Some(Role::Supervisor),
         "/settings" | "/webhooks" | "/webhooks/resend" => Some(Role::Supervisor),
         "/settings/webhooks" | "/settings/webhooks/remove" => Some(Role::Administrator),
-        "/accounts/{account}"
+        "/accounts"
+        | "/accounts/{account}"
         | "/accounts/{account}/documents"
         | "/documents/{id}/download"
         | "/outbox"
