@@ -120,8 +120,11 @@ async fn save(
     let Ok(Form(f)) = form else {
         return Err(ctx.bad_request());
     };
-    ctx.require_form_token(&field(&f, "csrf"))?;
-    let (cutoff, threshold) = (field(&f, "cutoff"), field(&f, "threshold"));
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
+    let (cutoff, threshold) = (
+        crate::forms::value(&f, "cutoff"),
+        crate::forms::value(&f, "threshold"),
+    );
     match st
         .app
         .update_settings(me, &cutoff, &threshold, &ctx.ip)
@@ -157,8 +160,8 @@ async fn add_endpoint(
     let Ok(Form(f)) = form else {
         return Err(ctx.bad_request());
     };
-    ctx.require_form_token(&field(&f, "csrf"))?;
-    let url = field(&f, "url");
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
+    let url = crate::forms::value(&f, "url");
     let events: Vec<String> = f
         .iter()
         .filter(|(n, _)| n == "event")
@@ -195,9 +198,9 @@ async fn remove_endpoint(
     let Ok(Form(f)) = form else {
         return Err(ctx.bad_request());
     };
-    ctx.require_form_token(&field(&f, "csrf"))?;
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
     st.app
-        .disable_webhook_endpoint(me, &field(&f, "id"), &ctx.ip)
+        .disable_webhook_endpoint(me, &crate::forms::value(&f, "id"), &ctx.ip)
         .await
         .map_err(|e| ctx.app_error(e))?;
     Ok(Redirect::to("/settings").into_response())
@@ -263,9 +266,9 @@ async fn resend(
     let Ok(Form(f)) = form else {
         return Err(ctx.bad_request());
     };
-    ctx.require_form_token(&field(&f, "csrf"))?;
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
     st.app
-        .resend_city_webhook(me, &field(&f, "id"), &ctx.ip)
+        .resend_city_webhook(me, &crate::forms::value(&f, "id"), &ctx.ip)
         .await
         .map_err(|e| ctx.app_error(e))?;
     Ok(Redirect::to("/webhooks").into_response())
