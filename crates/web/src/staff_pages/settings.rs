@@ -104,13 +104,6 @@ async fn page(State(st): State<AppState>, ctx: StaffCtx) -> Result<Response, Ref
     show(&st, &ctx, StatusCode::OK, FormErrors::none(), blank()).await
 }
 
-fn field(f: &[(String, String)], k: &str) -> String {
-    f.iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
-}
-
 async fn save(
     State(st): State<AppState>,
     ctx: StaffCtx,
