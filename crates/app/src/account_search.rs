@@ -1,126 +1,98 @@
-//! Staff account search: by account number (exact or prefix), by whole words of the holder
-//! name or service street, or by a resident's email address.
-//!
-//! Holder names and streets are sealed at rest, so they are not searched in clear: each
-//! account's words (normalised by `domain::account::search_words`) are stored as keyed blind
-//! indexes (`KeyRing::blind_index(INDEX_ACCOUNT_WORD, word)`) in `account_search_words`,
-//! written in the transaction that creates the account and back-filled at start for accounts
-//! from before the index ([`App::index_unindexed_accounts`]). A search hashes its words the
-//! same way and asks for the accounts that have all of them. Email search uses the residents'
-//! email blind index and lists the accounts linked to that resident.
+//! Staff find an account by number (or its beginning), by words of the holder's name or
+//! of the service street, or by a resident's email (the accounts that resident linked).
+//! Names and streets are sealed at rest, so their words are indexed only as keyed blind
+//! indexes (`account_search`), filled for every account without one at start and by the
+//! worker every minute and before each search (500 at a time: an account imported a
+//! moment ago is found at once, up to the backlog of a large import).
 
 use crate::crypto::columns;
 use crate::{App, AppError};
-use domain::account::search_words;
-use store::account_search as idx;
+use store::accounts;
 
-/// Blind-index kind of an account's name and street words.
-pub const INDEX_ACCOUNT_WORD: &str = "account_word";
+const INDEX_WORD: &str = "word";
+/// Results shown.
+pub const MAX_RESULTS: i64 = 50;
 
-/// At most this many words of a query are looked up.
-const MAX_QUERY_WORDS: usize = 8;
+/// The words of a name or street: letters and digits, lower case, two characters or more.
+fn words(s: &str) -> Vec<String> {
+    let mut w: Vec<String> = s
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 2)
+        .map(str::to_lowercase)
+        .collect();
+    w.sort();
+    w.dedup();
+    w
+}
 
-/// One account found by a staff search.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountHit {
+/// A found account.
+#[derive(Debug, Clone)]
+pub struct Found {
     pub account_number: String,
     pub holder_name: String,
     pub service_street: String,
-    pub service_city: String,
+    pub balance: domain::Money,
 }
 
 impl App {
-    /// The index rows of one account's holder name and street (clear text in, hashes out).
-    pub(crate) fn account_word_rows(
-        &self,
-        account: &str,
-        holder_name: &str,
-        service_street: &str,
-    ) -> Vec<(String, String)> {
-        let mut words = search_words(holder_name);
-        for w in search_words(service_street) {
-            if !words.contains(&w) {
-                words.push(w);
-            }
-        }
-        words
-            .iter()
-            .map(|w| {
-                (
-                    account.to_owned(),
-                    self.keys().blind_index(INDEX_ACCOUNT_WORD, w),
-                )
-            })
-            .collect()
+    fn word_token(&self, w: &str) -> String {
+        self.keys().blind_index(INDEX_WORD, w)
     }
 
-    /// Indexes accounts that have no search words yet (accounts from before the index):
-    /// run once at start, a no-op afterwards. Returns how many accounts it indexed.
-    pub async fn index_unindexed_accounts(&self) -> Result<u64, AppError> {
-        const BATCH: i64 = 500;
-        let mut indexed = 0;
-        let mut after = String::new();
-        loop {
-            let mut tx = self.store.begin().await?;
-            let rows = idx::unindexed_page(&mut tx, &after, BATCH).await?;
-            let Some((last, _, _)) = rows.last() else {
-                break;
-            };
-            after = last.clone();
-            let mut words = Vec::new();
-            for (account, holder, street) in &rows {
-                let holder = self.open(columns::ACCOUNT_HOLDER_NAME, holder)?;
-                let street = self.open(columns::ACCOUNT_SERVICE_STREET, street)?;
-                words.extend(self.account_word_rows(account, &holder, &street));
-            }
-            idx::insert_words(&mut tx, &words).await?;
-            tx.commit().await.map_err(store::StoreError::from)?;
-            indexed += rows.len() as u64;
+    /// Indexes up to `limit` accounts not yet indexed; returns how many.
+    pub async fn index_accounts_for_search(&self, limit: i64) -> Result<usize, AppError> {
+        let mut tx = self.store.begin().await?;
+        let todo = accounts::unindexed(&mut tx, limit).await?;
+        for (number, name, street) in &todo {
+            let name = self.open(columns::ACCOUNT_HOLDER_NAME, name)?;
+            let street = self.open(columns::ACCOUNT_SERVICE_STREET, street)?;
+            let mut tokens: Vec<String> = words(&name)
+                .into_iter()
+                .chain(words(&street))
+                .map(|w| self.word_token(&w))
+                .collect();
+            tokens.sort();
+            tokens.dedup();
+            accounts::index_account(&mut tx, number, &tokens).await?;
         }
-        Ok(indexed)
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(todo.len())
     }
 
-    /// Staff search for accounts. A query with `@` is a resident's email (the accounts
-    /// linked to them); digits are an account number or its beginning; anything else is
-    /// whole words of the holder name or service street, all of which must match. Exact
-    /// account number first, then by number; at most `limit`.
-    pub async fn search_accounts(&self, q: &str, limit: i64) -> Result<Vec<AccountHit>, AppError> {
-        let q = q.trim();
-        if q.is_empty() {
+    /// Finds accounts; see the module documentation.
+    pub async fn find_accounts(&self, query: &str) -> Result<Vec<Found>, AppError> {
+        let q = query.trim();
+        if q.is_empty() || q.chars().count() > 200 {
             return Ok(Vec::new());
         }
+        // Accounts made since the worker last ran are indexed first (a bounded batch).
+        self.index_accounts_for_search(500).await?;
         let mut conn = self.store.conn().await?;
-        let mut numbers = if q.contains('@') {
-            idx::linked_to_email(&mut conn, &self.email_index(q), limit).await?
+        let numbers = if q.contains('@') {
+            let index = self.email_index(q);
+            match store::residents::by_email_key(&mut conn, &index).await? {
+                Some(r) => store::residents::linked_accounts(&mut conn, &r.id).await?,
+                None => Vec::new(),
+            }
+        } else if q.chars().all(|c| c.is_ascii_digit()) {
+            accounts::with_prefix(&mut conn, q, MAX_RESULTS).await?
         } else {
-            let mut found = Vec::new();
-            if q.len() <= 12 && q.bytes().all(|b| b.is_ascii_digit()) {
-                found = idx::with_number_prefix(&mut conn, q, limit).await?;
-            }
-            let keys: Vec<String> = search_words(q)
-                .iter()
-                .take(MAX_QUERY_WORDS)
-                .map(|w| self.keys().blind_index(INDEX_ACCOUNT_WORD, w))
-                .collect();
-            for a in idx::with_all_words(&mut conn, &keys, limit).await? {
-                if !found.contains(&a) {
-                    found.push(a);
-                }
-            }
-            found
+            let tokens: Vec<String> = words(q).iter().map(|w| self.word_token(w)).collect();
+            accounts::with_tokens(&mut conn, &tokens, MAX_RESULTS).await?
         };
-        numbers.sort_by_key(|a| (a != q, a.clone()));
-        numbers.truncate(usize::try_from(limit).unwrap_or(0));
         let mut out = Vec::with_capacity(numbers.len());
-        for n in numbers {
-            let Some(a) = store::accounts::get(&mut conn, &n).await? else {
+        for n in numbers.into_iter().take(MAX_RESULTS as usize) {
+            let Some(a) = accounts::get(&mut conn, &n).await? else {
                 continue;
             };
-            out.push(AccountHit {
+            out.push(Found {
+                balance: domain::Money::from_cents(
+                    accounts::balance_cents(&mut conn, &n).await?,
+                    self.config().currency,
+                ),
                 holder_name: self.open(columns::ACCOUNT_HOLDER_NAME, &a.holder_name)?,
                 service_street: self.open(columns::ACCOUNT_SERVICE_STREET, &a.service_street)?,
-                service_city: a.service_city,
-                account_number: a.account_number,
+                account_number: n,
             });
         }
         Ok(out)

@@ -154,11 +154,6 @@ impl App {
                 },
             )
             .await?;
-            store::account_search::insert_words(
-                &mut tx,
-                &self.account_word_rows(&number, &name, &street),
-            )
-            .await?;
             let mut meter: i64 = rng.gen_range(10_000..90_000);
             let household: i64 = rng.gen_range(4..16); // hundred cubic feet per month, typical
             for k in (0..24u32).rev() {

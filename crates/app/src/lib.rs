@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod bill_import;
 pub mod billing;
+pub mod city_webhooks;
 pub mod clock;
 pub mod crypto;
 pub mod demo;
@@ -18,7 +19,6 @@ pub mod ids;
 pub mod integrity;
 pub mod ledger;
 pub mod mfa;
-pub mod outbound_webhooks;
 pub mod passkeys;
 pub mod passwords;
 pub mod payments;
@@ -92,6 +92,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     cfg: Arc<Config>,
     rps: Arc<passkeys::RelyingParties>,
+    /// Settings staff changed in the back office, over the configuration's (`settings`).
+    live: Arc<std::sync::RwLock<settings::Live>>,
 }
 
 impl App {
@@ -106,12 +108,14 @@ impl App {
             &cfg.staff_base_url,
             &cfg.city_name,
         );
+        let live = settings::Live::from_config(&cfg.ledger);
         App {
             store,
             processor,
             clock,
             cfg: Arc::new(cfg),
             rps: Arc::new(rps),
+            live: Arc::new(std::sync::RwLock::new(live)),
         }
     }
 

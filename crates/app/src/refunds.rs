@@ -180,13 +180,7 @@ impl App {
                 ),
             ));
         }
-        let wait = needs_approval(
-            staff.role,
-            amount.cents(),
-            self.settings_in(&mut tx)
-                .await?
-                .refund_approval_threshold_cents,
-        );
+        let wait = needs_approval(staff.role, amount.cents(), self.refund_threshold_cents());
         let row = RefundRow {
             id: refund_id.clone(),
             payment_id: payment_id.to_owned(),
@@ -554,6 +548,15 @@ impl App {
             },
         )
         .await?;
+        self.enqueue_city_event(
+            &mut tx,
+            "payment.refunded",
+            serde_json::json!({
+                "payment_id": payment_id, "refund_id": refund_id,
+                "account_number": account_number, "amount_cents": r.amount_cents,
+            }),
+        )
+        .await?;
         // A reversing line in the city's ledger, on today's business day.
         let item_type = pay_store::items(&mut tx, payment_id)
             .await?
@@ -602,18 +605,6 @@ impl App {
                 "{refund_id}: {amount} to account {account_number}; payment {}",
                 to.as_str()
             ),
-        )
-        .await?;
-        self.enqueue_webhook(
-            &mut tx,
-            "payment.refunded",
-            serde_json::json!({
-                "payment_id": payment_id,
-                "refund_id": refund_id,
-                "account_number": account_number,
-                "amount_cents": amount.cents(),
-                "payment_status": to.as_str(),
-            }),
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;

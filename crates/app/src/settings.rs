@@ -1,164 +1,148 @@
-//! Back-office settings: the business-day cut-off and the refund approval threshold.
-//!
-//! Their defaults come from the deployment file (`ledger.cutoff`,
-//! `ledger.refund_approval_threshold`); an administrator's change on the settings page is
-//! stored in the `settings` table and wins over the default. Every change is audited
-//! (`settings.changed`, before and after) in the transaction that stores it.
+//! Settings administrators change in the back office over the configuration file's values:
+//! the business day's cut-off, the refund approval threshold, and the city's webhook
+//! endpoints (`city_webhooks`). Each change is audited with before and after in the same
+//! transaction as the change. The values in force are kept in memory (read on every
+//! posting) and loaded from the database at start; another node sees a change after its
+//! restart (see ARCHITECTURE, "Settings").
 
-use crate::error::FieldProblem;
-use crate::ledger::parse_cutoff;
+use crate::ledger::{parse_cutoff, LedgerConfig};
 use crate::staff::{Role, StaffUser};
-use crate::{App, AppError};
-use domain::{Money, MoneyError};
-use store::{Conn, StoreError};
-
-const CUTOFF: &str = "business_day_cutoff";
-const THRESHOLD: &str = "refund_approval_threshold_cents";
+use crate::{App, AppError, FieldProblem};
+use domain::Money;
+use store::city_webhooks as cw;
+use store::StoreError;
 
 /// The settings in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// (hour, minute), city local time, when a business day closes: a moment at or after
-    /// it belongs to the next business day.
-    pub business_day_cutoff: (u8, u8),
-    /// Refunds above this many cents need a second staff member's approval.
-    pub refund_approval_threshold_cents: i64,
+pub struct Live {
+    pub cutoff: (u8, u8),
+    pub refund_threshold_cents: i64,
 }
 
-/// What an administrator typed on the settings page.
-#[derive(Debug, Clone, Default)]
-pub struct SettingsInput {
-    /// `HH:MM`.
-    pub business_day_cutoff: String,
-    /// Dollars, e.g. `500.00`.
-    pub refund_approval_threshold: String,
+impl Live {
+    pub fn from_config(l: &LedgerConfig) -> Live {
+        Live {
+            cutoff: l.cutoff,
+            refund_threshold_cents: l.refund_approval_threshold_cents,
+        }
+    }
 }
 
-/// `HH:MM` of a cut-off.
-pub fn format_cutoff((h, m): (u8, u8)) -> String {
+const CUTOFF: &str = "ledger.cutoff";
+const THRESHOLD: &str = "refunds.approval_threshold_cents";
+
+fn hhmm((h, m): (u8, u8)) -> String {
     format!("{h:02}:{m:02}")
 }
 
 impl App {
-    /// The settings in force: stored values over the configured defaults. One small query;
-    /// call it where the value is needed rather than caching it, so every node sees a
-    /// change at once.
-    pub async fn settings(&self) -> Result<Settings, AppError> {
-        let mut conn = self.store.conn().await?;
-        self.settings_in(&mut conn).await
+    pub fn live_settings(&self) -> Live {
+        self.live
+            .read()
+            .map(|l| *l)
+            .unwrap_or_else(|_| Live::from_config(&self.config().ledger))
     }
 
-    /// [`App::settings`] read in the caller's transaction.
-    pub(crate) async fn settings_in(&self, conn: &mut Conn) -> Result<Settings, AppError> {
-        let mut s = Settings {
-            business_day_cutoff: self.ledger_config().cutoff,
-            refund_approval_threshold_cents: self.ledger_config().refund_approval_threshold_cents,
-        };
-        for (name, value) in store::settings::all(conn).await? {
-            match name.as_str() {
+    /// The business day's cut-off in force.
+    pub fn cutoff(&self) -> (u8, u8) {
+        self.live_settings().cutoff
+    }
+
+    /// Refunds above this (cents) wait for a second person.
+    pub fn refund_threshold_cents(&self) -> i64 {
+        self.live_settings().refund_threshold_cents
+    }
+
+    /// Reads the settings stored by the back office (at start).
+    pub async fn load_settings(&self) -> Result<(), AppError> {
+        let mut conn = self.store.conn().await?;
+        let stored = cw::settings(&mut conn).await?;
+        drop(conn);
+        let mut live = self.live_settings();
+        for (k, v) in stored {
+            match k.as_str() {
                 CUTOFF => {
-                    s.business_day_cutoff = parse_cutoff(&value).ok_or_else(|| {
-                        AppError::Internal(format!("stored cut-off {value:?} is malformed"))
-                    })?;
+                    if let Some(c) = parse_cutoff(&v) {
+                        live.cutoff = c;
+                    }
                 }
                 THRESHOLD => {
-                    s.refund_approval_threshold_cents = value.parse().map_err(|_| {
-                        AppError::Internal(format!("stored threshold {value:?} is malformed"))
-                    })?;
+                    if let Ok(c) = v.parse::<i64>() {
+                        live.refund_threshold_cents = c;
+                    }
                 }
                 _ => {}
             }
         }
-        Ok(s)
+        if let Ok(mut l) = self.live.write() {
+            *l = live;
+        }
+        Ok(())
     }
 
-    /// Changes the settings (administrators). Every field is checked and all problems are
-    /// reported together; nothing is stored unless all are right. Each changed value is
-    /// audited with its before and after in the same transaction.
+    /// Changes the cut-off and the refund threshold (administrators); every error at once;
+    /// audited `settings.changed` with before and after.
     pub async fn update_settings(
         &self,
         staff: &StaffUser,
-        input: &SettingsInput,
+        cutoff: &str,
+        threshold: &str,
         source_ip: &str,
-    ) -> Result<Settings, AppError> {
+    ) -> Result<Live, AppError> {
         if staff.role != Role::Administrator {
             return Err(AppError::Forbidden);
         }
         let mut problems = Vec::new();
-        let cutoff = parse_cutoff(&input.business_day_cutoff);
-        if cutoff.is_none() {
+        let new_cutoff = parse_cutoff(cutoff);
+        if new_cutoff.is_none() {
             problems.push(FieldProblem::new(
-                "business_day_cutoff",
+                "cutoff",
                 "cutoff_shape",
-                "enter the cut-off as a 24-hour time like 17:00",
+                "a time like 17:00 (24-hour clock)",
             ));
         }
-        let threshold =
-            match Money::parse_dollars(&input.refund_approval_threshold, self.config().currency) {
-                Ok(m) => Some(m.cents()),
-                Err(MoneyError::Negative) => {
-                    problems.push(FieldProblem::new(
-                        "refund_approval_threshold",
-                        "threshold_negative",
-                        "the threshold cannot be negative",
-                    ));
-                    None
-                }
-                Err(_) => {
-                    problems.push(FieldProblem::new(
-                        "refund_approval_threshold",
-                        "threshold_shape",
-                        "enter the threshold in dollars, like 500.00",
-                    ));
-                    None
-                }
-            };
-        let (Some(cutoff), Some(threshold), true) = (cutoff, threshold, problems.is_empty()) else {
+        let new_threshold = Money::parse_dollars(threshold, self.config().currency).ok();
+        if new_threshold.is_none() {
+            problems.push(FieldProblem::new(
+                "threshold",
+                "threshold_shape",
+                "an amount like 500.00",
+            ));
+        }
+        let (Some(c), Some(t)) = (new_cutoff, new_threshold) else {
             return Err(AppError::Fields(problems));
         };
-        let actor = format!("staff:{}", staff.id);
+        let before = self.live_settings();
+        let after = Live {
+            cutoff: c,
+            refund_threshold_cents: t.cents(),
+        };
         let now = self.now_unix();
+        let actor = format!("staff:{}", staff.id);
         let mut tx = self.store.begin().await?;
-        let before = self.settings_in(&mut tx).await?;
-        let currency = self.config().currency;
-        if before.business_day_cutoff != cutoff {
-            let value = format_cutoff(cutoff);
-            store::settings::put(&mut tx, CUTOFF, &value, now, &staff.id).await?;
-            let detail = format!("{} -> {value}", format_cutoff(before.business_day_cutoff));
-            self.audit(
-                &mut tx,
-                &actor,
-                "settings.changed",
-                CUTOFF,
-                "success",
-                source_ip,
-                &detail,
-            )
-            .await?;
-        }
-        if before.refund_approval_threshold_cents != threshold {
-            store::settings::put(&mut tx, THRESHOLD, &threshold.to_string(), now, &staff.id)
-                .await?;
-            let detail = format!(
-                "{} -> {}",
-                Money::from_cents(before.refund_approval_threshold_cents, currency),
-                Money::from_cents(threshold, currency)
-            );
-            self.audit(
-                &mut tx,
-                &actor,
-                "settings.changed",
-                THRESHOLD,
-                "success",
-                source_ip,
-                &detail,
-            )
-            .await?;
-        }
+        cw::put_setting(&mut tx, CUTOFF, &hhmm(c), now, &actor).await?;
+        cw::put_setting(&mut tx, THRESHOLD, &t.cents().to_string(), now, &actor).await?;
+        let m = |x: i64| Money::from_cents(x, self.config().currency).to_string();
+        self.audit(
+            &mut tx,
+            &actor,
+            "settings.changed",
+            "settings",
+            "success",
+            source_ip,
+            &format!(
+                "cut-off {} -> {}; refund approval threshold {} -> {}",
+                hhmm(before.cutoff),
+                hhmm(after.cutoff),
+                m(before.refund_threshold_cents),
+                m(after.refund_threshold_cents)
+            ),
+        )
+        .await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(Settings {
-            business_day_cutoff: cutoff,
-            refund_approval_threshold_cents: threshold,
-        })
+        if let Ok(mut l) = self.live.write() {
+            *l = after;
+        }
+        Ok(after)
     }
 }

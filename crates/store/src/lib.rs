@@ -4,17 +4,16 @@
 //! Functions take `&mut AnyConnection`, so a caller decides what runs in one transaction:
 //! `let mut tx = store.begin().await?; payments::insert(&mut tx, ..).await?; audit::append(&mut tx, ..)`.
 
-pub mod account_search;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod bill_import;
+pub mod city_webhooks;
 pub mod csp_reports;
 pub mod documents;
 pub mod exceptions;
 pub mod idempotency;
 pub mod mfa;
-pub mod outbound_webhooks;
 pub mod outbox;
 pub mod passkeys;
 pub mod payments;
@@ -25,7 +24,6 @@ pub mod reconciliation;
 pub mod refunds;
 pub mod residents;
 pub mod sessions;
-pub mod settings;
 pub mod staff;
 pub mod webhooks;
 

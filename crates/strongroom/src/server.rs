@@ -56,9 +56,6 @@ pub struct Options {
 
 /// How often the server checks its own payment pages against the build.
 pub const INTEGRITY_CHECK_EVERY: Duration = Duration::from_secs(15 * 60);
-/// How often the outbound webhook worker runs (its first pass after one period). The
-/// integration tests drive `App::deliver_webhooks` themselves on the injected clock.
-pub const WEBHOOK_EVERY: Duration = Duration::from_secs(15);
 /// The first check, shortly after start (once the listeners answer).
 pub const INTEGRITY_CHECK_FIRST: Duration = Duration::from_secs(30);
 
@@ -155,14 +152,17 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .seal_plaintext_mfa_secrets()
         .await
         .context("cannot seal the stored TOTP secrets")?;
-    // Accounts from before the account search index get their words indexed.
-    let indexed = app
-        .index_unindexed_accounts()
+    // Accounts not yet in the staff search index (sealed names and streets) are indexed.
+    while app
+        .index_accounts_for_search(500)
         .await
-        .context("cannot index accounts for staff search")?;
-    if indexed > 0 {
-        tracing::info!(indexed, "accounts indexed for staff search");
-    }
+        .context("cannot index accounts for search")?
+        > 0
+    {}
+    // Settings changed in the back office override the configuration's.
+    app.load_settings()
+        .await
+        .context("cannot read the stored settings")?;
     // Accounts from before linking codes (or seeded without them) get one.
     let issued = app
         .issue_missing_linking_codes()
@@ -246,19 +246,8 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 if let Err(e) = a.deliver_emails(&mailer).await {
                     tracing::warn!(error = %e, "email worker");
                 }
-            }
-        }));
-        // Outbound webhooks: every 15 s after the first 15 s (a retry waits 30 s or more).
-        let a = app.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(
-                tokio::time::Instant::now() + WEBHOOK_EVERY,
-                WEBHOOK_EVERY,
-            );
-            loop {
-                tick.tick().await;
-                if let Err(e) = a.deliver_webhooks().await {
-                    tracing::warn!(error = %e, "webhook worker");
+                if let Err(e) = a.deliver_city_webhooks().await {
+                    tracing::warn!(error = %e, "city webhook worker");
                 }
             }
         }));
@@ -272,6 +261,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 }
                 if let Err(e) = a.resume_stuck_refunds().await {
                     tracing::warn!(error = %e, "refund worker");
+                }
+                if let Err(e) = a.index_accounts_for_search(5_000).await {
+                    tracing::warn!(error = %e, "account search index worker");
                 }
                 match a.reconcile_due_days().await {
                     Ok(0) => {}

@@ -730,10 +730,6 @@ struct SearchPage {
     q: String,
     payments: Vec<PaymentRow>,
     payments_caption: String,
-    /// Clerks and above may open accounts, so they also see accounts found.
-    show_accounts: bool,
-    accounts: Vec<app::account_search::AccountHit>,
-    accounts_caption: String,
 }
 
 #[derive(Deserialize)]
@@ -752,8 +748,7 @@ async fn search(
     ctx: StaffCtx,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Page {
-    let me = ctx.require(VIEW_PAYMENTS)?;
-    let show_accounts = allowed(me.role, VIEW_ACCOUNTS);
+    ctx.require(VIEW_PAYMENTS)?;
     let Ok(Query(SearchQuery { q })) = query else {
         return Err(ctx.bad_request());
     };
@@ -778,26 +773,11 @@ async fn search(
             &[("count", &payments.len().to_string()), ("q", &q)],
         )
     };
-    let accounts = if show_accounts {
-        st.app
-            .search_accounts(&q, LIST_LIMIT)
-            .await
-            .map_err(|e| ctx.app_error(e))?
-    } else {
-        Vec::new()
-    };
-    let accounts_caption = ctx.t.f(
-        "staff.account_search.caption",
-        &[("count", &accounts.len().to_string()), ("q", &q)],
-    );
     page(&SearchPage {
         c: ctx.chrome(),
         q,
         payments,
         payments_caption,
-        show_accounts,
-        accounts,
-        accounts_caption,
     })
 }
 

@@ -70,7 +70,7 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
     // Portal and back office on http://localhost:PORT: passkeys (WebAuthn) need a domain name.
     let s = server().named_host().fixed_clock().start().await;
     s.app()
-        .create_staff("demo", "Demo", STAFF_PASSWORD, app::staff::Role::Administrator)
+        .create_staff("demo", "Demo", STAFF_PASSWORD, app::staff::Role::Supervisor)
         .await
         .expect("create staff user");
     // Staff sign-in needs a TOTP code: the user is enrolled here and node computes the code

@@ -92,7 +92,10 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/reconciliation/{date}" => Some(Role::Auditor),
         "/postings/{date}/export" | "/reconciliation/run" => Some(Role::Supervisor),
         "/imports" | "/imports/{id}" | "/imports/jobs/{job}" => Some(Role::Supervisor),
-        "/accounts/{account}"
+        "/settings" | "/webhooks" | "/webhooks/resend" => Some(Role::Supervisor),
+        "/settings/webhooks" | "/settings/webhooks/remove" => Some(Role::Administrator),
+        "/accounts"
+        | "/accounts/{account}"
         | "/accounts/{account}/documents"
         | "/documents/{id}/download"
         | "/outbox"
@@ -103,12 +106,7 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/admin/sessions/resident"
         | "/admin/sessions/staff"
         | "/admin/api-keys"
-        | "/admin/api-keys/revoke"
-        | "/admin/settings"
-        | "/admin/settings/webhooks"
-        | "/admin/settings/webhooks/remove"
-        | "/admin/webhooks"
-        | "/admin/webhooks/{id}/resend" => Some(Role::Administrator),
+        | "/admin/api-keys/revoke" => Some(Role::Administrator),
         _ => return None,
     })
 }

@@ -1,6 +1,7 @@
 //! Back-office features beyond the first cut, one module each: the audit-log viewer and
 //! documents attached to accounts.
 
+pub mod account_search;
 pub mod api_keys;
 pub mod audit;
 pub mod documents;
@@ -17,6 +18,7 @@ use axum::Router;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(account_search::router())
         .merge(api_keys::router())
         .merge(audit::router())
         .merge(documents::router())

@@ -1,102 +1,86 @@
-//! Staff pages: the back-office settings (administrators): the business-day cut-off, the
-//! refund approval threshold and the outbound webhook endpoints; and the webhook delivery
-//! log with its re-send button. The rules live in `app::settings` and
-//! `app::outbound_webhooks`.
+//! Staff pages: settings (`/settings`: the business day's cut-off, the refund approval
+//! threshold, the city's webhook endpoints; administrators change them, supervisors read
+//! them) and the delivery log of the city's webhooks (`/webhooks`, with a resend).
 
 use crate::forms::FormErrors;
 use crate::portal::{render, Chrome};
 use crate::staff::{utc, Refusal, StaffCtx};
 use crate::AppState;
-use app::outbound_webhooks::{DeliveryView, EndpointView, EVENTS};
-use app::settings::{format_cutoff, Settings, SettingsInput};
+use app::city_webhooks::{EndpointView, EVENTS};
 use app::staff::Role;
 use app::AppError;
 use askama::Template;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use domain::Money;
-
-const FIELDS: &[&str] = &["business_day_cutoff", "refund_approval_threshold"];
-const WEBHOOK_FIELDS: &[&str] = &["webhook_url", "webhook_events"];
-const LOG_LIMIT: i64 = 100;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/settings", get(page).post(save))
-        .route("/admin/settings/webhooks", post(add_endpoint))
-        .route("/admin/settings/webhooks/remove", post(remove_endpoint))
-        .route("/admin/webhooks", get(log))
-        .route("/admin/webhooks/{id}/resend", post(resend))
+        .route("/settings", get(page).post(save))
+        .route("/settings/webhooks", post(add_endpoint))
+        .route("/settings/webhooks/remove", post(remove_endpoint))
+        .route("/webhooks", get(log))
+        .route("/webhooks/resend", post(resend))
 }
 
 #[derive(Template)]
 #[template(path = "staff/settings.html")]
 struct SettingsPage {
     c: Chrome,
+    admin: bool,
     cutoff: String,
     threshold: String,
-    errors: FormErrors,
-    saved: bool,
     endpoints: Vec<EndpointView>,
     events: Vec<&'static str>,
-    webhook_url: String,
-    chosen: Vec<String>,
-    /// An endpoint's signing secret just made: shown this once.
+    errors: FormErrors,
+    notice: String,
+    /// A just-added endpoint's signing secret, shown once.
     new_secret: String,
+    url: String,
 }
 
-/// What the page shows besides the stored values.
-#[derive(Default)]
 struct Shown {
-    settings: Option<SettingsInput>,
-    errors: Option<FormErrors>,
-    saved: bool,
-    webhook: (String, Vec<String>),
+    cutoff: Option<String>,
+    threshold: Option<String>,
+    url: String,
+    notice: String,
     new_secret: String,
-}
-
-fn input_of(st: &AppState, s: &Settings) -> SettingsInput {
-    let m = Money::from_cents(s.refund_approval_threshold_cents, st.app.config().currency);
-    SettingsInput {
-        business_day_cutoff: format_cutoff(s.business_day_cutoff),
-        // `$1,234.50` without the dollar sign: what the field takes back.
-        refund_approval_threshold: m.to_string().trim_start_matches('$').to_owned(),
-    }
 }
 
 async fn show(
     st: &AppState,
     ctx: &StaffCtx,
     status: StatusCode,
-    shown: Shown,
+    errors: FormErrors,
+    s: Shown,
 ) -> Result<Response, Refusal> {
-    ctx.require(Role::Administrator)?;
-    let input = match shown.settings {
-        Some(i) => i,
-        None => input_of(st, &st.app.settings().await.map_err(|e| ctx.app_error(e))?),
-    };
+    let me = ctx.require(Role::Supervisor)?;
+    let live = st.app.live_settings();
     let endpoints = st
         .app
         .webhook_endpoints()
         .await
         .map_err(|e| ctx.app_error(e))?;
+    let threshold =
+        domain::Money::from_cents(live.refund_threshold_cents, st.app.config().currency);
     let mut res = render(
         status,
         &SettingsPage {
             c: ctx.chrome(),
-            cutoff: input.business_day_cutoff,
-            threshold: input.refund_approval_threshold,
-            errors: shown.errors.unwrap_or_else(FormErrors::none),
-            saved: shown.saved,
+            admin: me.role == Role::Administrator,
+            cutoff: s
+                .cutoff
+                .unwrap_or_else(|| format!("{:02}:{:02}", live.cutoff.0, live.cutoff.1)),
+            threshold: s.threshold.unwrap_or_else(|| threshold.to_plain()),
             endpoints,
             events: EVENTS.to_vec(),
-            webhook_url: shown.webhook.0,
-            chosen: shown.webhook.1,
-            new_secret: shown.new_secret,
+            errors,
+            notice: s.notice,
+            new_secret: s.new_secret,
+            url: s.url,
         },
     )?;
     res.headers_mut().insert(
@@ -106,27 +90,18 @@ async fn show(
     Ok(res)
 }
 
+fn blank() -> Shown {
+    Shown {
+        cutoff: None,
+        threshold: None,
+        url: String::new(),
+        notice: String::new(),
+        new_secret: String::new(),
+    }
+}
+
 async fn page(State(st): State<AppState>, ctx: StaffCtx) -> Result<Response, Refusal> {
-    show(&st, &ctx, StatusCode::OK, Shown::default()).await
-}
-
-/// The form's fields; refuses a form without a valid anti-forgery token.
-fn fields(
-    ctx: &StaffCtx,
-    form: Result<Form<Vec<(String, String)>>, FormRejection>,
-) -> Result<Vec<(String, String)>, Refusal> {
-    let Ok(Form(f)) = form else {
-        return Err(ctx.bad_request());
-    };
-    ctx.require_form_token(&value(&f, "csrf"))?;
-    Ok(f)
-}
-
-fn value(f: &[(String, String)], k: &str) -> String {
-    f.iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
+    show(&st, &ctx, StatusCode::OK, FormErrors::none(), blank()).await
 }
 
 async fn save(
@@ -135,28 +110,34 @@ async fn save(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let me = ctx.require(Role::Administrator)?;
-    let f = fields(&ctx, form)?;
-    let input = SettingsInput {
-        business_day_cutoff: value(&f, "business_day_cutoff"),
-        refund_approval_threshold: value(&f, "refund_approval_threshold"),
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
     };
-    match st.app.update_settings(me, &input, &ctx.ip).await {
-        Ok(s) => {
-            let shown = Shown {
-                settings: Some(input_of(&st, &s)),
-                saved: true,
-                ..Shown::default()
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
+    let (cutoff, threshold) = (
+        crate::forms::value(&f, "cutoff"),
+        crate::forms::value(&f, "threshold"),
+    );
+    match st
+        .app
+        .update_settings(me, &cutoff, &threshold, &ctx.ip)
+        .await
+    {
+        Ok(_) => {
+            let s = Shown {
+                notice: ctx.t.s("staff.settings.saved").to_owned(),
+                ..blank()
             };
-            show(&st, &ctx, StatusCode::OK, shown).await
+            show(&st, &ctx, StatusCode::OK, FormErrors::none(), s).await
         }
-        Err(e) => match FormErrors::from_app(&ctx.t, &e, "business_day_cutoff", FIELDS) {
+        Err(e) => match FormErrors::from_app(&ctx.t, &e, "cutoff", &["cutoff", "threshold"]) {
             Some(errors) if !matches!(e, AppError::Forbidden) => {
-                let shown = Shown {
-                    settings: Some(input),
-                    errors: Some(errors),
-                    ..Shown::default()
+                let s = Shown {
+                    cutoff: Some(cutoff),
+                    threshold: Some(threshold),
+                    ..blank()
                 };
-                show(&st, &ctx, StatusCode::BAD_REQUEST, shown).await
+                show(&st, &ctx, StatusCode::BAD_REQUEST, errors, s).await
             }
             _ => Err(ctx.app_error(e)),
         },
@@ -169,8 +150,11 @@ async fn add_endpoint(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let me = ctx.require(Role::Administrator)?;
-    let f = fields(&ctx, form)?;
-    let url = value(&f, "webhook_url");
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
+    let url = crate::forms::value(&f, "url");
     let events: Vec<String> = f
         .iter()
         .filter(|(n, _)| n == "event")
@@ -182,20 +166,16 @@ async fn add_endpoint(
         .await
     {
         Ok((_, secret)) => {
-            let shown = Shown {
+            let s = Shown {
                 new_secret: secret,
-                ..Shown::default()
+                ..blank()
             };
-            show(&st, &ctx, StatusCode::OK, shown).await
+            show(&st, &ctx, StatusCode::OK, FormErrors::none(), s).await
         }
-        Err(e) => match FormErrors::from_app(&ctx.t, &e, "webhook_url", WEBHOOK_FIELDS) {
+        Err(e) => match FormErrors::from_app(&ctx.t, &e, "url", &["url", "events"]) {
             Some(errors) if !matches!(e, AppError::Forbidden) => {
-                let shown = Shown {
-                    errors: Some(errors),
-                    webhook: (url, events),
-                    ..Shown::default()
-                };
-                show(&st, &ctx, StatusCode::BAD_REQUEST, shown).await
+                let s = Shown { url, ..blank() };
+                show(&st, &ctx, StatusCode::BAD_REQUEST, errors, s).await
             }
             _ => Err(ctx.app_error(e)),
         },
@@ -208,50 +188,57 @@ async fn remove_endpoint(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let me = ctx.require(Role::Administrator)?;
-    let f = fields(&ctx, form)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
     st.app
-        .remove_webhook_endpoint(me, &value(&f, "id"), &ctx.ip)
+        .disable_webhook_endpoint(me, &crate::forms::value(&f, "id"), &ctx.ip)
         .await
         .map_err(|e| ctx.app_error(e))?;
-    Ok(Redirect::to("/admin/settings").into_response())
+    Ok(Redirect::to("/settings").into_response())
 }
 
-struct LogRow {
-    d: DeliveryView,
+struct DeliveryLine {
+    id: String,
+    event: String,
+    endpoint: String,
+    status: String,
+    attempts: i64,
+    last_status: String,
+    last_error: String,
     created: String,
-    next: String,
-    code: String,
-    can_resend: bool,
+    resendable: bool,
 }
 
 #[derive(Template)]
-#[template(path = "staff/webhook_log.html")]
+#[template(path = "staff/webhooks.html")]
 struct LogPage {
     c: Chrome,
-    rows: Vec<LogRow>,
+    rows: Vec<DeliveryLine>,
 }
 
 async fn log(State(st): State<AppState>, ctx: StaffCtx) -> Result<Response, Refusal> {
-    ctx.require(Role::Administrator)?;
+    ctx.require(Role::Supervisor)?;
     let rows = st
         .app
-        .webhook_deliveries(LOG_LIMIT)
+        .city_webhook_deliveries(200)
         .await
         .map_err(|e| ctx.app_error(e))?
         .into_iter()
-        .map(|d| LogRow {
+        .map(|d| DeliveryLine {
+            resendable: d.status != "sending",
+            status: ctx
+                .t
+                .s(&format!("staff.webhooks.status.{}", d.status))
+                .to_owned(),
+            id: d.id,
+            event: d.event_type,
+            endpoint: d.endpoint_id,
+            attempts: d.attempts,
+            last_status: d.last_status.map(|s| s.to_string()).unwrap_or_default(),
+            last_error: d.last_error.unwrap_or_default(),
             created: utc(d.created_at),
-            next: if d.status == "pending" {
-                utc(d.next_attempt_at)
-            } else {
-                String::new()
-            },
-            code: d
-                .last_status_code
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-            can_resend: matches!(d.status.as_str(), "delivered" | "failed"),
-            d,
         })
         .collect();
     Ok(render(
@@ -266,14 +253,16 @@ async fn log(State(st): State<AppState>, ctx: StaffCtx) -> Result<Response, Refu
 async fn resend(
     State(st): State<AppState>,
     ctx: StaffCtx,
-    Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, Refusal> {
-    let me = ctx.require(Role::Administrator)?;
-    fields(&ctx, form)?;
+    let me = ctx.require(Role::Supervisor)?;
+    let Ok(Form(f)) = form else {
+        return Err(ctx.bad_request());
+    };
+    ctx.require_form_token(&crate::forms::value(&f, "csrf"))?;
     st.app
-        .resend_webhook(me, &id, &ctx.ip)
+        .resend_city_webhook(me, &crate::forms::value(&f, "id"), &ctx.ip)
         .await
         .map_err(|e| ctx.app_error(e))?;
-    Ok(Redirect::to("/admin/webhooks").into_response())
+    Ok(Redirect::to("/webhooks").into_response())
 }
