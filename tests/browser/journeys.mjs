@@ -549,6 +549,9 @@ async function financePages(page, watch) {
     await visit('/refunds', 'refund approvals');
     await visit('/settings', 'settings (read by a supervisor)');
     await visit('/webhooks', 'event deliveries');
+    await visit('/accounts?q=100001', 'account search results');
+    await visit('/?q=100001', 'payment search results');
+    await visit('/accounts/100001', 'an account with its payments');
   }
 }
 
