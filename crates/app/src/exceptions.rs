@@ -259,7 +259,11 @@ impl App {
         let rows = if only_open {
             let mut rows = exc::list(&mut conn, Some("open"), 500).await?;
             rows.extend(exc::list(&mut conn, Some("refunding"), 500).await?);
-            rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+            rows.sort_by(|a, b| {
+                b.created_at
+                    .cmp(&a.created_at)
+                    .then_with(|| a.id.cmp(&b.id))
+            });
             rows
         } else {
             exc::list(&mut conn, None, 500).await?

@@ -199,3 +199,59 @@ async fn payments_and_paid_bills_reach_the_city_signed_retried_and_resent() {
             .unwrap();
     assert_eq!(n, 1);
 }
+
+/// Several workers (nodes) racing over the same due deliveries send each one once: the
+/// claim is a compare-and-set.
+#[tokio::test]
+async fn workers_racing_send_each_delivery_once() {
+    let s = server().fixed_clock().start().await;
+    let (rx, url) = receiver().await;
+    let (c, csrf) = admin(&s).await;
+    let res = c
+        .post(format!("{}/settings/webhooks", s.staff))
+        .header("origin", &s.staff)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("url", url.as_str()),
+            ("event", "payment.succeeded"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Four payments, four events.
+    let payments = 4;
+    for i in 0..payments {
+        s.pay_ok("100001", "93301", 100, &format!("race-{i}")).await;
+    }
+    let (a, b, c2, d) = tokio::join!(
+        s.app().deliver_city_webhooks(),
+        s.app().deliver_city_webhooks(),
+        s.app().deliver_city_webhooks(),
+        s.app().deliver_city_webhooks()
+    );
+    for r in [a, b, c2, d] {
+        r.unwrap();
+    }
+    eventually("every delivery is delivered", || async {
+        let d = s.app().city_webhook_deliveries(50).await.unwrap();
+        d.len() == payments && d.iter().all(|d| d.status == "delivered")
+    })
+    .await;
+    s.app().deliver_city_webhooks().await.unwrap();
+    let got = rx.got.lock().unwrap().clone();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|(_, b)| {
+            let v: serde_json::Value = serde_json::from_str(b).unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), payments, "each event sent once: {ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), payments);
+    for d in s.app().city_webhook_deliveries(50).await.unwrap() {
+        assert_eq!(d.attempts, 1, "{}", d.id);
+    }
+}
