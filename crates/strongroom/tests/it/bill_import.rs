@@ -496,3 +496,85 @@ async fn finished(s: &Server, c: &reqwest::Client, job: &str) -> String {
     let r = c.get(&url).send().await.unwrap();
     r.headers()["location"].to_str().unwrap().to_owned()
 }
+
+/// A resident who ticks "email me when a new bill is ready" on the security page gets one
+/// email per import of a new bill for a linked account (outbox), audited with before and
+/// after; a linked resident who did not opt in (the default) gets none.
+#[tokio::test]
+async fn opted_in_residents_are_emailed_that_a_new_bill_is_ready() {
+    let s = server().start().await;
+    let m = mapping("bills-csv.toml");
+    let (keen, keen_csrf) = crate::authz::resident(&s, "keen@example.com").await;
+    let (quiet, quiet_csrf) = crate::authz::resident(&s, "calm@example.com").await;
+    crate::authz::link(&s, &keen, &keen_csrf, "100001").await;
+    crate::authz::link(&s, &quiet, &quiet_csrf, "100001").await;
+
+    // Off by default; the box on the security page turns it on.
+    let page = keen
+        .get(format!("{}/account/security", s.portal))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"bill_notices\""), "{page}");
+    assert!(!page.contains("value=\"on\" checked"));
+    let set = |c: &reqwest::Client, csrf: &str, on: bool| {
+        let mut form = vec![("csrf", csrf.to_owned())];
+        if on {
+            form.push(("bill_notices", "on".to_owned()));
+        }
+        c.post(format!("{}/account/notices", s.portal))
+            .header("origin", &s.portal)
+            .form(&form)
+            .send()
+    };
+    // Without the form's token nothing changes.
+    let res = set(&keen, "forged", true).await.unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let audited = |detail: &'static str| {
+        let s = &s;
+        async move {
+            count(
+                s,
+                &format!("SELECT COUNT(*) FROM audit_log WHERE event = 'resident.bill_notices' AND detail = '{detail}'"),
+            )
+            .await
+        }
+    };
+    assert_eq!(audited("before: off, after: on").await, 0);
+    let res = set(&keen, &keen_csrf, true).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("value=\"on\" checked"));
+    assert_eq!(audited("before: off, after: on").await, 1);
+
+    let ready = |who: &'static str| {
+        let s = &s;
+        async move {
+            s.app()
+                .emails_to(who)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| m.kind == "bill_ready")
+                .count()
+        }
+    };
+    let file = [HEADER.to_owned(), csv_line("CIS-2001", "100001", "20.00")].join("\n");
+    let r = import(&s, &file, &m, false).await;
+    assert_eq!(r.created, 1, "{:?}", r.errors);
+    assert_eq!(ready("keen@example.com").await, 1);
+    assert_eq!(ready("calm@example.com").await, 0);
+    // The same file again is no new bill: no second email.
+    import(&s, &file, &m, false).await;
+    assert_eq!(ready("keen@example.com").await, 1);
+
+    // Turned off (box left empty): the next new bill sends nothing.
+    let res = set(&keen, &keen_csrf, false).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(audited("before: on, after: off").await, 1);
+    let file = [HEADER.to_owned(), csv_line("CIS-2002", "100001", "21.00")].join("\n");
+    assert_eq!(import(&s, &file, &m, false).await.created, 1);
+    assert_eq!(ready("keen@example.com").await, 1);
+}
