@@ -1239,22 +1239,21 @@ impl App {
         }
     }
 
-    /// Every account's linking code, for the bill printer: (account number, code).
-    pub async fn linking_codes(&self) -> Result<Vec<(String, String)>, AppError> {
-        let mut out = Vec::new();
-        let mut after = String::new();
-        loop {
+    /// Linking codes for the bill printer, a page at a time: (account number, code) of the
+    /// accounts numbered after `after`, in order, at most `limit`. An empty page is the end;
+    /// the next page starts after the last account of this one.
+    pub async fn linking_codes_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, AppError> {
+        let page = {
             let mut conn = self.store.conn().await?;
-            let page = bi::linking_codes_after(&mut conn, &after, 1000).await?;
-            drop(conn);
-            let Some(last) = page.last().map(|(a, _)| a.clone()) else {
-                return Ok(out);
-            };
-            for (a, sealed) in page {
-                out.push((a, self.open(columns::ACCOUNT_LINKING_CODE, &sealed)?));
-            }
-            after = last;
-        }
+            bi::linking_codes_after(&mut conn, after, limit).await?
+        };
+        page.into_iter()
+            .map(|(a, sealed)| Ok((a, self.open(columns::ACCOUNT_LINKING_CODE, &sealed)?)))
+            .collect()
     }
 
     /// Whether the resident asked to be emailed when a new bill of a linked account is
