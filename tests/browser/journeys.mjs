@@ -557,19 +557,6 @@ async function residentPasskey({ newPage }) {
   await page.goto(`${PORTAL}/account/security`);
   await audit(page, watch, 'security (no passkeys)');
   assert.match(await text(page), /You have no passkeys\./);
-  // New-bill emails (issue 6): the opt-in box on the security page, in Spanish and English
-  // (turned on, then off again).
-  for (const [lang, on] of [['es', true], ['en', false]]) {
-    await page.goto(`${PORTAL}/account/security?lang=${lang}`);
-    await audit(page, watch, `security (${lang}): new-bill emails form`);
-    await noSidewaysScroll(page, `security (${lang})`);
-    await page.locator('label[for="bill_notices"]').click();
-    await page.locator('form[action="/account/notices"] button[type="submit"]').click();
-    await page.waitForURL(`${PORTAL}/account/notices`);
-    assert.equal(await page.locator('#bill_notices').isChecked(), on, `new-bill emails ${on ? 'on' : 'off'} (${lang})`);
-    await audit(page, watch, `security (${lang}): new-bill emails saved`);
-  }
-  await page.goto(`${PORTAL}/account/security?lang=en`);
   await createPasskey(page, watch, PORTAL, '/account', 'Test phone', RESIDENT_PASSWORD, 'resident');
   // The first second factor comes with recovery codes.
   await page.getByRole('heading', { level: 1, name: 'Save your recovery codes' }).waitFor();
