@@ -1256,42 +1256,6 @@ impl App {
             .collect()
     }
 
-    /// Whether the resident asked to be emailed when a new bill of a linked account is
-    /// imported (off until they turn it on).
-    pub async fn bill_notices(&self, resident_id: &str) -> Result<bool, AppError> {
-        let mut conn = self.store.conn().await?;
-        Ok(bi::bill_notices(&mut conn, resident_id).await?)
-    }
-
-    /// Turns the resident's new-bill emails on or off; audited with before and after in
-    /// the same transaction (`resident.bill_notices`).
-    pub async fn set_bill_notices(
-        &self,
-        resident_id: &str,
-        on: bool,
-        source_ip: &str,
-    ) -> Result<(), AppError> {
-        let mut tx = self.store.begin().await?;
-        if store::residents::get(&mut tx, resident_id).await?.is_none() {
-            return Err(AppError::NotFound("resident"));
-        }
-        let before = bi::bill_notices(&mut tx, resident_id).await?;
-        bi::set_bill_notices(&mut tx, resident_id, on).await?;
-        let word = |b: bool| if b { "on" } else { "off" };
-        self.audit(
-            &mut tx,
-            &format!("resident:{resident_id}"),
-            "resident.bill_notices",
-            resident_id,
-            "success",
-            source_ip,
-            &format!("before: {}, after: {}", word(before), word(on)),
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(())
-    }
-
     /// One account's linking code (the demo prints one).
     pub async fn linking_code_of(&self, account: &str) -> Result<Option<String>, AppError> {
         let mut conn = self.store.conn().await?;

@@ -35,7 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/account/passkeys", post(passkey_finish))
         .route("/account/passkeys/remove", post(passkey_remove))
         .route("/account/recovery-codes", post(renew_recovery_codes))
-        .route("/account/notices", post(set_notices))
 }
 
 /// One row of the sessions table.
@@ -74,8 +73,6 @@ struct SecurityPage {
     /// Two-step sign-in is on (`account_mfa`).
     mfa_enabled: bool,
     passkeys: PasskeySection,
-    /// The resident asked to be emailed when a new bill is ready.
-    bill_notices: bool,
 }
 
 pub(super) async fn show(
@@ -95,7 +92,6 @@ pub(super) async fn show(
         .map(SessionLine::of)
         .collect();
     let mfa_enabled = st.app.resident_mfa_enabled(&session.user_id).await?;
-    let bill_notices = st.app.bill_notices(&session.user_id).await?;
     let passkeys = PasskeySection {
         available: st.app.passkeys_available(Realm::Resident),
         lines: st
@@ -123,7 +119,6 @@ pub(super) async fn show(
             sessions,
             mfa_enabled,
             passkeys,
-            bill_notices,
         },
     )
 }
@@ -430,47 +425,4 @@ async fn renew_recovery_codes(
             answer(&st, &ctx, session, a).await
         }
     }
-}
-
-#[derive(Deserialize)]
-struct NoticesForm {
-    #[serde(default)]
-    csrf: String,
-    /// Present (any value) when the box is ticked.
-    #[serde(default)]
-    bill_notices: Option<String>,
-}
-
-/// `POST /account/notices`: new-bill emails on (box ticked) or off.
-async fn set_notices(
-    State(st): State<AppState>,
-    ctx: Ctx,
-    Form(f): Form<NoticesForm>,
-) -> Result<Response, PageError> {
-    let Ok(session) = ctx.resident() else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    ctx.check_csrf(&f.csrf)?;
-    let on = f.bill_notices.is_some();
-    st.app
-        .set_bill_notices(&session.user_id, on, &ctx.ip)
-        .await?;
-    let notice = ctx
-        .t
-        .s(if on {
-            "notices.saved_on"
-        } else {
-            "notices.saved_off"
-        })
-        .to_owned();
-    show(
-        &st,
-        &ctx,
-        session,
-        StatusCode::OK,
-        "",
-        String::new(),
-        notice,
-    )
-    .await
 }
