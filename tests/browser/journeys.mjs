@@ -385,7 +385,12 @@ async function resident({ newPage }) {
     await audit(page, watch, `account ${account.account_number} (just linked)`);
   }
 
-  await page.goto(`${PORTAL}/dashboard`);
+  for (const lang of ['en', 'es']) {
+    await page.goto(`${PORTAL}/account/notices?lang=${lang}`);
+    await audit(page, watch, `email notices (${lang})`);
+    await noSidewaysScroll(page, `email notices (${lang})`);
+  }
+  await page.goto(`${PORTAL}/dashboard?lang=en`);
   await audit(page, watch, 'dashboard (two accounts)');
   await screenshot(page, 'dashboard.png');
   for (const account of LINK_ACCOUNTS) {
@@ -542,6 +547,8 @@ async function financePages(page, watch) {
     watch.allowedConsole.pop();
     await noSidewaysScroll(page, `staff (${lang}): exception errors`);
     await visit('/refunds', 'refund approvals');
+    await visit('/settings', 'settings (read by a supervisor)');
+    await visit('/webhooks', 'event deliveries');
   }
 }
 

@@ -5,7 +5,8 @@
 //! fixed-width records with field positions; amounts in dollars or cents; the date format;
 //! any number of line items (water, sewer, trash, late fee...), each a column.
 //!
-//! The file is **streamed**: records are read and applied in chunks of `CHUNK` bills, so a
+//! The file is **streamed**: records are read and applied in chunks (`CHUNK`, or
+//! `CHUNK_POSTGRES`) of bills, so a
 //! file of a million bills never has a million bills in memory. Every record is checked
 //! (each error names its line and field, up to `MAX_ERRORS`); the whole file is one
 //! transaction, rolled back on the first invalid line unless `skip_invalid` is set (then
@@ -32,8 +33,11 @@ use store::accounts::{AccountRow, BillLineRow, BillRow, LedgerRow};
 use store::bill_import::{self as bi, ImportRow};
 use store::StoreError;
 
-/// Bills applied per chunk (one round of bulk statements).
+/// Bills applied per chunk (one round of bulk statements) on SQLite, whose driver binds
+/// parameters in quadratic time (the chunk's `IN` look-ups hold one parameter per bill).
 pub const CHUNK: usize = 500;
+/// Bills per chunk on PostgreSQL: fewer, larger round trips.
+pub const CHUNK_POSTGRES: usize = 2_000;
 /// Errors kept (and shown) per import.
 pub const MAX_ERRORS: usize = 100;
 /// Files larger than this are refused unless the caller sets another limit: 1 GiB, about
@@ -819,7 +823,11 @@ impl App {
         )
         .await?;
         let currency = self.config().currency;
-        let mut chunk: Vec<Record> = Vec::with_capacity(CHUNK);
+        let chunk_size = match self.store.backend() {
+            store::Backend::Postgres => CHUNK_POSTGRES,
+            store::Backend::Sqlite => CHUNK,
+        };
+        let mut chunk: Vec<Record> = Vec::with_capacity(chunk_size);
         loop {
             let next = records.next(mapping);
             let done = next.is_none();
@@ -844,7 +852,7 @@ impl App {
                     }
                 }
             }
-            if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
+            if chunk.len() >= chunk_size || (done && !chunk.is_empty()) {
                 self.apply_chunk(
                     &mut tx,
                     &mut run,
@@ -1290,5 +1298,36 @@ impl<R: Read> Read for HashingReader<R> {
             sha2::Digest::update(&mut *h, &buf[..n]);
         }
         Ok(n)
+    }
+}
+
+impl App {
+    /// Whether the resident is emailed when a new bill of a linked account arrives.
+    pub async fn bill_notices(&self, resident_id: &str) -> Result<bool, AppError> {
+        let mut conn = self.store.conn().await?;
+        Ok(bi::bill_notices(&mut conn, resident_id).await?)
+    }
+
+    /// Turns new-bill emails on or off for the resident, audited.
+    pub async fn set_bill_notices(
+        &self,
+        resident_id: &str,
+        on: bool,
+        source_ip: &str,
+    ) -> Result<(), AppError> {
+        let mut tx = self.store.begin().await?;
+        bi::set_bill_notices(&mut tx, resident_id, on).await?;
+        self.audit(
+            &mut tx,
+            &format!("resident:{resident_id}"),
+            "resident.bill_notices",
+            resident_id,
+            "success",
+            source_ip,
+            if on { "on" } else { "off" },
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
     }
 }

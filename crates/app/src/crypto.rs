@@ -25,6 +25,7 @@ pub mod columns {
     pub const ACCOUNT_HOLDER_NAME: &str = "utility_accounts.holder_name";
     pub const ACCOUNT_SERVICE_STREET: &str = "utility_accounts.service_street";
     pub const ACCOUNT_LINKING_CODE: &str = "account_linking_codes.code";
+    pub const WEBHOOK_SECRET: &str = "webhook_endpoints.secret";
     pub const PAYMENT_EMAIL: &str = "payments.email";
     pub const OUTBOX_TO: &str = "outbox_emails.to_addr";
     pub const OUTBOX_BODY: &str = "outbox_emails.body_text";

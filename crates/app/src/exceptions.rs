@@ -256,10 +256,18 @@ impl App {
     /// Exceptions, newest first: open ones (`open` and `refunding`) or all.
     pub async fn exceptions(&self, only_open: bool) -> Result<Vec<ExceptionView>, AppError> {
         let mut conn = self.store.conn().await?;
-        let mut rows = exc::list(&mut conn, None, 500).await?;
-        if only_open {
-            rows.retain(|r| r.status == "open" || r.status == "refunding");
-        }
+        let rows = if only_open {
+            let mut rows = exc::list(&mut conn, Some("open"), 500).await?;
+            rows.extend(exc::list(&mut conn, Some("refunding"), 500).await?);
+            rows.sort_by(|a, b| {
+                b.created_at
+                    .cmp(&a.created_at)
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+            rows
+        } else {
+            exc::list(&mut conn, None, 500).await?
+        };
         rows.into_iter().map(|r| self.exception_view(r)).collect()
     }
 

@@ -537,20 +537,12 @@ impl App {
 
     /// The business date of a moment; see the module documentation.
     pub fn business_date(&self, unix: i64) -> Result<time::Date, AppError> {
-        business_date_of(
-            &self.ledger_config().time_zone,
-            self.ledger_config().cutoff,
-            unix,
-        )
+        business_date_of(&self.ledger_config().time_zone, self.cutoff(), unix)
     }
 
     /// `[from, to)` in unix seconds of a business date.
     pub fn business_day_bounds(&self, day: time::Date) -> Result<(i64, i64), AppError> {
-        business_day_bounds_of(
-            &self.ledger_config().time_zone,
-            self.ledger_config().cutoff,
-            day,
-        )
+        business_day_bounds_of(&self.ledger_config().time_zone, self.cutoff(), day)
     }
 
     /// A business date is closed once its cut-off has passed.

@@ -1,11 +1,13 @@
 //! Strongroom's use cases: look up and pay bills, settle payments exactly once, resident
 //! and staff accounts, the email outbox. Knows nothing about HTML or HTTP.
 
+pub mod account_search;
 pub mod account_security;
 pub mod api_keys;
 pub mod audit;
 pub mod bill_import;
 pub mod billing;
+pub mod city_webhooks;
 pub mod clock;
 pub mod crypto;
 pub mod demo;
@@ -25,6 +27,7 @@ pub mod refunds;
 pub mod resident_mfa;
 pub mod residents;
 pub mod sessions;
+pub mod settings;
 pub mod staff;
 
 use std::sync::Arc;
@@ -89,6 +92,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     cfg: Arc<Config>,
     rps: Arc<passkeys::RelyingParties>,
+    /// Settings staff changed in the back office, over the configuration's (`settings`).
+    live: Arc<std::sync::RwLock<settings::Live>>,
 }
 
 impl App {
@@ -103,12 +108,14 @@ impl App {
             &cfg.staff_base_url,
             &cfg.city_name,
         );
+        let live = settings::Live::from_config(&cfg.ledger);
         App {
             store,
             processor,
             clock,
             cfg: Arc::new(cfg),
             rps: Arc::new(rps),
+            live: Arc::new(std::sync::RwLock::new(live)),
         }
     }
 

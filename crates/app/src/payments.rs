@@ -765,8 +765,30 @@ impl App {
                     fresh.card_brand = card.map(|c| c.brand.clone());
                     fresh.card_last4 = card.map(|c| c.last4.clone());
                     let items = pay_store::items(&mut tx, &p.id).await?;
+                    let paid_items: Vec<(String, i64)> = items
+                        .iter()
+                        .map(|i| (i.account_number.clone(), i.amount_cents))
+                        .collect();
                     let view = self.view(fresh, items)?;
                     self.enqueue_receipt(&mut tx, &view).await?;
+                    // The city's systems hear of it in the same transaction.
+                    self.enqueue_city_event(
+                        &mut tx,
+                        "payment.succeeded",
+                        serde_json::json!({
+                            "payment_id": view.id,
+                            "confirmation_number": view.confirmation_number,
+                            "amount_cents": view.amount.cents(),
+                            "currency": view.amount.currency().code(),
+                            "items": view.items.iter().map(|i| serde_json::json!({
+                                "type": i.item_type, "account_number": i.account_number,
+                                "amount_cents": i.amount.cents(),
+                            })).collect::<Vec<_>>(),
+                        }),
+                    )
+                    .await?;
+                    self.bills_paid_events(&mut tx, &paid_items, &view.id)
+                        .await?;
                     WebhookOutcome::Applied
                 } else if self.captured_now(&mut tx, &p.id, status).await? {
                     WebhookOutcome::Ignored("already succeeded")

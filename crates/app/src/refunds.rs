@@ -180,11 +180,7 @@ impl App {
                 ),
             ));
         }
-        let wait = needs_approval(
-            staff.role,
-            amount.cents(),
-            self.config().ledger.refund_approval_threshold_cents,
-        );
+        let wait = needs_approval(staff.role, amount.cents(), self.refund_threshold_cents());
         let row = RefundRow {
             id: refund_id.clone(),
             payment_id: payment_id.to_owned(),
@@ -550,6 +546,15 @@ impl App {
                 description: format!("Refund of online payment {}", fresh.confirmation_number),
                 posted_at: now,
             },
+        )
+        .await?;
+        self.enqueue_city_event(
+            &mut tx,
+            "payment.refunded",
+            serde_json::json!({
+                "payment_id": payment_id, "refund_id": refund_id,
+                "account_number": account_number, "amount_cents": r.amount_cents,
+            }),
         )
         .await?;
         // A reversing line in the city's ledger, on today's business day.

@@ -437,3 +437,49 @@ mod tests {
         assert_eq!(totals(&i).processor_refunds, 375);
     }
 }
+
+/// The bills a payment pays off, oldest bills being paid first: `bills` newest first as
+/// (id, cents); the account owed `before` and owes `after` (ledger balances, cents). A bill
+/// is unpaid while the newest bills summing to the balance include it, so the bills paid
+/// now are those unpaid before and not after.
+pub fn newly_paid(bills: &[(String, i64)], before: i64, after: i64) -> Vec<&str> {
+    let unpaid = |owed: i64| -> usize {
+        // How many of the newest bills the balance reaches into.
+        let mut left = owed;
+        let mut n = 0;
+        for (_, cents) in bills {
+            if left <= 0 {
+                break;
+            }
+            left -= cents;
+            n += 1;
+        }
+        n
+    };
+    let (b, a) = (unpaid(before), unpaid(after));
+    bills[a.min(b)..b]
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod paid_tests {
+    use super::newly_paid;
+
+    #[test]
+    fn oldest_bills_are_paid_first() {
+        let bills: Vec<(String, i64)> =
+            vec![("c".into(), 100), ("b".into(), 100), ("a".into(), 100)];
+        // Owes the two newest; pays 150: the older of them (b) is paid, c in part.
+        assert_eq!(newly_paid(&bills, 200, 50), vec!["b"]);
+        // Pays the rest: c.
+        assert_eq!(newly_paid(&bills, 50, 0), vec!["c"]);
+        // Owes nothing before: nothing to pay off.
+        assert!(newly_paid(&bills, 0, -10).is_empty());
+        // Pays everything owed at once.
+        assert_eq!(newly_paid(&bills, 300, 0), vec!["c", "b", "a"]);
+        // A partial payment that covers no whole bill.
+        assert!(newly_paid(&bills, 250, 220).is_empty());
+    }
+}

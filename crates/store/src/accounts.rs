@@ -208,3 +208,89 @@ pub async fn ledger(
     .fetch_all(conn)
     .await?)
 }
+
+/// Accounts not yet in the search index, with their sealed name and street.
+pub async fn unindexed(
+    conn: &mut AnyConnection,
+    limit: i64,
+) -> Result<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT a.account_number, a.holder_name, a.service_street FROM utility_accounts a
+         LEFT JOIN account_search_done d ON d.account_number = a.account_number
+         WHERE d.account_number IS NULL ORDER BY a.account_number LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Records an account's word tokens and marks it indexed.
+pub async fn index_account(
+    conn: &mut AnyConnection,
+    account: &str,
+    tokens: &[String],
+) -> Result<()> {
+    for t in tokens {
+        sqlx::query(
+            "INSERT INTO account_search (token, account_number) VALUES ($1, $2)
+             ON CONFLICT (token, account_number) DO NOTHING",
+        )
+        .bind(t)
+        .bind(account)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO account_search_done (account_number) VALUES ($1)
+         ON CONFLICT (account_number) DO NOTHING",
+    )
+    .bind(account)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Accounts carrying every one of these tokens (at most `limit`).
+pub async fn with_tokens(
+    conn: &mut AnyConnection,
+    tokens: &[String],
+    limit: i64,
+) -> Result<Vec<String>> {
+    if tokens.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=tokens.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT account_number FROM account_search WHERE token IN ({}) GROUP BY account_number
+         HAVING COUNT(*) = ${} ORDER BY account_number LIMIT ${}",
+        marks.join(", "),
+        tokens.len() + 1,
+        tokens.len() + 2
+    );
+    let mut q = sqlx::query_as::<_, (String,)>(&sql);
+    for t in tokens {
+        q = q.bind(t);
+    }
+    let rows = q
+        .bind(tokens.len() as i64)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(a,)| a).collect())
+}
+
+/// Account numbers starting with `prefix` (digits only).
+pub async fn with_prefix(
+    conn: &mut AnyConnection,
+    prefix: &str,
+    limit: i64,
+) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT account_number FROM utility_accounts WHERE account_number LIKE $1 ORDER BY account_number LIMIT $2",
+    )
+    .bind(format!("{prefix}%"))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(a,)| a).collect())
+}

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod bill_import;
+pub mod city_webhooks;
 pub mod csp_reports;
 pub mod documents;
 pub mod exceptions;

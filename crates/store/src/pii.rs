@@ -30,6 +30,11 @@ pub const SEALED: &[SealedTable] = &[
         columns: &["code"],
     },
     SealedTable {
+        table: "webhook_endpoints",
+        key: "id",
+        columns: &["secret"],
+    },
+    SealedTable {
         table: "payments",
         key: "id",
         columns: &["email"],

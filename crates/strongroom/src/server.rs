@@ -152,6 +152,17 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
         .seal_plaintext_mfa_secrets()
         .await
         .context("cannot seal the stored TOTP secrets")?;
+    // Accounts not yet in the staff search index (sealed names and streets) are indexed.
+    while app
+        .index_accounts_for_search(500)
+        .await
+        .context("cannot index accounts for search")?
+        > 0
+    {}
+    // Settings changed in the back office override the configuration's.
+    app.load_settings()
+        .await
+        .context("cannot read the stored settings")?;
     // Accounts from before linking codes (or seeded without them) get one.
     let issued = app
         .issue_missing_linking_codes()
@@ -235,6 +246,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 if let Err(e) = a.deliver_emails(&mailer).await {
                     tracing::warn!(error = %e, "email worker");
                 }
+                if let Err(e) = a.deliver_city_webhooks().await {
+                    tracing::warn!(error = %e, "city webhook worker");
+                }
             }
         }));
         let a = app.clone();
@@ -247,6 +261,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 }
                 if let Err(e) = a.resume_stuck_refunds().await {
                     tracing::warn!(error = %e, "refund worker");
+                }
+                if let Err(e) = a.index_accounts_for_search(5_000).await {
+                    tracing::warn!(error = %e, "account search index worker");
                 }
                 match a.reconcile_due_days().await {
                     Ok(0) => {}

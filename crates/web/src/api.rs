@@ -324,6 +324,25 @@ async fn create_payment(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let req: CreatePaymentRequest = parse(&headers, &body)?;
+    // A request that cannot be valid is refused before its key is stored: nothing is
+    // promised, and junk keys cannot fill the database.
+    let request = to_request(&st, req, client.0.to_string())?;
+    idempotent(&st, IDEMPOTENCY_SCOPE, key, &body, || async {
+        st.app.start_payment(request).await.map(|started| {
+            (
+                StatusCode::CREATED,
+                serde_json::to_value(payment_json(started.payment, Some(started.checkout_url)))
+                    .unwrap_or_default(),
+            )
+        })
+    })
+    .await
+}
+
+/// The request's `Idempotency-Key`: 1 to 255 printable characters.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<&str, ApiError> {
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -336,27 +355,34 @@ async fn create_payment(
         )
         .into());
     }
-    let req: CreatePaymentRequest = parse(&headers, &body)?;
+    Ok(key)
+}
+
+/// Runs `op` once per (scope, key): the same key and body replays the first answer, the
+/// same key with another body is 422, a key still being answered 409. A failure of ours or
+/// a rate limit frees the key (nothing durable was promised), so the client can retry.
+pub(crate) async fn idempotent<F, Fut>(
+    st: &AppState,
+    scope: &str,
+    key: &str,
+    body: &[u8],
+    op: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), AppError>>,
+{
     // The hash of the canonical request, so formatting differences are the same request.
     let canonical =
-        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).map_err(bad_json)?)
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(body).map_err(bad_json)?)
             .map_err(bad_json)?;
     let request_hash = hex::encode(Sha256::digest(&canonical));
-    // A request that cannot be valid is refused before its key is stored: nothing is
-    // promised, and junk keys cannot fill the database.
-    let request = to_request(&st, req, client.0.to_string())?;
     let now = st.app.now().unix_timestamp();
     {
         let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
-        match app::store::idempotency::reserve(
-            &mut conn,
-            IDEMPOTENCY_SCOPE,
-            key,
-            &request_hash,
-            now,
-        )
-        .await
-        .map_err(AppError::from)?
+        match app::store::idempotency::reserve(&mut conn, scope, key, &request_hash, now)
+            .await
+            .map_err(AppError::from)?
         {
             app::store::idempotency::Reservation::Reserved => {}
             app::store::idempotency::Reservation::Replay { status, body } => {
@@ -382,19 +408,13 @@ async fn create_payment(
             }
         }
     }
-    let result = st.app.start_payment(request).await;
-    let (status, json) = match result {
-        Ok(started) => (
-            StatusCode::CREATED,
-            serde_json::to_value(payment_json(started.payment, Some(started.checkout_url)))
-                .unwrap_or_default(),
-        ),
+    let (status, json) = match op().await {
+        Ok(answer) => answer,
         Err(e) => {
             let err = WebError::from_app(e, Format::Json);
             if err.status.is_server_error() || err.status == StatusCode::TOO_MANY_REQUESTS {
-                // Nothing durable was promised: free the key so the client can retry.
                 let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
-                app::store::idempotency::release(&mut conn, IDEMPOTENCY_SCOPE, key)
+                app::store::idempotency::release(&mut conn, scope, key)
                     .await
                     .map_err(AppError::from)?;
                 return Err(ApiError(err));
@@ -404,15 +424,9 @@ async fn create_payment(
     };
     let text = json.to_string();
     let mut conn = st.app.store.conn().await.map_err(AppError::from)?;
-    app::store::idempotency::complete(
-        &mut conn,
-        IDEMPOTENCY_SCOPE,
-        key,
-        i64::from(status.as_u16()),
-        &text,
-    )
-    .await
-    .map_err(AppError::from)?;
+    app::store::idempotency::complete(&mut conn, scope, key, i64::from(status.as_u16()), &text)
+        .await
+        .map_err(AppError::from)?;
     Ok((
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -409,7 +409,8 @@ pub struct RefundJson {
 /// Ask for a refund of part or all of one account of a captured payment. It waits for a
 /// supervisor's or administrator's approval in the back office, as a clerk's request does.
 #[utoipa::path(post, path = "/api/v1/payments/{id}/refunds", request_body = RefundRequest,
-    params(("id" = String, Path, pattern = "^pay_[A-Za-z0-9]{1,64}$")),
+    params(("id" = String, Path, pattern = "^pay_[A-Za-z0-9]{1,64}$"),
+        ("Idempotency-Key" = String, Header, description = "Unique per intended refund", pattern = r"^[!-~]([ -~]{0,253}[!-~])?$", min_length = 1, max_length = 255)),
     security(("api_key" = ["refunds:write"])),
     responses((status = 201, body = RefundJson), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn request_refund(
@@ -423,6 +424,7 @@ pub async fn request_refund(
     if domain::ids::PaymentId::parse(&id).is_none() {
         return Err(AppError::NotFound("payment").into());
     }
+    let key = crate::api::idempotency_key(&headers)?;
     let req: RefundRequest = crate::api::parse(&headers, &body)?;
     if req.amount_cents < 1 {
         return Err(AppError::invalid("amount_cents", "a positive number of cents").into());
@@ -435,26 +437,32 @@ pub async fn request_refund(
         role: app::staff::Role::Clerk,
     };
     let amount = format!("{}.{:02}", req.amount_cents / 100, req.amount_cents % 100);
-    let r = st
-        .app
-        .refund_payment(
-            &as_staff,
-            &id,
-            &req.account_number,
-            &amount,
-            &req.reason,
-            &client.0.to_string(),
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RefundJson {
-            id: r.id,
-            payment_id: r.payment_id,
-            account_number: r.account_number,
-            amount_cents: r.amount.cents(),
-            status: r.status,
-        }),
-    )
-        .into_response())
+    let ip = client.0.to_string();
+    // Keys of one API key, for one payment: a retried request finds its first answer.
+    let scope = format!("api.refunds:{}:{id}", p.key_id);
+    crate::api::idempotent(&st, &scope, key, &body, || async {
+        let r = st
+            .app
+            .refund_payment(
+                &as_staff,
+                &id,
+                &req.account_number,
+                &amount,
+                &req.reason,
+                &ip,
+            )
+            .await?;
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(RefundJson {
+                id: r.id,
+                payment_id: r.payment_id,
+                account_number: r.account_number,
+                amount_cents: r.amount.cents(),
+                status: r.status,
+            })
+            .unwrap_or_default(),
+        ))
+    })
+    .await
 }

@@ -91,3 +91,20 @@ impl FormErrors {
         self.0.iter().any(|(f, _)| f == field)
     }
 }
+
+/// The first value of a field of a form read as pairs (forms with repeated fields, such as
+/// checkboxes), or "".
+pub fn value(form: &[(String, String)], name: &str) -> String {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// Every value of a repeated field (checkboxes).
+pub fn values(form: &[(String, String)], name: &str) -> Vec<String> {
+    form.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .collect()
+}

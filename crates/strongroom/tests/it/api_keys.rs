@@ -225,10 +225,30 @@ async fn keys_are_scoped_revocable_and_every_change_is_attributed() {
         (2, Some(true))
     );
 
-    // A refund request waits for a supervisor, attributed to the key.
-    let (st, v) = call(&s, &all, reqwest::Method::POST, &format!("/api/v1/payments/{}/refunds", ids[0]), Some(serde_json::json!({"account_number": "760001", "amount_cents": 200, "reason": "Duplicate payment"}))).await;
-    assert_eq!(st, 201, "{v}");
+    // A refund request waits for a supervisor, attributed to the key; it needs an
+    // Idempotency-Key, and a retry gets the first answer, not a second request.
+    let refund = |key: Option<&'static str>| {
+        let mut req = s
+            .http
+            .post(format!("{}/api/v1/payments/{}/refunds", s.portal, ids[0]))
+            .bearer_auth(&all)
+            .json(&serde_json::json!({"account_number": "760001", "amount_cents": 200, "reason": "Duplicate payment"}));
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        req.send()
+    };
+    assert_eq!(refund(None).await.unwrap().status(), 400);
+    let first = refund(Some("refund-1")).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let v: serde_json::Value = first.json().await.unwrap();
     assert_eq!(v["status"], "awaiting_approval");
+    let again = refund(Some("refund-1")).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let v2: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(v2["id"], v["id"]);
+    assert_eq!(s.app().refunds_awaiting_approval().await.unwrap().len(), 1);
     let mut c = s.app().store.conn().await.unwrap();
     let actors: Vec<(String, String)> = sqlx::query_as(
         "SELECT actor, event FROM audit_log WHERE actor LIKE '%api_key:%' ORDER BY seq",

@@ -594,3 +594,44 @@ async fn linking_takes_the_code_the_bill_file_carries() {
         "{csv}"
     );
 }
+
+#[tokio::test]
+async fn residents_who_ask_are_emailed_when_a_new_bill_arrives() {
+    let s = server().start().await;
+    let (c, csrf) = crate::authz::resident(&s, "notify@example.com").await;
+    crate::authz::link(&s, &c, &csrf, "100001").await;
+    let page = c
+        .get(format!("{}/account/notices", s.portal))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("checked"), "off until asked for");
+    let m = mapping("bills-csv.toml");
+    let file = |id: &str| [HEADER.to_owned(), csv_line(id, "100001", "12.00")].join("\n");
+    import(&s, &file("N-1"), &m, false).await;
+    let count = || async {
+        s.app()
+            .emails_to("notify@example.com")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == "bill_ready")
+            .count()
+    };
+    assert_eq!(count().await, 0);
+    let res = c
+        .post(format!("{}/account/notices", s.portal))
+        .header("origin", &s.portal)
+        .form(&[("csrf", csrf.as_str()), ("bill_ready", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    import(&s, &file("N-2"), &m, false).await;
+    assert_eq!(count().await, 1, "one email for the new bill");
+    import(&s, &file("N-2"), &m, false).await;
+    assert_eq!(count().await, 1, "a re-import sends nothing again");
+}

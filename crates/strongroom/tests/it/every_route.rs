@@ -92,7 +92,10 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/reconciliation/{date}" => Some(Role::Auditor),
         "/postings/{date}/export" | "/reconciliation/run" => Some(Role::Supervisor),
         "/imports" | "/imports/{id}" | "/imports/jobs/{job}" => Some(Role::Supervisor),
-        "/accounts/{account}"
+        "/settings" | "/webhooks" | "/webhooks/resend" => Some(Role::Supervisor),
+        "/settings/webhooks" | "/settings/webhooks/remove" => Some(Role::Administrator),
+        "/accounts"
+        | "/accounts/{account}"
         | "/accounts/{account}/documents"
         | "/documents/{id}/download"
         | "/outbox"

@@ -4,6 +4,7 @@
 //! talks HTTP to it. SQLite by default; PostgreSQL too when STRONGROOM_TEST_DATABASE_URL
 //! is set (each test gets its own database).
 
+mod account_search;
 mod account_security;
 mod api;
 mod api_keys;
@@ -13,6 +14,7 @@ mod bill_import;
 mod breach;
 mod browser;
 mod city_day;
+mod city_webhooks;
 mod cli;
 mod every_route;
 mod exceptions;

@@ -141,7 +141,7 @@ fn not_found(t: &Tr) -> PageError {
 }
 
 /// Where a signed-out visitor of a resident page is sent.
-fn to_login() -> Response {
+pub(super) fn to_login() -> Response {
     Redirect::to("/login").into_response()
 }
 
@@ -689,14 +689,6 @@ fn requested_items(
     Ok(items)
 }
 
-/// The first value of a form field, or "".
-fn field_value<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
-}
-
 async fn pay(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -705,7 +697,7 @@ async fn pay(
     let Some(s) = ctx.session.clone() else {
         return Ok(to_login());
     };
-    ctx.check_csrf(field_value(&form, "csrf"))?;
+    ctx.check_csrf(&crate::forms::value(&form, "csrf"))?;
     let items = match requested_items(st.app.config().currency, &ctx.t, &form) {
         Ok(items) => items,
         Err((account, message)) => {
@@ -740,7 +732,7 @@ async fn pay(
         channel: Channel::Portal,
         return_url: None,
         source_ip: ctx.ip.clone(),
-        form_key: Some(field_value(&form, "form_key").to_owned()),
+        form_key: Some(crate::forms::value(&form, "form_key")),
     };
     match st.app.start_payment(req).await {
         Ok(started) => Ok(Redirect::to(&started.checkout_url).into_response()),

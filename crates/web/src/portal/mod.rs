@@ -4,6 +4,7 @@
 pub mod account;
 pub mod account_mfa;
 pub mod account_security;
+pub mod notices;
 
 use crate::error::{Format, PageError, WebError};
 use crate::i18n::{self, Tr};
@@ -190,6 +191,7 @@ pub fn router() -> Router<AppState> {
         .merge(account::router())
         .merge(account_security::router())
         .merge(account_mfa::router())
+        .merge(notices::router())
 }
 
 /// The portal's pages with `?lang=` remembered (the cookie is `Secure` under TLS).

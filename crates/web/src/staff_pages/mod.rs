@@ -1,6 +1,7 @@
 //! Back-office features beyond the first cut, one module each: the audit-log viewer and
 //! documents attached to accounts.
 
+pub mod account_search;
 pub mod api_keys;
 pub mod audit;
 pub mod documents;
@@ -10,12 +11,14 @@ pub mod postings;
 pub mod profile;
 pub mod reconciliation;
 pub mod refund_approvals;
+pub mod settings;
 
 use crate::AppState;
 use axum::Router;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(account_search::router())
         .merge(api_keys::router())
         .merge(audit::router())
         .merge(documents::router())
@@ -24,5 +27,6 @@ pub fn router() -> Router<AppState> {
         .merge(postings::router())
         .merge(reconciliation::router())
         .merge(refund_approvals::router())
+        .merge(settings::router())
         .merge(profile::router())
 }
