@@ -18,8 +18,10 @@
 //! (the difference), so payments already made stay and the balance is recomputed, never
 //! overwritten; each change is audited with before and after. A bill id twice in one file
 //! is an error. Accounts the file names that we do not have are created (holder and street
-//! sealed), each with a linking code (from the file, or generated). Residents who asked for
-//! it are emailed that a new bill is ready.
+//! sealed), each with a linking code (from the file, or generated); a code the file sends
+//! for an account we already had replaces ours (the billing system prints it), audited
+//! `account.linking_code_replaced`. Residents who asked for it are emailed that a new bill
+//! is ready.
 
 use crate::crypto::columns;
 use crate::ids::random_id;
@@ -968,6 +970,20 @@ impl App {
             .await?
             .into_iter()
             .collect();
+        // Codes the file sends for accounts we have: the city's billing system prints its
+        // own, so a different one replaces ours (audited, never logged).
+        let mut with_code: Vec<String> = records
+            .iter()
+            .filter(|r| r.linking_code.is_some() && have.contains(&r.account))
+            .map(|r| r.account.clone())
+            .collect();
+        with_code.sort();
+        with_code.dedup();
+        let mut stored_codes: HashMap<String, String> = HashMap::new();
+        for (a, sealed) in bi::linking_codes_of(tx, &with_code).await? {
+            let code = self.open(columns::ACCOUNT_LINKING_CODE, &sealed)?;
+            stored_codes.insert(a, code);
+        }
         let mut new_accounts = Vec::new();
         let mut new_codes = Vec::new();
         let mut new_bills = Vec::new();
@@ -1024,6 +1040,36 @@ impl App {
                 ));
                 have.insert(r.account.clone());
                 run.report.accounts_created += 1;
+            } else if let Some(code) = r
+                .linking_code
+                .as_ref()
+                .filter(|c| stored_codes.get(&r.account) != Some(*c))
+            {
+                // Only accounts we had before this chunk (a new account's first code stays).
+                if with_code.binary_search(&r.account).is_ok() {
+                    let sealed = self.seal(columns::ACCOUNT_LINKING_CODE, code)?;
+                    bi::set_linking_code(tx, &r.account, &sealed, now).await?;
+                    self.audit(
+                        tx,
+                        &opts.actor,
+                        "account.linking_code_replaced",
+                        &r.account,
+                        "success",
+                        "-",
+                        &format!(
+                            "the billing system's code (line {}, import {}){}",
+                            r.line,
+                            run.id,
+                            if stored_codes.contains_key(&r.account) {
+                                " replaces the account's code"
+                            } else {
+                                ""
+                            }
+                        ),
+                    )
+                    .await?;
+                    stored_codes.insert(r.account.clone(), code.clone());
+                }
             }
             let lines_of = |bill_id: &str| -> Vec<BillLineRow> {
                 r.lines
@@ -1201,22 +1247,21 @@ impl App {
         }
     }
 
-    /// Every account's linking code, for the bill printer: (account number, code).
-    pub async fn linking_codes(&self) -> Result<Vec<(String, String)>, AppError> {
-        let mut out = Vec::new();
-        let mut after = String::new();
-        loop {
+    /// Linking codes for the bill printer, a page at a time: (account number, code) of the
+    /// accounts numbered after `after`, in order, at most `limit`. An empty page is the end;
+    /// the next page starts after the last account of this one.
+    pub async fn linking_codes_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, AppError> {
+        let page = {
             let mut conn = self.store.conn().await?;
-            let page = bi::linking_codes_after(&mut conn, &after, 1000).await?;
-            drop(conn);
-            let Some(last) = page.last().map(|(a, _)| a.clone()) else {
-                return Ok(out);
-            };
-            for (a, sealed) in page {
-                out.push((a, self.open(columns::ACCOUNT_LINKING_CODE, &sealed)?));
-            }
-            after = last;
-        }
+            bi::linking_codes_after(&mut conn, after, limit).await?
+        };
+        page.into_iter()
+            .map(|(a, sealed)| Ok((a, self.open(columns::ACCOUNT_LINKING_CODE, &sealed)?)))
+            .collect()
     }
 
     /// One account's linking code (the demo prints one).

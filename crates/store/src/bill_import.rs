@@ -374,6 +374,44 @@ pub async fn linking_code(conn: &mut AnyConnection, account: &str) -> Result<Opt
     Ok(r.map(|(c,)| c))
 }
 
+/// The sealed linking codes of these accounts: (account, sealed code).
+pub async fn linking_codes_of(
+    conn: &mut AnyConnection,
+    numbers: &[String],
+) -> Result<Vec<(String, String)>> {
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT account_number, code FROM account_linking_codes WHERE account_number IN ({})",
+        placeholders(1, numbers.len())
+    );
+    let mut q = sqlx::query_as(&sql);
+    for n in numbers {
+        q = q.bind(n);
+    }
+    Ok(q.fetch_all(conn).await?)
+}
+
+/// Sets an account's linking code (sealed), replacing any it had.
+pub async fn set_linking_code(
+    conn: &mut AnyConnection,
+    account: &str,
+    sealed: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO account_linking_codes (account_number, code, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (account_number) DO UPDATE SET code = excluded.code, created_at = excluded.created_at",
+    )
+    .bind(account)
+    .bind(sealed)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Every (account, sealed code), by account number, after `after`, `limit` at a time.
 pub async fn linking_codes_after(
     conn: &mut AnyConnection,

@@ -570,17 +570,24 @@ fn run() -> anyhow::Result<()> {
             Command::ExportLinkingCodes { store, out } => {
                 let app = store.open().await?;
                 let issued = app.issue_missing_linking_codes().await?;
-                let codes = app.linking_codes().await?;
                 let mut w = csv::Writer::from_path(&out)
                     .with_context(|| format!("cannot write {}", out.display()))?;
                 w.write_record(["account_number", "linking_code"])?;
-                for (a, c) in &codes {
-                    w.write_record([a, c])?;
+                // A page at a time: a million accounts never sit in memory at once.
+                let mut after = String::new();
+                let mut written = 0usize;
+                loop {
+                    let page = app.linking_codes_after(&after, 1000).await?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = last.clone();
+                    for (a, c) in &page {
+                        w.write_record([a, c])?;
+                    }
+                    written += page.len();
                 }
                 w.flush()?;
                 println!(
-                    "wrote {} linking code(s) to {} ({issued} newly issued)",
-                    codes.len(),
+                    "wrote {written} linking code(s) to {} ({issued} newly issued)",
                     out.display()
                 );
                 Ok(())

@@ -496,6 +496,104 @@ async fn finished(s: &Server, c: &reqwest::Client, job: &str) -> String {
     let r = c.get(&url).send().await.unwrap();
     r.headers()["location"].to_str().unwrap().to_owned()
 }
+/// The code printed on the bill links the account: the file's code for a new account, and
+/// for an account we had (the billing system's code replaces ours, audited). A wrong code
+/// links nothing; the old code stops working; `export-linking-codes` gives the printer the
+/// codes in force.
+#[tokio::test]
+async fn linking_takes_the_code_the_bill_file_carries() {
+    let s = server().start().await;
+    let m = mapping("bills-csv.toml");
+    let with_code = |bill: &str, account: &str, code: &str| {
+        csv_line(bill, account, "20.00").replacen(",12,,", &format!(",12,{code},"), 1)
+    };
+    let old = s.app().linking_code_of("100001").await.unwrap().unwrap();
+    let file = [
+        HEADER.to_owned(),
+        with_code("L-1", "100001", "HJK2345MNP"),
+        with_code("L-2", "760001", "PQRS6789TV"),
+    ]
+    .join("\n");
+    let r = import(&s, &file, &m, false).await;
+    assert_eq!((r.created, r.accounts_created), (2, 1), "{:?}", r.errors);
+    let code_of = |a: &'static str| {
+        let s = &s;
+        async move { s.app().linking_code_of(a).await.unwrap().unwrap() }
+    };
+    assert_eq!(code_of("760001").await, "PQRS6789TV");
+    assert_eq!(code_of("100001").await, "HJK2345MNP");
+    let replaced = "SELECT COUNT(*) FROM audit_log WHERE event = 'account.linking_code_replaced'";
+    assert_eq!(count(&s, replaced).await, 1);
+    // Sealed at rest, and never written to the audit log.
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) FROM account_linking_codes WHERE code LIKE '%PQRS6789TV%' OR code LIKE '%HJK2345MNP%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%HJK2345MNP%'"
+        )
+        .await,
+        0
+    );
+    // The same file again changes no code.
+    import(&s, &file, &m, false).await;
+    assert_eq!(count(&s, replaced).await, 1);
+
+    let (c, csrf) = crate::authz::resident(&s, "holder@example.com").await;
+    let link = |account: &'static str, code: String| {
+        let (c, csrf, s) = (&c, &csrf, &s);
+        async move {
+            c.post(format!("{}/accounts/link", s.portal))
+                .header("origin", &s.portal)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("account_number", account),
+                    ("linking_code", code.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let linked = "SELECT COUNT(*) FROM resident_accounts";
+    assert_eq!(link("760001", "PQRS6789TW".into()).await, 400);
+    assert_eq!(link("100001", old).await, 400, "the replaced code");
+    assert_eq!(count(&s, linked).await, 0, "a wrong code links nothing");
+    assert!(link("760001", "PQRS6789TV".into()).await.is_redirection());
+    assert!(link("100001", "hjk2345mnp".into()).await.is_redirection());
+    assert_eq!(count(&s, linked).await, 2);
+
+    if std::env::var("STRONGROOM_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty()) {
+        return; // The command line runs on the SQLite data directory only here.
+    }
+    s.write_audit_key();
+    let out = s.data_dir.join("codes.csv");
+    let res = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"))
+        .args(["export-linking-codes", "--data-dir"])
+        .arg(&s.data_dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert!(csv.starts_with("account_number,linking_code\n"), "{csv}");
+    assert!(
+        csv.contains("\n760001,PQRS6789TV\n") && csv.contains("\n100001,HJK2345MNP\n"),
+        "{csv}"
+    );
+}
 
 #[tokio::test]
 async fn residents_who_ask_are_emailed_when_a_new_bill_arrives() {
