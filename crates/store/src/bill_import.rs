@@ -67,30 +67,55 @@ async fn rows_per_insert(conn: &mut AnyConnection) -> usize {
     }
 }
 
-pub async fn insert_accounts(conn: &mut AnyConnection, rows: &[AccountRow]) -> Result<()> {
+/// One row's values bound onto a statement.
+type Bind<T> = for<'q> fn(
+    sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    &'q T,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// `INSERT INTO <into> VALUES (...), (...) <tail>` of `rows`, as many rows a statement as
+/// the backend binds well (`rows_per_insert`).
+async fn insert_rows<T>(
+    conn: &mut AnyConnection,
+    into: &str,
+    width: usize,
+    tail: &str,
+    rows: &[T],
+    bind: Bind<T>,
+) -> Result<()> {
     let n = rows_per_insert(conn).await;
     for chunk in rows.chunks(n) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 7 + 1, 7)))
+            .map(|i| format!("({})", placeholders(i * width + 1, width)))
             .collect();
-        let sql = format!(
-            "INSERT INTO utility_accounts (account_number, postal_code, holder_name, service_street, service_city, currency, created_at) VALUES {}",
-            values.join(", ")
-        );
+        let sql = format!("INSERT INTO {into} VALUES {} {tail}", values.join(", "));
         let mut q = sqlx::query(&sql);
-        for a in chunk {
-            q = q
-                .bind(&a.account_number)
+        for row in chunk {
+            q = bind(q, row);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn insert_accounts(conn: &mut AnyConnection, rows: &[AccountRow]) -> Result<()> {
+    insert_rows(
+        conn,
+        "utility_accounts (account_number, postal_code, holder_name, service_street, service_city, currency, created_at)",
+        7,
+        "",
+        rows,
+        |q, a| {
+            q.bind(&a.account_number)
                 .bind(&a.postal_code)
                 .bind(&a.holder_name)
                 .bind(&a.service_street)
                 .bind(&a.service_city)
                 .bind(&a.currency)
-                .bind(a.created_at);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(a.created_at)
+        },
+    )
+    .await
 }
 
 /// (account number, sealed code, created at).
@@ -98,46 +123,34 @@ pub async fn insert_linking_codes(
     conn: &mut AnyConnection,
     rows: &[(String, String, i64)],
 ) -> Result<()> {
-    let n = rows_per_insert(conn).await;
-    for chunk in rows.chunks(n) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 3 + 1, 3)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO account_linking_codes (account_number, code, created_at) VALUES {}
-             ON CONFLICT (account_number) DO NOTHING",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (a, c, t) in chunk {
-            q = q.bind(a).bind(c).bind(*t);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    insert_rows(
+        conn,
+        "account_linking_codes (account_number, code, created_at)",
+        3,
+        "ON CONFLICT (account_number) DO NOTHING",
+        rows,
+        |q, (a, c, t)| q.bind(a).bind(c).bind(*t),
+    )
+    .await
 }
 
-/// New bills with their CIS id and import.
+/// New bills with their CIS id; `import_id` is the import that writes them.
 pub async fn insert_bills(
     conn: &mut AnyConnection,
     rows: &[(BillRow, String)],
     import_id: &str,
 ) -> Result<()> {
-    let n = rows_per_insert(conn).await;
-    for chunk in rows.chunks(n) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 13 + 1, 13)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO bills (id, account_number, period_start, period_end, issued_on, due_on, amount_cents,
-                                meter_previous, meter_current, usage_units, created_at, cis_bill_id, import_id)
-             VALUES {}",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (b, cis) in chunk {
-            q = q
-                .bind(&b.id)
+    let rows: Vec<(&BillRow, &String, &str)> =
+        rows.iter().map(|(b, c)| (b, c, import_id)).collect();
+    insert_rows(
+        conn,
+        "bills (id, account_number, period_start, period_end, issued_on, due_on, amount_cents,
+                meter_previous, meter_current, usage_units, created_at, cis_bill_id, import_id)",
+        13,
+        "",
+        &rows,
+        |q, (b, cis, import)| {
+            q.bind(&b.id)
                 .bind(&b.account_number)
                 .bind(&b.period_start)
                 .bind(&b.period_end)
@@ -148,63 +161,49 @@ pub async fn insert_bills(
                 .bind(b.meter_current)
                 .bind(b.usage_units)
                 .bind(b.created_at)
-                .bind(cis)
-                .bind(import_id);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(*cis)
+                .bind(*import)
+        },
+    )
+    .await
 }
 
 pub async fn insert_bill_lines(conn: &mut AnyConnection, rows: &[BillLineRow]) -> Result<()> {
-    let n = rows_per_insert(conn).await;
-    for chunk in rows.chunks(n) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 5 + 1, 5)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO bill_lines (bill_id, line_no, kind, description, amount_cents) VALUES {}",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for l in chunk {
-            q = q
-                .bind(&l.bill_id)
+    insert_rows(
+        conn,
+        "bill_lines (bill_id, line_no, kind, description, amount_cents)",
+        5,
+        "",
+        rows,
+        |q, l| {
+            q.bind(&l.bill_id)
                 .bind(l.line_no)
                 .bind(&l.kind)
                 .bind(&l.description)
-                .bind(l.amount_cents);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(l.amount_cents)
+        },
+    )
+    .await
 }
 
 pub async fn insert_ledger(conn: &mut AnyConnection, rows: &[LedgerRow]) -> Result<()> {
-    let n = rows_per_insert(conn).await;
-    for chunk in rows.chunks(n) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 7 + 1, 7)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO account_ledger (id, account_number, kind, reference, amount_cents, description, posted_at)
-             VALUES {} ON CONFLICT (account_number, kind, reference) DO NOTHING",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            q = q
-                .bind(&e.id)
+    insert_rows(
+        conn,
+        "account_ledger (id, account_number, kind, reference, amount_cents, description, posted_at)",
+        7,
+        "ON CONFLICT (account_number, kind, reference) DO NOTHING",
+        rows,
+        |q, e| {
+            q.bind(&e.id)
                 .bind(&e.account_number)
                 .bind(&e.kind)
                 .bind(&e.reference)
                 .bind(e.amount_cents)
                 .bind(&e.description)
-                .bind(e.posted_at);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(e.posted_at)
+        },
+    )
+    .await
 }
 
 /// A stored bill's new amount and lines (its ledger adjustment is the caller's).
