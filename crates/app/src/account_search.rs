@@ -41,6 +41,13 @@ impl App {
 
     /// Indexes up to `limit` accounts not yet indexed; returns how many.
     pub async fn index_accounts_for_search(&self, limit: i64) -> Result<usize, AppError> {
+        // Usually nothing is waiting: a read, not a write transaction, per search and tick.
+        {
+            let mut conn = self.store.conn().await?;
+            if accounts::unindexed(&mut conn, 1).await?.is_empty() {
+                return Ok(0);
+            }
+        }
         let mut tx = self.store.begin().await?;
         let todo = accounts::unindexed(&mut tx, limit).await?;
         for (number, name, street) in &todo {
