@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod email;
+pub mod fees;
 pub mod ids;
 pub mod money;
 pub mod pan;
