@@ -31,6 +31,8 @@ pub mod columns {
     pub const OUTBOX_BODY: &str = "outbox_emails.body_text";
     pub const STAFF_TOTP_SECRET: &str = "staff_mfa.totp_secret";
     pub const RESIDENT_TOTP_SECRET: &str = "resident_mfa.totp_secret";
+    pub const PERMIT_APPLICANT_NAME: &str = "permits.applicant_name";
+    pub const PERMIT_APPLICANT_PHONE: &str = "permits.applicant_phone";
 }
 
 /// Kinds of blind index; part of the MAC input, so equal values of two kinds differ.

@@ -51,6 +51,20 @@ impl LedgerConfig {
         let time_zone = jiff::tz::TimeZone::get("America/Los_Angeles")
             .map_err(|e| AppError::Internal(format!("time zone: {e}")))?;
         let mut accounts = BTreeMap::new();
+        for (item, fund, department, account) in [
+            ("permit", "101", "BUILDING", "3220-BUILDING-PERMITS"),
+            ("licence", "101", "FINANCE", "3210-BUSINESS-LICENSES"),
+            ("card_fee", "101", "FINANCE", "3490-CARD-CONVENIENCE-FEES"),
+        ] {
+            accounts.insert(
+                item.to_owned(),
+                GlAccount {
+                    fund: fund.into(),
+                    department: department.into(),
+                    ledger_account: account.into(),
+                },
+            );
+        }
         accounts.insert(
             "utility".to_owned(),
             GlAccount {
@@ -533,6 +547,16 @@ pub struct PostingDay {
 impl App {
     pub fn ledger_config(&self) -> &LedgerConfig {
         &self.config().ledger
+    }
+
+    /// Today's calendar date in the city (licence expiries, inspection days).
+    pub fn city_today(&self) -> Result<time::Date, AppError> {
+        let ts = jiff::Timestamp::from_second(self.now_unix())
+            .map_err(|e| AppError::Internal(format!("timestamp: {e}")))?;
+        to_time_date(
+            ts.to_zoned_datetime(self.ledger_config().time_zone.clone())
+                .date(),
+        )
     }
 
     /// The business date of a moment; see the module documentation.

@@ -18,14 +18,17 @@ pub mod exceptions;
 pub mod ids;
 pub mod integrity;
 pub mod ledger;
+pub mod licences;
 pub mod mfa;
 pub mod passkeys;
 pub mod passwords;
 pub mod payments;
+pub mod permits;
 pub mod reconciliation;
 pub mod refunds;
 pub mod resident_mfa;
 pub mod residents;
+pub mod services;
 pub mod sessions;
 pub mod settings;
 pub mod staff;
@@ -70,6 +73,8 @@ pub struct Config {
     pub keys: Arc<crypto::KeyRing>,
     /// Business days, the chart of accounts of postings, export layouts (`ledger`).
     pub ledger: ledger::LedgerConfig,
+    /// Permit and licence types, inspection capacity, partial payments, card fees.
+    pub services: services::ServicesConfig,
 }
 
 impl std::fmt::Debug for Config {

@@ -4,7 +4,7 @@
 
 use crate::exceptions::{session_evidence, ExceptionKind, NewException};
 use crate::ids::{confirmation_number, random_id};
-use crate::{App, AppError};
+use crate::{App, AppError, FieldProblem};
 use domain::payment::PaymentEvent;
 use domain::{AccountNumber, EmailAddress, Money, PaymentStatus, PostalCode};
 use processor::{
@@ -30,6 +30,19 @@ pub struct RequestedItem {
     pub amount: Money,
 }
 
+/// A permit or licence invoice to pay (all of it, or part where the city allows).
+#[derive(Debug, Clone)]
+pub struct RequestedInvoice {
+    pub invoice_id: String,
+    pub amount: Money,
+    /// What the payer was shown as due: if the invoice now says otherwise (paid meanwhile,
+    /// amount changed), the payment is refused before the payer is sent to pay.
+    pub expected_due_cents: Option<i64>,
+}
+
+/// Item type of the card fee line a payment may carry.
+pub const CARD_FEE: &str = "card_fee";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
     Portal,
@@ -48,6 +61,8 @@ impl Channel {
 #[derive(Debug, Clone)]
 pub struct PaymentRequest {
     pub items: Vec<RequestedItem>,
+    /// Permit and licence invoices paid in the same checkout (the cart).
+    pub invoices: Vec<RequestedInvoice>,
     pub email: EmailAddress,
     pub resident_id: Option<String>,
     pub channel: Channel,
@@ -56,6 +71,34 @@ pub struct PaymentRequest {
     /// The one-time key of the portal form that sent this request (see `FORM_KEY_LEN`):
     /// a form sent twice finds the payment it started instead of starting another.
     pub form_key: Option<String>,
+}
+
+/// The (item, cents) a request asks for, sorted: bills by account, fees by invoice.
+fn wanted_lines(req: &PaymentRequest) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = req
+        .items
+        .iter()
+        .map(|i| (i.account.to_string(), i.amount.cents()))
+        .chain(
+            req.invoices
+                .iter()
+                .map(|i| (i.invoice_id.clone(), i.amount.cents())),
+        )
+        .collect();
+    v.sort();
+    v
+}
+
+/// The (item, cents) a stored payment was asked for (its card fee line is ours, not the
+/// payer's), sorted.
+fn requested_lines(items: &[PaymentItemRow]) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = items
+        .iter()
+        .filter(|i| i.item_type != CARD_FEE)
+        .map(|i| (i.account_number.clone(), i.amount_cents))
+        .collect();
+    v.sort();
+    v
 }
 
 /// What a portal form's one-time key must look like: 32 lower-case hex digits.
@@ -247,7 +290,7 @@ impl App {
     /// hold, never by what the browser thought), records a pending payment, then opens a
     /// checkout session at the processor. Returns where to send the resident.
     pub async fn start_payment(&self, req: PaymentRequest) -> Result<StartedPayment, AppError> {
-        if req.items.is_empty() {
+        if req.items.is_empty() && req.invoices.is_empty() {
             return Err(AppError::invalid(
                 "items",
                 "choose at least one bill to pay",
@@ -260,7 +303,7 @@ impl App {
             900,
         )
         .await?;
-        if req.items.len() > MAX_ITEMS {
+        if req.items.len() + req.invoices.len() > MAX_ITEMS {
             return Err(AppError::invalid(
                 "items",
                 format!("at most {MAX_ITEMS} items per payment"),
@@ -295,7 +338,7 @@ impl App {
         let mut item_rows = Vec::with_capacity(req.items.len());
         for (i, item) in req.items.iter().enumerate() {
             let field = |f: &str| format!("items[{i}].{f}");
-            if !seen.insert(item.account.clone()) {
+            if !seen.insert(item.account.to_string()) {
                 return Err(AppError::invalid(
                     field("account_number"),
                     "the same account appears twice",
@@ -338,6 +381,15 @@ impl App {
                     ),
                 ));
             }
+            if item.amount.cents() != balance && !self.partial_allowed("utility") {
+                return Err(AppError::invalid(
+                    field("amount_cents"),
+                    format!(
+                        "pay the whole balance due ({})",
+                        Money::from_cents(balance, currency)
+                    ),
+                ));
+            }
             item_rows.push(PaymentItemRow {
                 payment_id: payment_id.clone(),
                 line_no: i as i64 + 1,
@@ -346,8 +398,109 @@ impl App {
                 amount_cents: item.amount.cents(),
             });
         }
-        let total = Money::sum(currency, req.items.iter().map(|i| i.amount))
-            .map_err(|_| AppError::invalid("items", "the total is too large"))?;
+        let mut problems = Vec::new();
+        for (i, inv) in req.invoices.iter().enumerate() {
+            let field = format!("invoice_{}", inv.invoice_id);
+            if !seen.insert(inv.invoice_id.clone()) {
+                problems.push(FieldProblem::new(
+                    &field,
+                    "item_twice",
+                    "the same item appears twice",
+                ));
+                continue;
+            }
+            let Some(row) = store::services::invoice(&mut tx, &inv.invoice_id).await? else {
+                problems.push(FieldProblem::new(
+                    &field,
+                    "invoice_unknown",
+                    "no such fee to pay",
+                ));
+                continue;
+            };
+            let owner_ok = match (&row.resident_id, &req.resident_id) {
+                (Some(owner), Some(r)) => owner == r,
+                // Guests pay an invoice they looked up by its number and verifier.
+                (_, None) => true,
+                (None, Some(_)) => true,
+            };
+            if !owner_ok {
+                return Err(AppError::Forbidden);
+            }
+            let due = (row.amount_cents - row.paid_cents).max(0);
+            if row.status != "open" || due == 0 {
+                problems.push(FieldProblem::new(
+                    &field,
+                    "invoice_paid",
+                    "this fee was already paid or is no longer due",
+                ));
+                continue;
+            }
+            if inv.expected_due_cents.is_some_and(|e| e != due) {
+                problems.push(FieldProblem::new(
+                    &field,
+                    "invoice_changed",
+                    format!(
+                        "the amount due changed to {}",
+                        Money::from_cents(due, currency)
+                    ),
+                ));
+                continue;
+            }
+            if inv.amount.currency() != currency
+                || !inv.amount.is_positive()
+                || inv.amount.cents() > due
+            {
+                problems.push(FieldProblem::new(
+                    &field,
+                    "amount_range",
+                    format!("pay between 0.01 and {}", Money::from_cents(due, currency)),
+                ));
+                continue;
+            }
+            if inv.amount.cents() != due && !self.partial_allowed(&row.item_type) {
+                problems.push(FieldProblem::new(
+                    &field,
+                    "partial_not_allowed",
+                    format!(
+                        "this fee is paid in full: {}",
+                        Money::from_cents(due, currency)
+                    ),
+                ));
+                continue;
+            }
+            item_rows.push(PaymentItemRow {
+                payment_id: payment_id.clone(),
+                line_no: (req.items.len() + i) as i64 + 1,
+                item_type: row.item_type,
+                account_number: row.id,
+                amount_cents: inv.amount.cents(),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(AppError::Fields(problems));
+        }
+        if req.channel == Channel::Portal {
+            let lines: Vec<(String, i64)> = item_rows
+                .iter()
+                .map(|r| (r.item_type.clone(), r.amount_cents))
+                .collect();
+            if let Some(fee) = self.card_fee_for(&lines)? {
+                item_rows.push(PaymentItemRow {
+                    payment_id: payment_id.clone(),
+                    line_no: item_rows.len() as i64 + 1,
+                    item_type: CARD_FEE.into(),
+                    account_number: CARD_FEE.into(),
+                    amount_cents: fee.amount_cents,
+                });
+            }
+        }
+        let total = Money::sum(
+            currency,
+            item_rows
+                .iter()
+                .map(|i| Money::from_cents(i.amount_cents, currency)),
+        )
+        .map_err(|_| AppError::invalid("items", "the total is too large"))?;
         let row = PaymentRow {
             id: payment_id.clone(),
             confirmation_number: confirmation_number(),
@@ -431,11 +584,15 @@ impl App {
             line_items: item_rows
                 .iter()
                 .map(|i| LineItem {
-                    name: format!(
-                        "{} utility account {}",
-                        self.config().city_name,
-                        i.account_number
-                    ),
+                    name: match i.item_type.as_str() {
+                        "utility" => format!(
+                            "{} utility account {}",
+                            self.config().city_name,
+                            i.account_number
+                        ),
+                        CARD_FEE => format!("{} card convenience fee", self.config().city_name),
+                        t => format!("{} {t} fee {}", self.config().city_name, i.account_number),
+                    },
                     unit_amount: i.amount_cents,
                     quantity: 1,
                 })
@@ -501,18 +658,7 @@ impl App {
         let mut conn = self.store.conn().await?;
         let items = pay_store::items(&mut conn, &p.id).await?;
         drop(conn);
-        let mut have: Vec<(String, i64)> = items
-            .iter()
-            .map(|i| (i.account_number.clone(), i.amount_cents))
-            .collect();
-        let mut wanted: Vec<(String, i64)> = req
-            .items
-            .iter()
-            .map(|i| (i.account.to_string(), i.amount.cents()))
-            .collect();
-        have.sort();
-        wanted.sort();
-        if have != wanted
+        if requested_lines(&items) != wanted_lines(req)
             || p.resident_id != req.resident_id
             || p.email_index.as_deref() != Some(self.email_index(req.email.as_str()).as_str())
         {
@@ -533,12 +679,7 @@ impl App {
         req: &PaymentRequest,
     ) -> Result<Option<StartedPayment>, AppError> {
         let since = self.now_unix() - 30 * 60;
-        let mut wanted: Vec<(String, i64)> = req
-            .items
-            .iter()
-            .map(|i| (i.account.to_string(), i.amount.cents()))
-            .collect();
-        wanted.sort();
+        let wanted = wanted_lines(req);
         let candidates = {
             let mut conn = self.store.conn().await?;
             let ids = pay_store::recent_pending_for_payer(
@@ -552,12 +693,7 @@ impl App {
                 let Some(p) = pay_store::get(&mut conn, &id).await? else {
                     continue;
                 };
-                let mut have: Vec<(String, i64)> = pay_store::items(&mut conn, &id)
-                    .await?
-                    .into_iter()
-                    .map(|i| (i.account_number, i.amount_cents))
-                    .collect();
-                have.sort();
+                let have = requested_lines(&pay_store::items(&mut conn, &id).await?);
                 if have == wanted && p.resident_id == req.resident_id {
                     found = p.processor_session_id.map(|sid| (id, sid));
                     break;
@@ -767,6 +903,7 @@ impl App {
                     let items = pay_store::items(&mut tx, &p.id).await?;
                     let paid_items: Vec<(String, i64)> = items
                         .iter()
+                        .filter(|i| i.item_type == "utility")
                         .map(|i| (i.account_number.clone(), i.amount_cents))
                         .collect();
                     let view = self.view(fresh, items)?;
@@ -947,6 +1084,17 @@ impl App {
     ) -> Result<(), AppError> {
         let items = pay_store::items(tx, &p.id).await?;
         for item in &items {
+            if item.item_type != "utility" {
+                if item.item_type != CARD_FEE {
+                    if let Some(line) = self
+                        .post_to_invoice(tx, &item.account_number, &p.id, item.amount_cents)
+                        .await?
+                    {
+                        self.add_event(tx, &p.id, "posted", &line).await?;
+                    }
+                }
+                continue;
+            }
             let added = accounts::post_ledger(
                 tx,
                 &accounts::LedgerRow {

@@ -535,19 +535,30 @@ impl App {
         if from != to {
             rf::set_status(&mut tx, payment_id, from.as_str(), to.as_str(), now).await?;
         }
-        accounts::post_ledger(
-            &mut tx,
-            &LedgerRow {
-                id: random_id(),
-                account_number: account_number.to_owned(),
-                kind: "refund".into(),
-                reference: refund_id.to_owned(),
-                amount_cents: r.amount_cents,
-                description: format!("Refund of online payment {}", fresh.confirmation_number),
-                posted_at: now,
-            },
-        )
-        .await?;
+        let item_type = pay_store::items(&mut tx, payment_id)
+            .await?
+            .into_iter()
+            .find(|i| i.account_number == account_number)
+            .map_or_else(|| "utility".to_owned(), |i| i.item_type);
+        if item_type == "utility" {
+            accounts::post_ledger(
+                &mut tx,
+                &LedgerRow {
+                    id: random_id(),
+                    account_number: account_number.to_owned(),
+                    kind: "refund".into(),
+                    reference: refund_id.to_owned(),
+                    amount_cents: r.amount_cents,
+                    description: format!("Refund of online payment {}", fresh.confirmation_number),
+                    posted_at: now,
+                },
+            )
+            .await?;
+        } else if item_type != crate::payments::CARD_FEE {
+            // A permit or licence fee given back is owed on its invoice again.
+            self.unpost_from_invoice(&mut tx, account_number, r.amount_cents)
+                .await?;
+        }
         self.enqueue_city_event(
             &mut tx,
             "payment.refunded",
@@ -558,11 +569,6 @@ impl App {
         )
         .await?;
         // A reversing line in the city's ledger, on today's business day.
-        let item_type = pay_store::items(&mut tx, payment_id)
-            .await?
-            .into_iter()
-            .find(|i| i.account_number == account_number)
-            .map_or_else(|| "utility".to_owned(), |i| i.item_type);
         self.post_lines(
             &mut tx,
             "refund",

@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod reconciliation;
 pub mod refunds;
 pub mod residents;
+pub mod services;
 pub mod sessions;
 pub mod staff;
 pub mod webhooks;

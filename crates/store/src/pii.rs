@@ -44,6 +44,11 @@ pub const SEALED: &[SealedTable] = &[
         key: "id",
         columns: &["to_addr", "body_text"],
     },
+    SealedTable {
+        table: "permits",
+        key: "id",
+        columns: &["applicant_name", "applicant_phone"],
+    },
     STAFF_TOTP,
     RESIDENT_TOTP,
 ];

@@ -19,6 +19,49 @@ pub struct Config {
     pub api: Api,
     #[serde(default)]
     pub ledger: Ledger,
+    #[serde(default)]
+    pub services: Services,
+}
+
+/// Permits, licences, inspections, partial payments and card fees.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    /// Permit and licence types (TOML; see `deploy/services.toml`).
+    #[serde(default)]
+    pub types_file: Option<PathBuf>,
+    /// Inspections a day takes unless staff set the day otherwise (default 4).
+    #[serde(default)]
+    pub inspection_capacity: Option<i64>,
+    /// Item types residents may pay part of (default `["utility"]`).
+    #[serde(default)]
+    pub partial_payments: Option<Vec<String>>,
+    /// Card fees, checked against the card networks' rules at start.
+    #[serde(default)]
+    pub card_fees: Vec<domain::fees::CardFeeRule>,
+}
+
+/// The services configuration: the types file read and checked, the card fees checked
+/// against the networks' rules (a violation stops the server and cites the rule).
+pub fn services(cfg: &Config) -> anyhow::Result<app::services::ServicesConfig> {
+    let mut s = app::services::ServicesConfig::standard();
+    if let Some(path) = &cfg.services.types_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read services.types_file {}", path.display()))?;
+        let (p, l) = app::services::parse_types(&text)
+            .map_err(|e| anyhow::anyhow!("services.types_file {}: {e}", path.display()))?;
+        s.permit_types = p;
+        s.licence_types = l;
+    }
+    if let Some(c) = cfg.services.inspection_capacity {
+        s.inspection_capacity = c;
+    }
+    if let Some(p) = &cfg.services.partial_payments {
+        s.partial_payments = p.clone();
+    }
+    s.card_fees = cfg.services.card_fees.clone();
+    s.check().map_err(|e| anyhow::anyhow!("services: {e}"))?;
+    Ok(s)
 }
 
 #[derive(Debug, Deserialize)]

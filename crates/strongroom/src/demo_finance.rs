@@ -84,6 +84,7 @@ pub async fn seed(
         };
         let started = app
             .start_payment(PaymentRequest {
+                invoices: vec![],
                 items: vec![RequestedItem {
                     account: AccountNumber::parse(&account).context("account")?,
                     proof: ItemProof::PostalCode(PostalCode::parse(&zip).context("zip")?),

@@ -861,6 +861,7 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         worker_interval: Some(Duration::from_secs(2)),
         payment_ttl_secs: 3600,
         ledger: app::ledger::LedgerConfig::standard()?,
+        services: app::services::ServicesConfig::demo().map_err(|e| anyhow::anyhow!(e))?,
     })
     .await?;
     let started = std::time::Instant::now();
@@ -1115,6 +1116,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         worker_interval: Some(Duration::from_secs(5)),
         payment_ttl_secs: 3600,
         ledger,
+        services: config::services(&cfg)?,
     })
     .await?;
     // Configuration changes are audited: a fingerprint of the file and the overrides,

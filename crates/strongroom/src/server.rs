@@ -52,6 +52,8 @@ pub struct Options {
     pub payment_ttl_secs: i64,
     /// Business days, chart of accounts and export layouts.
     pub ledger: app::ledger::LedgerConfig,
+    /// Permit and licence types, inspection capacity, partial payments, card fees.
+    pub services: app::services::ServicesConfig,
 }
 
 /// How often the server checks its own payment pages against the build.
@@ -145,8 +147,13 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             outbox_shows_links: matches!(o.mailer, Mailer::OutboxOnly),
             keys: Arc::new(o.data_keys.clone()),
             ledger: o.ledger.clone(),
+            services: o.services.clone(),
         },
     );
+    // The config file's permit and licence types, written where they changed (audited).
+    app.sync_service_types()
+        .await
+        .context("cannot store the permit and licence types")?;
     // TOTP secrets are sealed at rest; a database from before that seals its old ones now.
     let sealed = app
         .seal_plaintext_mfa_secrets()
@@ -270,6 +277,11 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                     Ok(days) => tracing::info!(days, "reconciled closed business days"),
                     Err(e) => tracing::warn!(error = %e, "reconciliation worker"),
                 }
+                match a.send_renewal_notices().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(notices = n, "licence renewal notices queued"),
+                    Err(e) => tracing::warn!(error = %e, "licence renewal notice worker"),
+                }
             }
         }));
         // The payment pages' tamper check (PCI DSS 11.6.1) against the portal as residents
@@ -331,6 +343,7 @@ pub async fn offline_app(
             outbox_shows_links: false,
             keys: Arc::new(data_keys),
             ledger,
+            services: app::services::ServicesConfig::standard(),
         },
     ))
 }

@@ -301,6 +301,7 @@ fn to_request(
         .ok_or_else(|| AppError::invalid("email", "an email address like name@example.com"))?;
     Ok(PaymentRequest {
         items,
+        invoices: vec![],
         email,
         resident_id: None,
         channel: Channel::Api,

@@ -56,6 +56,7 @@ pub struct Builder {
     accounts: u32,
     named_host: bool,
     fixed_clock: bool,
+    services: app::services::ServicesConfig,
 }
 
 pub fn server() -> Builder {
@@ -64,6 +65,7 @@ pub fn server() -> Builder {
         accounts: 12,
         named_host: false,
         fixed_clock: false,
+        services: app::services::ServicesConfig::demo().expect("demo types"),
     }
 }
 
@@ -87,6 +89,12 @@ async fn database_url(dir: &std::path::Path) -> String {
 }
 
 impl Builder {
+    /// Card fees (checked against the networks' rules like the config file's).
+    pub fn card_fees(mut self, fees: Vec<domain::fees::CardFeeRule>) -> Self {
+        self.services.card_fees = fees;
+        self
+    }
+
     pub fn smtp(mut self) -> Self {
         self.smtp = true;
         self
@@ -176,6 +184,7 @@ impl Builder {
             worker_interval: Some(Duration::from_millis(50)),
             payment_ttl_secs: 3600,
             ledger: app::ledger::LedgerConfig::standard().expect("ledger"),
+            services: self.services.clone(),
         })
         .await
         .expect("server starts");

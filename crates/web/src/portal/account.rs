@@ -727,6 +727,7 @@ async fn pay(
         .collect();
     let req = PaymentRequest {
         items,
+        invoices: vec![],
         email,
         resident_id: Some(s.user_id.clone()),
         channel: Channel::Portal,

@@ -415,6 +415,7 @@ fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentReque
     let email = EmailAddress::parse(&f.email)
         .ok_or_else(|| AppError::invalid(ctx.t.s("field.email"), ctx.t.s("error.email_shape")))?;
     Ok(PaymentRequest {
+        invoices: vec![],
         items: vec![RequestedItem {
             account,
             proof: ItemProof::PostalCode(zip),
