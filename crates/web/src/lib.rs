@@ -15,6 +15,7 @@ pub mod portal;
 pub mod security;
 pub mod staff;
 pub mod staff_pages;
+pub mod view;
 
 use std::sync::Arc;
 

@@ -79,7 +79,7 @@ pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
             (state.clone(), Realm::Resident),
             same_origin_guard,
         ))
-        .layer(middleware::from_fn(card_number_guard))
+        .layer(middleware::from_fn(staff_card_number_guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             portal_headers,
@@ -321,10 +321,15 @@ pub const MAX_IMPORT_FILE: usize = 64 * 1024 * 1024;
 /// Largest body of a bill file upload.
 pub const MAX_IMPORT_BODY: usize = MAX_IMPORT_FILE + MAX_BODY;
 
-/// The staff routes that take `multipart/form-data`, with the largest body each takes.
+/// The route that takes a permit plan (portal listener: a resident's application).
+pub const PLAN_UPLOAD_ROUTE: &str = "/permits/{id}/plans";
+
+/// The routes that take `multipart/form-data` (staff: documents, bill files; portal:
+/// permit plans), with the largest body each takes.
 const UPLOADS: &[(&str, usize)] = &[
     (UPLOAD_ROUTE, MAX_UPLOAD_BODY),
     (IMPORT_ROUTE, MAX_IMPORT_BODY),
+    (PLAN_UPLOAD_ROUTE, MAX_UPLOAD_BODY),
 ];
 
 /// The upload cap of a matched route, if it takes uploads.
@@ -340,8 +345,8 @@ fn upload_cap(req: &Request) -> Option<usize> {
 /// 413 is sent, so the client sees the answer instead of a reset connection.
 const UPLOAD_DRAIN_EXTRA: usize = 3 * MAX_UPLOAD_BODY;
 
-/// The staff listener's card-number guard: [`card_number_guard`], except for a
-/// `multipart/form-data` POST to [`UPLOAD_ROUTE`], which may be up to [`MAX_UPLOAD_BODY`]
+/// Both listeners' card-number guard: [`card_number_guard`], except for a
+/// `multipart/form-data` POST to an upload route, which may be up to its cap
 /// and whose file content is not scanned (a plan or a scan may hold any digits). Its path,
 /// query and headers are scanned as usual, and so is every part's headers (the file
 /// name) and every part that is not a file (the CSRF field).
@@ -570,14 +575,13 @@ async fn csrf_guard(
     let path = req.uri().path().to_owned();
     // Forms only ever POST; other methods are not routed for pages (405).
     let unsafe_method = *req.method() == Method::POST;
-    // Only the staff upload route takes multipart bodies (its handler checks the session's
+    // Only the upload routes take multipart bodies (their handlers check the session's
     // token in the form); anywhere else a multipart post is not a form of ours.
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("multipart/form-data"))
-        && realm == Realm::Staff
         && upload_cap(&req).is_some();
     if unsafe_method && format_for(&path) == Format::Html && !multipart {
         let (parts, body) = req.into_parts();

@@ -5,6 +5,7 @@ pub mod account;
 pub mod account_mfa;
 pub mod account_security;
 pub mod notices;
+pub mod permits;
 
 use crate::error::{Format, PageError, WebError};
 use crate::i18n::{self, Tr};
@@ -192,6 +193,7 @@ pub fn router() -> Router<AppState> {
         .merge(account_security::router())
         .merge(account_mfa::router())
         .merge(notices::router())
+        .merge(permits::router())
 }
 
 /// The portal's pages with `?lang=` remembered (the cookie is `Secure` under TLS).

@@ -10,18 +10,19 @@
 //!
 //! All need the clerk role or above.
 
+use crate::forms::{read_upload, secrets_equal, UploadProblem as FormProblem};
 use crate::i18n::Tr;
 use crate::portal::{render, Chrome};
 use crate::security::{MAX_UPLOAD_BODY, UPLOAD_ROUTE};
 use crate::staff::{utc, Refusal, StaffCtx};
 use crate::AppState;
-use app::documents::{is_document_id, Document, MAX_DOCUMENT_BYTES};
+use app::documents::{is_document_id, Document};
 use app::staff::Role;
 use app::AppError;
 use askama::Template;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -29,8 +30,6 @@ use domain::AccountNumber;
 
 /// Who may see, attach and download documents.
 const DOCUMENTS: Role = Role::Clerk;
-/// Longest CSRF field accepted.
-const MAX_CSRF: usize = 256;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -132,65 +131,6 @@ async fn list(State(st): State<AppState>, ctx: StaffCtx, Path(account): Path<Str
     list_page(&st, &ctx, n.as_str(), StatusCode::OK, None).await
 }
 
-/// Equality of two secrets without an early exit (as the logout form's check).
-fn secrets_equal(a: &str, b: &str) -> bool {
-    let (ha, hb) = (app::ids::token_hash(a), app::ids::token_hash(b));
-    ha.len() == hb.len()
-        && ha
-            .bytes()
-            .zip(hb.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-/// What the upload form sent.
-#[derive(Default)]
-struct UploadForm {
-    csrf: String,
-    file: Option<(String, Vec<u8>)>,
-}
-
-enum FormProblem {
-    /// Not a form this page sends (unknown or repeated field, unreadable body).
-    Malformed,
-    /// The file is over the limit (read no further).
-    TooLarge,
-}
-
-async fn read_form(mut mp: Multipart) -> Result<UploadForm, FormProblem> {
-    let mut form = UploadForm::default();
-    let mut seen_csrf = false;
-    while let Some(mut field) = mp.next_field().await.map_err(|_| FormProblem::Malformed)? {
-        match field.name() {
-            Some("csrf") if !seen_csrf => {
-                seen_csrf = true;
-                let mut v = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(|_| FormProblem::Malformed)? {
-                    v.extend_from_slice(&chunk);
-                    if v.len() > MAX_CSRF {
-                        return Err(FormProblem::Malformed);
-                    }
-                }
-                form.csrf = String::from_utf8(v).map_err(|_| FormProblem::Malformed)?;
-            }
-            Some("file") if form.file.is_none() => {
-                // A file chosen in a browser always has a name; none means no file chosen.
-                let name = field.file_name().unwrap_or_default().to_owned();
-                let mut bytes = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(|_| FormProblem::Malformed)? {
-                    if bytes.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                        return Err(FormProblem::TooLarge);
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                form.file = Some((name, bytes));
-            }
-            _ => return Err(FormProblem::Malformed),
-        }
-    }
-    Ok(form)
-}
-
 async fn upload(
     State(st): State<AppState>,
     ctx: StaffCtx,
@@ -202,7 +142,7 @@ async fn upload(
     let Ok(mp) = mp else {
         return Err(ctx.bad_request());
     };
-    let form = match read_form(mp).await {
+    let form = match read_upload(mp).await {
         Ok(f) => f,
         Err(FormProblem::Malformed) => return Err(ctx.bad_request()),
         Err(FormProblem::TooLarge) => {
@@ -248,33 +188,7 @@ async fn upload(
     }
 }
 
-/// The `Content-Disposition` of a download: always `attachment`, with an ASCII `filename`
-/// (quotes, backslashes and anything outside printable ASCII replaced by `_`) and, when
-/// the name has other characters, the exact name as RFC 5987 `filename*`.
-pub fn content_disposition(name: &str) -> String {
-    let ascii: String = name
-        .chars()
-        .map(|c| {
-            if (c.is_ascii_graphic() || c == ' ') && !matches!(c, '"' | '\\' | ';' | '%') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if ascii == name {
-        return format!("attachment; filename=\"{ascii}\"");
-    }
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
+pub use crate::forms::content_disposition;
 
 async fn download(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<String>) -> Page {
     let me = ctx.require(DOCUMENTS)?;
@@ -287,24 +201,11 @@ async fn download(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<Stri
         .await
         .map_err(|e| ctx.app_error(e))?;
     tracing::info!(staff_id = %me.id, document_id = %doc.document.id, "document downloaded");
-    let mut res = (StatusCode::OK, doc.bytes).into_response();
-    let h = res.headers_mut();
-    let mut put = |name: header::HeaderName, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    };
-    put(header::CONTENT_TYPE, doc.document.kind.media_type());
-    put(
-        header::CONTENT_DISPOSITION,
-        &content_disposition(&doc.document.file_name),
+    let res = crate::forms::inert_download(
+        doc.bytes,
+        doc.document.kind.media_type(),
+        &doc.document.file_name,
     );
-    put(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    put(
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; sandbox",
-    );
-    put(header::CACHE_CONTROL, "no-store");
     Ok(res)
 }
 
