@@ -16,6 +16,9 @@ const LINK_EMAILS: &[&str] = &["verify_email", "password_reset"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
+    /// Records inspection results and nothing else: below every other role, so no route
+    /// that needs one of them admits an inspector.
+    Inspector,
     Auditor,
     Clerk,
     Supervisor,
@@ -25,6 +28,7 @@ pub enum Role {
 impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         match s {
+            "inspector" => Some(Role::Inspector),
             "auditor" => Some(Role::Auditor),
             "clerk" => Some(Role::Clerk),
             "supervisor" => Some(Role::Supervisor),
@@ -34,6 +38,7 @@ impl Role {
     }
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Inspector => "inspector",
             Role::Auditor => "auditor",
             Role::Clerk => "clerk",
             Role::Supervisor => "supervisor",

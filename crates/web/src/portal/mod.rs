@@ -4,6 +4,8 @@
 pub mod account;
 pub mod account_mfa;
 pub mod account_security;
+pub mod cart;
+pub mod licences;
 pub mod notices;
 pub mod permits;
 
@@ -194,6 +196,8 @@ pub fn router() -> Router<AppState> {
         .merge(account_mfa::router())
         .merge(notices::router())
         .merge(permits::router())
+        .merge(licences::router())
+        .merge(cart::router())
 }
 
 /// The portal's pages with `?lang=` remembered (the cookie is `Secure` under TLS).

@@ -11,6 +11,7 @@ pub mod postings;
 pub mod profile;
 pub mod reconciliation;
 pub mod refund_approvals;
+pub mod services;
 pub mod settings;
 
 use crate::AppState;
@@ -28,5 +29,6 @@ pub fn router() -> Router<AppState> {
         .merge(reconciliation::router())
         .merge(refund_approvals::router())
         .merge(settings::router())
+        .merge(services::router())
         .merge(profile::router())
 }
