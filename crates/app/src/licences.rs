@@ -482,7 +482,7 @@ impl App {
         )
         .await?;
         let body = format!(
-            "Business licence {number} for {} is valid until {expires}.\n\nPrint the certificate: {}/licences/{}/certificate\nAnyone can check it at {}/verify/{}\n",
+            "Business licence {number} for {} is valid until {expires}.\n\nPrint the certificate: {}/licences/{}/certificate\nAnyone can check it at {}/licence-check/{}\n",
             l.business_name,
             self.config().portal_base_url,
             l.id,

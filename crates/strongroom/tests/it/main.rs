@@ -29,6 +29,7 @@ mod pii;
 mod refunds;
 mod resident_mfa;
 mod security;
+mod services;
 mod staff;
 mod uploads;
 mod webhooks;

@@ -5,7 +5,7 @@
 //! - `GET  /licences`, `GET|POST /licences/new`, `GET /licences/{id}`;
 //! - `GET|POST /licences/{id}/renew` (POST with `quote` shows the fee, then confirms);
 //! - `GET  /licences/{id}/certificate`: printable, with the verification URL;
-//! - `GET  /verify`, `GET /verify/{code}`: public.
+//! - `GET  /licence-check`, `GET /licence-check/{code}`: public.
 
 use super::account::to_login;
 use super::{render, Chrome, Ctx};
@@ -31,8 +31,8 @@ pub fn router() -> Router<AppState> {
         .route("/licences/{id}", get(show))
         .route("/licences/{id}/renew", get(renew_form).post(renew))
         .route("/licences/{id}/certificate", get(certificate))
-        .route("/verify", get(verify_form))
-        .route("/verify/{code}", get(verify_code))
+        .route("/licence-check", get(verify_form))
+        .route("/licence-check/{code}", get(verify_code))
 }
 
 type Page = Result<Response, PageError>;
@@ -398,7 +398,7 @@ async fn certificate(State(st): State<AppState>, ctx: Ctx, Path(id): Path<String
                 .as_deref()
                 .map(|d| ctx.t.date(d))
                 .unwrap_or_default(),
-            verify_url: format!("{}/verify/{code}", st.app.config().portal_base_url),
+            verify_url: format!("{}/licence-check/{code}", st.app.config().portal_base_url),
             code,
         },
     )

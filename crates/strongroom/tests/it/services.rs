@@ -1,0 +1,867 @@
+//! Building permits, business licences, the cart and card fees, over HTTP: apply, review,
+//! pay with a utility bill in one checkout, issue, inspect, look up; renew a licence late
+//! with the clock moved, verify its certificate; a convenience fee as its own line.
+
+use crate::authz::{link, resident};
+use crate::harness::*;
+use crate::journeys::hidden_value;
+use crate::staff::staff_login_full;
+
+const PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
+const STAFF_PW: &str = "permit-desk-harbor-42";
+
+async fn post(
+    s: &Server,
+    c: &reqwest::Client,
+    csrf: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    form.push(("csrf", csrf));
+    c.post(format!("{}{path}", s.portal))
+        .header("origin", &s.portal)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(s: &Server, c: &reqwest::Client, path: &str) -> String {
+    let res = c.get(format!("{}{path}", s.portal)).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.text().await.unwrap()
+}
+
+async fn staff(s: &Server, user: &str, role: app::staff::Role) -> (reqwest::Client, String) {
+    s.app()
+        .create_staff(user, user, STAFF_PW, role)
+        .await
+        .unwrap();
+    let c = client();
+    let res = staff_login_full(s, &c, user, STAFF_PW).await;
+    assert!(res.status().is_success() || res.status().is_redirection());
+    let home = c
+        .get(format!("{}/profile", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (c.clone(), hidden_value(&home, "csrf"))
+}
+
+async fn staff_post(
+    s: &Server,
+    c: &reqwest::Client,
+    csrf: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    form.push(("csrf", csrf));
+    c.post(format!("{}{path}", s.staff))
+        .header("origin", &s.staff)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Pays everything the form names through the cart: review, pay, the hosted page, back.
+async fn pay_cart(s: &Server, c: &reqwest::Client, csrf: &str, form: &[(&str, &str)]) -> String {
+    let review = post(s, c, csrf, "/cart/review", form).await;
+    assert_eq!(review.status(), 200);
+    let html = review.text().await.unwrap();
+    let key = hidden_value(&html, "form_key");
+    let mut f = form.to_vec();
+    f.push(("form_key", &key));
+    let res = post(s, c, csrf, "/cart/pay", &f).await;
+    assert_eq!(res.status(), 303, "cart pay");
+    let checkout = location(&res);
+    let card = c
+        .post(&checkout)
+        .header("origin", &s.processor)
+        .form(&[
+            ("card_number", "4242 4242 4242 4242"),
+            (
+                "expiry",
+                &format!("12/{:02}", (s.clock.now_year() + 3) % 100),
+            ),
+            ("cvc", "123"),
+            ("name", "Pat Payer"),
+            ("zip", "93301"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(card.status(), 303);
+    let mut res = card;
+    for _ in 0..5 {
+        if !res.status().is_redirection() {
+            break;
+        }
+        let loc = location(&res);
+        let url = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("{}{}", s.portal, loc)
+        };
+        res = c.get(url).send().await.unwrap();
+    }
+    assert_eq!(res.status(), 200);
+    s.webhooks_settled().await;
+    html
+}
+
+async fn open_invoice(s: &Server, subject: &str, purpose: &str) -> store::services::InvoiceRow {
+    let mut c = s.app().store.conn().await.unwrap();
+    store::services::invoices_of_subject(&mut c, subject)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.purpose == purpose && i.status == "open")
+        .unwrap_or_else(|| panic!("an open {purpose} invoice"))
+}
+
+async fn permit_row(s: &Server, id: &str) -> store::services::PermitRow {
+    let mut c = s.app().store.conn().await.unwrap();
+    store::services::permit(&mut c, id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn permit_applied_reviewed_paid_with_a_bill_issued_inspected_and_looked_up() {
+    let s = server().start().await;
+    let (c, csrf) = resident(&s, "builder@example.com").await;
+    link(&s, &c, &csrf, "100001").await;
+
+    // Every problem of the form at once, each on its field, and nothing stored.
+    let bad = post(
+        &s,
+        &c,
+        &csrf,
+        "/permits/new",
+        &[
+            ("permit_type", "garage"),
+            ("site_zip", "12"),
+            ("valuation", "lots"),
+            ("area_sq_ft", "-3"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    let html = bad.text().await.unwrap();
+    assert!(html.contains("id=\"error-summary\""), "summary");
+    for f in [
+        "permit_type",
+        "applicant_name",
+        "applicant_phone",
+        "site_street",
+        "site_zip",
+        "scope",
+        "valuation",
+        "area_sq_ft",
+    ] {
+        assert!(
+            html.contains(&format!("href=\"#{f}\"")),
+            "summary links {f}"
+        );
+    }
+    assert!(html.matches("aria-invalid=\"true\"").count() >= 7, "{html}");
+    assert!(s
+        .app()
+        .permits_of_resident(&resident_id(&s, "builder@example.com").await)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let form = [
+        ("permit_type", "residential-alteration"),
+        ("applicant_name", "Pat Builder"),
+        ("applicant_phone", "555-123-4567"),
+        ("site_street", "100 Main St"),
+        ("site_zip", "93301"),
+        ("scope", "Add a 200 sq ft bedroom at the back"),
+        ("valuation", "10,000"),
+        ("area_sq_ft", "200"),
+        ("contractor_licence", "CSLB-123456"),
+    ];
+    let res = post(&s, &c, &csrf, "/permits/new", &form).await;
+    assert_eq!(res.status(), 303);
+    let plans_path = location(&res);
+    let id = plans_path
+        .trim_start_matches("/permits/")
+        .trim_end_matches("/plans")
+        .to_owned();
+    // Sealed at rest: the applicant's name is not in the row.
+    assert!(permit_row(&s, &id)
+        .await
+        .applicant_name
+        .starts_with("enc:v1:"));
+
+    // Submitting before the plans are there is refused, with the reason.
+    let res = post(&s, &c, &csrf, &format!("/permits/{id}/submit"), &[]).await;
+    assert_eq!(res.status(), 422);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Upload the documents listed"));
+
+    // A page disguised as a PDF is refused; a PDF is accepted.
+    let upload = |bytes: Vec<u8>, name: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.clone())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
+            );
+        c.post(format!("{}{plans_path}", s.portal))
+            .header("origin", &s.portal)
+            .multipart(form)
+            .send()
+    };
+    let res = upload(
+        b"<html><script>alert(1)</script></html>".to_vec(),
+        "plan.pdf",
+    )
+    .await
+    .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let res = upload(PDF.to_vec(), "plan.pdf").await.unwrap();
+    assert_eq!(res.status(), 303);
+
+    // The estimate before submitting: $10,000 -> $69.25 + 8 x $14 = $181.25; plan review
+    // 65 % = $117.81; $299.06.
+    let p = page(&s, &c, &format!("/permits/{id}")).await;
+    assert!(p.contains("$299.06"), "estimate shown");
+    assert_eq!(
+        post(&s, &c, &csrf, &format!("/permits/{id}/submit"), &[])
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(permit_row(&s, &id).await.status, "submitted");
+
+    // A reviewer approves: the fees are invoiced, the resident emailed.
+    let (sc, scsrf) = staff(&s, "reviewer", app::staff::Role::Clerk).await;
+    let q = sc
+        .get(format!("{}/permit-reviews", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(q.contains(&id));
+    let detail = sc
+        .get(format!("{}/permit-reviews/{id}", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("Pat Builder") && detail.contains("plan.pdf"));
+    let none = staff_post(
+        &s,
+        &sc,
+        &scsrf,
+        &format!("/permit-reviews/{id}"),
+        &[("decision", "")],
+    )
+    .await;
+    assert_eq!(none.status(), 422);
+    let ok = staff_post(
+        &s,
+        &sc,
+        &scsrf,
+        &format!("/permit-reviews/{id}"),
+        &[("decision", "approve")],
+    )
+    .await;
+    assert_eq!(ok.status(), 303);
+    let inv = open_invoice(&s, &id, "permit_fees").await;
+    assert_eq!(inv.amount_cents, 29_906);
+    let mails = s.app().emails_to("builder@example.com").await.unwrap();
+    assert!(mails.iter().any(|m| m.kind == "permit_review"));
+
+    // One checkout: the permit fee and the utility bill. A changed amount is caught first.
+    let balance = s.balance("100001").await;
+    let (pk, dk, ak) = (
+        format!("pay_i_{}", inv.id),
+        format!("due_i_{}", inv.id),
+        format!("amount_i_{}", inv.id),
+    );
+    let stale = post(
+        &s,
+        &c,
+        &csrf,
+        "/cart/review",
+        &[
+            (pk.as_str(), "1"),
+            (dk.as_str(), "100"),
+            (ak.as_str(), "1.00"),
+        ],
+    )
+    .await;
+    assert_eq!(stale.status(), 422);
+    assert!(stale.text().await.unwrap().contains("amount due changed"));
+    let due = inv.amount_cents.to_string();
+    let bill = format!("{}.{:02}", balance / 100, balance % 100);
+    let cart = [
+        (pk.as_str(), "1"),
+        (dk.as_str(), due.as_str()),
+        (ak.as_str(), "299.06"),
+        ("pay_u_100001", "1"),
+        ("amount_u_100001", bill.as_str()),
+    ];
+    let review = pay_cart(&s, &c, &csrf, &cart).await;
+    assert!(
+        review.contains("Building and Safety") && review.contains("Utilities"),
+        "by department"
+    );
+    assert_eq!(s.balance("100001").await, 0);
+    let p = permit_row(&s, &id).await;
+    assert_eq!(p.status, "issued");
+    let number = p.permit_number.clone().unwrap();
+    assert!(
+        number.starts_with("BP-") && number.ends_with("-00001"),
+        "{number}"
+    );
+    // Posted once each, to its own ledger account.
+    let mut conn = s.app().store.conn().await.unwrap();
+    let postings: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT item_type, amount_cents FROM postings WHERE kind = 'payment' ORDER BY item_type",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    assert!(
+        postings.contains(&("permit".to_owned(), 29_906)),
+        "{postings:?}"
+    );
+    assert!(postings
+        .iter()
+        .any(|(t, c)| t == "utility" && *c == balance));
+    // Paying it again is refused before the processor is involved.
+    let again = post(&s, &c, &csrf, "/cart/review", &cart).await;
+    assert_eq!(again.status(), 422);
+    assert!(again.text().await.unwrap().contains("already paid"));
+
+    // Inspections: booked, failed (a re-inspection fee), paid, booked again, passed.
+    let p = page(&s, &c, &format!("/permits/{id}")).await;
+    let day = hidden_option(&p, "day");
+    assert_eq!(
+        post(
+            &s,
+            &c,
+            &csrf,
+            &format!("/permits/{id}/inspections"),
+            &[("inspection_type", "Foundation"), ("day", &day)]
+        )
+        .await
+        .status(),
+        303
+    );
+    let twice = post(
+        &s,
+        &c,
+        &csrf,
+        &format!("/permits/{id}/inspections"),
+        &[("inspection_type", "Foundation"), ("day", &day)],
+    )
+    .await;
+    assert_eq!(twice.status(), 422);
+    let (ic, icsrf) = staff(&s, "inspector", app::staff::Role::Inspector).await;
+    // Least privilege: an inspector sees inspections, not payments.
+    assert_eq!(
+        ic.get(format!("{}/", s.staff))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let queue = ic
+        .get(format!("{}/inspections", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let insp = queue
+        .split("action=\"/inspections/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let no_note = staff_post(
+        &s,
+        &ic,
+        &icsrf,
+        &format!("/inspections/{insp}"),
+        &[("result", "failed"), ("note", "")],
+    )
+    .await;
+    assert_eq!(no_note.status(), 400);
+    let failed = staff_post(
+        &s,
+        &ic,
+        &icsrf,
+        &format!("/inspections/{insp}"),
+        &[("result", "failed"), ("note", "Footing too shallow")],
+    )
+    .await;
+    assert_eq!(failed.status(), 303);
+    let fee = open_invoice(&s, &id, "reinspection").await;
+    assert_eq!(fee.amount_cents, 7_500);
+    let blocked = post(
+        &s,
+        &c,
+        &csrf,
+        &format!("/permits/{id}/inspections"),
+        &[("inspection_type", "Foundation"), ("day", &day)],
+    )
+    .await;
+    assert_eq!(blocked.status(), 422);
+    assert!(blocked.text().await.unwrap().contains("re-inspection fee"));
+    let (pk, dk, ak) = (
+        format!("pay_i_{}", fee.id),
+        format!("due_i_{}", fee.id),
+        format!("amount_i_{}", fee.id),
+    );
+    pay_cart(
+        &s,
+        &c,
+        &csrf,
+        &[
+            (pk.as_str(), "1"),
+            (dk.as_str(), "7500"),
+            (ak.as_str(), "75.00"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        post(
+            &s,
+            &c,
+            &csrf,
+            &format!("/permits/{id}/inspections"),
+            &[("inspection_type", "Foundation"), ("day", &day)]
+        )
+        .await
+        .status(),
+        303
+    );
+    let queue = ic
+        .get(format!("{}/inspections", s.staff))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let insp2 = queue
+        .split("action=\"/inspections/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(insp, insp2);
+    assert_eq!(
+        staff_post(
+            &s,
+            &ic,
+            &icsrf,
+            &format!("/inspections/{insp2}"),
+            &[("result", "passed"), ("note", "")]
+        )
+        .await
+        .status(),
+        303
+    );
+    let p = page(&s, &c, &format!("/permits/{id}")).await;
+    assert!(p.contains("Failed") && p.contains("Passed") && p.contains("Footing too shallow"));
+
+    // The public lookup: number and address must match; nothing personal is shown.
+    let anon = client();
+    let found = anon
+        .get(format!(
+            "{}/permit-lookup?number={number}&address=93301",
+            s.portal
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 200);
+    let html = found.text().await.unwrap();
+    assert!(html.contains("Issued") && html.contains("Passed"));
+    assert!(
+        !html.contains("Pat Builder") && !html.contains("555-123") && !html.contains("Footing")
+    );
+    let wrong = anon
+        .get(format!(
+            "{}/permit-lookup?number={number}&address=99999",
+            s.portal
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+
+    // Another resident cannot see it, its plans or its print page.
+    let (other, _) = resident(&s, "neighbour@example.com").await;
+    for path in [
+        format!("/permits/{id}"),
+        format!("/permits/{id}/print"),
+        format!("/permits/{id}/plans"),
+    ] {
+        assert_eq!(
+            other
+                .get(format!("{}{path}", s.portal))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404,
+            "{path}"
+        );
+    }
+    // Everything that changed is in the audit chain, and it verifies.
+    let mut conn = s.app().store.conn().await.unwrap();
+    assert!(store::audit::verify(&mut conn, AUDIT_KEY)
+        .await
+        .unwrap()
+        .is_ok());
+}
+
+/// The first option value of a `<select name=..>`.
+fn hidden_option(html: &str, name: &str) -> String {
+    let sel = html.split(&format!("name=\"{name}\"")).nth(1).unwrap();
+    sel.split("<option value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn resident_id(s: &Server, email: &str) -> String {
+    let key = s.app().config().keys.email_index(email);
+    let mut c = s.app().store.conn().await.unwrap();
+    store::residents::by_email_key(&mut c, &key)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn licence_renewed_late_pays_the_penalty_and_its_certificate_verifies() {
+    let s = server().start().await;
+    let (c, csrf) = resident(&s, "owner@example.com").await;
+    // All the form's problems at once.
+    let bad = post(
+        &s,
+        &c,
+        &csrf,
+        "/licences/new",
+        &[
+            ("licence_type", ""),
+            ("employees", "many"),
+            ("business_zip", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    let html = bad.text().await.unwrap();
+    assert!(html.matches("aria-invalid=\"true\"").count() >= 5);
+
+    let res = post(
+        &s,
+        &c,
+        &csrf,
+        "/licences/new",
+        &[
+            ("licence_type", "home-occupation"),
+            ("business_name", "Pat's Pottery"),
+            ("business_street", "12 Elm St"),
+            ("business_zip", "93301"),
+            ("employees", "1"),
+            ("gross_receipts", "40000"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let id = location(&res).trim_start_matches("/licences/").to_owned();
+    let inv = open_invoice(&s, &id, "licence_new").await;
+    assert_eq!(inv.amount_cents, 7_500);
+    let (pk, dk, ak) = (
+        format!("pay_i_{}", inv.id),
+        format!("due_i_{}", inv.id),
+        format!("amount_i_{}", inv.id),
+    );
+    pay_cart(
+        &s,
+        &c,
+        &csrf,
+        &[
+            (pk.as_str(), "1"),
+            (dk.as_str(), "7500"),
+            (ak.as_str(), "75.00"),
+        ],
+    )
+    .await;
+    let (l, _, _) = s.app().licence(None, &id).await.unwrap();
+    assert_eq!(l.status, "active");
+    let first_expiry = l.expires_on.clone().unwrap();
+    let code = l.verification_code.clone().unwrap();
+    let cert = page(&s, &c, &format!("/licences/{id}/certificate")).await;
+    assert!(cert.contains(&code) && cert.contains(&format!("/licence-check/{code}")));
+    let anon = client();
+    let v = anon
+        .get(format!("{}/licence-check/{code}", s.portal))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(v.contains("genuine and current"));
+    assert_eq!(
+        anon.get(format!("{}/licence-check/NOTACODE22", s.portal))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Not renewable yet; 20 days before expiry a notice goes out, once.
+    assert!(!l.renewable);
+    assert_eq!(s.app().send_renewal_notices().await.unwrap(), 0);
+    s.clock.advance(time::Duration::days(365 - 20));
+    assert_eq!(s.app().send_renewal_notices().await.unwrap(), 1);
+    assert_eq!(s.app().send_renewal_notices().await.unwrap(), 0);
+    assert!(s
+        .app()
+        .emails_to("owner@example.com")
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.kind == "licence_renewal_notice"));
+
+    // 40 days after expiry: two started months late, 10 % each of $75.00 (cap 25 %).
+    s.clock.advance(time::Duration::days(60));
+    // A year on, the resident signs in again.
+    let (c, csrf) = login(&s, "owner@example.com").await;
+    let v = anon
+        .get(format!("{}/licence-check/{code}", s.portal))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(v.contains("not current") && v.contains("Expired"));
+    let renew_page = page(&s, &c, &format!("/licences/{id}/renew")).await;
+    assert!(
+        renew_page.contains("Pottery") && renew_page.contains("value=\"12 Elm St\""),
+        "details carried forward"
+    );
+    let details = [
+        ("business_name", "Pat's Pottery"),
+        ("business_street", "12 Elm St"),
+        ("business_zip", "93301"),
+        ("employees", "2"),
+        ("gross_receipts", "52000"),
+    ];
+    let mut quote = details.to_vec();
+    quote.push(("quote", "1"));
+    let q = post(&s, &c, &csrf, &format!("/licences/{id}/renew"), &quote).await;
+    assert_eq!(q.status(), 200);
+    let qh = q.text().await.unwrap();
+    assert!(
+        qh.contains("$15.00") && qh.contains("$90.00"),
+        "penalty and total shown"
+    );
+    let mut confirm = details.to_vec();
+    confirm.push(("quote", "0"));
+    assert_eq!(
+        post(&s, &c, &csrf, &format!("/licences/{id}/renew"), &confirm)
+            .await
+            .status(),
+        303
+    );
+    let inv = open_invoice(&s, &id, "licence_renewal").await;
+    assert_eq!(inv.amount_cents, 9_000);
+    let (pk, dk, ak) = (
+        format!("pay_i_{}", inv.id),
+        format!("due_i_{}", inv.id),
+        format!("amount_i_{}", inv.id),
+    );
+    pay_cart(
+        &s,
+        &c,
+        &csrf,
+        &[
+            (pk.as_str(), "1"),
+            (dk.as_str(), "9000"),
+            (ak.as_str(), "90.00"),
+        ],
+    )
+    .await;
+    let (l, _, _) = s.app().licence(None, &id).await.unwrap();
+    assert_eq!(l.status, "active");
+    assert_eq!(l.employees, 2);
+    let old = time::Date::parse(
+        &first_expiry,
+        &time::format_description::well_known::Iso8601::DATE,
+    )
+    .unwrap();
+    assert_eq!(
+        l.expires_on.unwrap(),
+        domain::fees::one_year_after(old).to_string(),
+        "a year on from the old expiry"
+    );
+    let v = anon
+        .get(format!("{}/licence-check/{code}", s.portal))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(v.contains("genuine and current"));
+
+    // A supervisor suspends it (with a reason, audited): the public check says so.
+    let (sc, scsrf) = staff(&s, "licensing", app::staff::Role::Supervisor).await;
+    assert_eq!(
+        staff_post(
+            &s,
+            &sc,
+            &scsrf,
+            &format!("/licences/{id}/status"),
+            &[("action", "suspend"), ("reason", "")]
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        staff_post(
+            &s,
+            &sc,
+            &scsrf,
+            &format!("/licences/{id}/status"),
+            &[("action", "suspend"), ("reason", "Unpaid fire inspection")]
+        )
+        .await
+        .status(),
+        303
+    );
+    let v = anon
+        .get(format!("{}/licence-check/{code}", s.portal))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(v.contains("not current") && v.contains("Suspended"));
+    assert!(crate::staff::audit_of(&s, &id)
+        .await
+        .iter()
+        .any(|(e, _, d)| e == "licence.suspended" && d.contains("Unpaid fire inspection")));
+}
+
+/// Signs a registered resident in on a fresh cookie jar (the harness's password).
+async fn login(s: &Server, email: &str) -> (reqwest::Client, String) {
+    let c = client();
+    let token = form_token(&c, &s.portal).await;
+    let res = c
+        .post(format!("{}/login", s.portal))
+        .header("origin", &s.portal)
+        .form(&[
+            ("email", email),
+            ("password", "purple elephants juggle quietly"),
+            ("csrf", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let dash = page(s, &c, "/dashboard").await;
+    (c.clone(), hidden_value(&dash, "csrf"))
+}
+
+fn convenience(item: &str) -> domain::fees::CardFeeRule {
+    domain::fees::CardFeeRule {
+        item_type: item.into(),
+        method: "card".into(),
+        channel: "web".into(),
+        kind: domain::fees::CardFeeKind::Convenience,
+        flat_cents: 295,
+        percent_bps: 0,
+        charged_to: domain::fees::ChargedTo::Payer,
+        on_recurring: false,
+        separate_transaction: false,
+    }
+}
+
+#[tokio::test]
+async fn a_convenience_fee_is_shown_before_paying_and_posted_as_its_own_line() {
+    let s = server()
+        .card_fees(
+            domain::fees::ITEM_TYPES
+                .iter()
+                .map(|t| convenience(t))
+                .collect(),
+        )
+        .start()
+        .await;
+    let (c, csrf) = resident(&s, "fees@example.com").await;
+    link(&s, &c, &csrf, "100001").await;
+    let balance = s.balance("100001").await;
+    let bill = format!("{}.{:02}", balance / 100, balance % 100);
+    let review = pay_cart(
+        &s,
+        &c,
+        &csrf,
+        &[("pay_u_100001", "1"), ("amount_u_100001", &bill)],
+    )
+    .await;
+    assert!(review.contains("Card convenience fee") && review.contains("$2.95"));
+    assert!(review.contains("href=\"/cart\""), "a way back");
+    // The bill is paid exactly; the fee is its own posting, not part of the bill.
+    assert_eq!(s.balance("100001").await, 0);
+    let mut conn = s.app().store.conn().await.unwrap();
+    let lines: Vec<(String, String, i64)> = sqlx::query_as("SELECT item_type, ledger_account, amount_cents FROM postings WHERE kind = 'payment' ORDER BY item_type")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        ("card_fee".into(), "3490-CARD-CONVENIENCE-FEES".into(), 295)
+    );
+    assert_eq!(lines[1].2, balance);
+    let (total,): (i64,) = sqlx::query_as("SELECT amount_cents FROM payments")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(total, balance + 295);
+}
