@@ -69,6 +69,11 @@ const PORTAL_PUBLIC: &[&str] = &[
     "/assets/{*path}",
     "/.well-known/script-inventory.json",
     "/csp-report",
+    // Public by design: a permit's status by number and address (no personal data), a
+    // licence certificate's check by its code (tests/it/services.rs).
+    "/permit-lookup",
+    "/licence-check",
+    "/licence-check/{code}",
 ];
 
 /// Staff routes and the least role each needs (`None`: no sign-in needed).
@@ -107,6 +112,12 @@ fn staff_rule(route: &str) -> Option<Option<Role>> {
         | "/admin/sessions/staff"
         | "/admin/api-keys"
         | "/admin/api-keys/revoke" => Some(Role::Administrator),
+        // Permits and licences. Inspections also admit the inspector role, which is off
+        // the ladder (tests/it/services.rs); saving a type needs an administrator.
+        "/permit-reviews" | "/permit-reviews/{id}" | "/permit-plans/{plan}" => Some(Role::Clerk),
+        "/licences" | "/service-types" => Some(Role::Clerk),
+        "/inspections" | "/inspections/{id}" | "/inspections/capacity" => Some(Role::Supervisor),
+        "/licences/{id}/status" => Some(Role::Supervisor),
         _ => return None,
     })
 }
