@@ -376,6 +376,7 @@ impl App {
     }
 
     /// Creates an invoice in the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn create_invoice(
         &self,
         tx: &mut Conn,

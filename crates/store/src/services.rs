@@ -274,36 +274,24 @@ pub async fn plans(conn: &mut AnyConnection, permit_id: &str) -> Result<Vec<Plan
     .await?)
 }
 
-pub async fn plan_content(
-    conn: &mut AnyConnection,
-    id: &str,
-) -> Result<Option<(PlanRow, Vec<u8>)>> {
-    let row: Option<(String, String, String, String, i64, String, i64, String)> = sqlx::query_as(
-        "SELECT id, permit_id, original_name, media_type, size_bytes, sha256, created_at, content_base64
-         FROM permit_plans WHERE id = $1",
+pub async fn plan_content(conn: &mut AnyConnection, id: &str) -> Result<Option<(PlanRow, Vec<u8>)>> {
+    let row: Option<PlanRow> = sqlx::query_as(
+        "SELECT id, permit_id, original_name, media_type, size_bytes, sha256, created_at FROM permit_plans WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    let Some((id, permit_id, original_name, media_type, size_bytes, sha256, created_at, b64)) = row
-    else {
+    let Some(row) = row else {
         return Ok(None);
     };
+    let (b64,): (String,) = sqlx::query_as("SELECT content_base64 FROM permit_plans WHERE id = $1")
+        .bind(id)
+        .fetch_one(conn)
+        .await?;
     let bytes = STANDARD
         .decode(b64.as_bytes())
         .map_err(|_| StoreError::Corrupt(format!("plan {id}: content is not base64")))?;
-    Ok(Some((
-        PlanRow {
-            id,
-            permit_id,
-            original_name,
-            media_type,
-            size_bytes,
-            sha256,
-            created_at,
-        },
-        bytes,
-    )))
+    Ok(Some((row, bytes)))
 }
 
 // ---------------------------------------------------------------- invoices
