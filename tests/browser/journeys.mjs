@@ -596,12 +596,305 @@ async function residentPasskey({ newPage }) {
   watch.assertClean();
 }
 
+
+// ---------------------------------------------------------------------------------------
+// Permits, licences and the cart (issue 7). Run by their own server (browser.rs runs them
+// with ONLY=services:): the residents are registered by the test, the licence was issued
+// a year ago and the server's clock was then moved past its expiry.
+
+const PERMIT_RESIDENT = env('PERMIT_RESIDENT', 'builder@example.com');
+const SPANISH_RESIDENT = env('SPANISH_RESIDENT', 'constructor@example.com');
+const LICENCE_RESIDENT = env('LICENCE_RESIDENT', 'owner@example.com');
+const LICENCE_ID = env('LICENCE_ID', '');
+const PDF = Buffer.from('%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n');
+
+async function residentSignIn(page, watch, email) {
+  await residentPassword(page, watch, email, '');
+  await page.waitForURL(`${PORTAL}/dashboard`);
+  await audit(page, watch, 'dashboard');
+}
+
+/// Chooses a USWDS radio button by its label's text (the input itself is drawn by its label).
+async function chooseRadio(scope, label) {
+  const escaped = label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  await scope.locator('label.usa-radio__label').filter({ hasText: new RegExp(`^${escaped}`) }).first().click();
+}
+
+/// Audit, then check the page fits 320 px.
+async function check(page, watch, what) {
+  await audit(page, watch, what);
+  await noSidewaysScroll(page, what);
+}
+
+/// The error summary took focus and links to each field named.
+async function expectErrorSummary(page, fields) {
+  const summary = page.locator('#error-summary');
+  await summary.waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), 'error-summary', 'the error summary takes focus');
+  for (const f of fields) {
+    assert.equal(await summary.locator(`a[href="#${f}"]`).count(), 1, `the summary links to #${f}`);
+    assert.equal(await page.locator(`#${f}`).getAttribute('aria-invalid'), 'true', `#${f} is aria-invalid`);
+  }
+}
+
+async function payOnHostedPage(page, watch, what) {
+  await waitForOrigin(page, PROCESSOR);
+  await page.getByLabel('Card number').waitFor();
+  await audit(page, watch, `hosted card page (${what})`);
+  await fillCard(page, GOOD_CARD);
+  return expectReceipt(page, watch);
+}
+
+/// From the cart with everything checked: review (by department), pay by card.
+async function payCart(page, watch, what, departments) {
+  await page.goto(`${PORTAL}/cart`);
+  await check(page, watch, `cart (${what})`);
+  await page.getByRole('button', { name: 'Review and pay' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Review your payment' }).waitFor();
+  await check(page, watch, `cart review (${what})`);
+  const review = await text(page);
+  for (const d of departments) assert.ok(review.includes(d), `the review names ${d}`);
+  await page.getByRole('button', { name: 'Pay by card' }).click();
+  const confirmation = await payOnHostedPage(page, watch, what);
+  const receipt = await text(page);
+  for (const d of departments) assert.ok(receipt.includes(d), `the receipt is itemised by department (${d})`);
+  return confirmation;
+}
+
+/// Forms answered with their errors come with a 4xx status, which Chromium logs.
+const FORM_ERRORS = /Failed to load resource: the server responded with a status of (400|422)/;
+
+async function staffPage(newPage) {
+  const staff = await newPage('staff back office');
+  staff.watch.allowedConsole.push(FORM_ERRORS);
+  await staffSignIn(staff.page, staff.watch);
+  return staff;
+}
+
+async function permitJourney({ newPage }) {
+  const { page, watch } = await newPage('permit applicant');
+  watch.allowedConsole.push(FORM_ERRORS);
+  await residentSignIn(page, watch, PERMIT_RESIDENT);
+  await page.getByRole('link', { name: 'Permits', exact: true }).click();
+  await page.getByRole('heading', { level: 1, name: 'Building permits' }).waitFor();
+  await check(page, watch, 'permits (none)');
+  await page.getByRole('link', { name: 'Apply for a permit' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Permit application' }).waitFor();
+  await check(page, watch, 'permit application: details');
+  // Sent empty: every problem at once, in a summary that takes focus.
+  await page.getByRole('button', { name: 'Save and continue' }).click();
+  await expectErrorSummary(page, ['permit_type', 'applicant_name', 'site_street', 'scope', 'valuation']);
+  await check(page, watch, 'permit application: errors');
+  await chooseRadio(page, 'Residential addition or alteration');
+  await page.getByLabel('Your full name').fill('Pat Builder');
+  await page.getByLabel('Phone number').fill('555-123-4567');
+  await page.getByLabel('Street address of the property').fill('100 Main St');
+  await page.getByLabel('ZIP code').fill('93301');
+  await page.getByLabel('What will be built or changed').fill('Add a 200 sq ft bedroom at the back of the house');
+  await page.getByLabel('Project value in dollars').fill('10000');
+  await page.getByLabel('Area in square feet').fill('200');
+  await page.getByLabel('Contractor license number').fill('CSLB-123456');
+  await page.getByRole('button', { name: 'Save and continue' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Plans' }).waitFor();
+  await check(page, watch, 'permit application: plans');
+  await page.locator('#plan').setInputFiles({ name: 'site-plan.pdf', mimeType: 'application/pdf', buffer: PDF });
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.getByRole('link', { name: 'site-plan.pdf' }).waitFor();
+  await audit(page, watch, 'permit application: plan uploaded');
+  await page.getByRole('link', { name: 'Continue to the fee estimate' }).click();
+  await page.locator('#estimate-total').waitFor();
+  await check(page, watch, 'permit application: fee estimate');
+  assert.equal((await page.locator('#estimate-total').innerText()).trim(), '$299.06', 'the fee estimate before submitting');
+  await page.getByRole('button', { name: 'Submit the application' }).click();
+  await page.getByText('Your application was sent to the city.').waitFor();
+  await audit(page, watch, 'permit: submitted');
+  const permitUrl = page.url().split('?')[0];
+
+  // A reviewer approves it.
+  const staff = await staffPage(newPage);
+  const s = staff.page;
+  await s.goto(`${STAFF}/permit-reviews`);
+  await check(s, staff.watch, 'staff: permit applications');
+  await s.getByRole('link', { name: 'Residential addition or alteration' }).first().click();
+  await s.getByRole('heading', { level: 1, name: 'Residential addition or alteration' }).waitFor();
+  await check(s, staff.watch, 'staff: permit application');
+  assert.ok((await text(s)).includes('site-plan.pdf'), 'the reviewer sees the plan');
+  await chooseRadio(s, 'Approve and invoice the fees');
+  await s.getByRole('button', { name: 'Record the decision' }).click();
+  await s.getByRole('heading', { level: 1, name: 'Permit applications' }).waitFor();
+  await audit(s, staff.watch, 'staff: permit applications (approved)');
+
+  // The permit fee and the utility bill in one checkout.
+  await page.goto(permitUrl);
+  await check(page, watch, 'permit: approved, fees due');
+  assert.equal((await page.locator('#permit-status').innerText()).trim(), 'Approved: fees due');
+  await payCart(page, watch, 'permit fee and utility bill', ['Building and Safety', 'Utilities']);
+  await page.goto(permitUrl);
+  await audit(page, watch, 'permit: issued');
+  assert.equal((await page.locator('#permit-status').innerText()).trim(), 'Issued');
+  const number = (await page.getByRole('heading', { level: 1 }).innerText()).split(': ')[1];
+  assert.match(number, /^BP-\d{4}-\d{5}$/, `a permit number (got ${number})`);
+  await page.getByRole('link', { name: 'Print the permit' }).click();
+  await page.locator('#permit-number').waitFor();
+  await check(page, watch, 'permit: printable');
+
+  // Inspection: requested, failed (a re-inspection fee), paid, requested again, passed.
+  await page.goto(permitUrl);
+  await page.getByLabel('Inspection', { exact: true }).selectOption('Foundation');
+  await page.getByRole('button', { name: 'Request the inspection' }).click();
+  await page.getByText('Your inspection is booked.').waitFor();
+  await check(page, watch, 'permit: inspection booked');
+  const record = async (result, note) => {
+    await s.goto(`${STAFF}/inspections`);
+    await check(s, staff.watch, `staff: inspections (${result})`);
+    const section = s.locator('section').filter({ hasText: number }).first();
+    await chooseRadio(section, result);
+    if (note) await section.getByRole('textbox').fill(note);
+    await section.getByRole('button', { name: 'Record the result' }).click();
+  };
+  await record('Failed', '');
+  await expectErrorSummary(s, ['note']);
+  await audit(s, staff.watch, 'staff: inspections (a failure needs a note)');
+  await record('Failed', 'Footing 6 inches too shallow');
+  await s.getByRole('heading', { level: 1, name: 'Inspections' }).waitFor();
+  await page.goto(permitUrl);
+  await page.getByLabel('Inspection', { exact: true }).selectOption('Foundation');
+  await page.getByRole('button', { name: 'Request the inspection' }).click();
+  await expectErrorSummary(page, ['inspection_type']);
+  await check(page, watch, 'permit: re-inspection fee due');
+  await payCart(page, watch, 're-inspection fee', ['Building and Safety']);
+  await page.goto(permitUrl);
+  await page.getByLabel('Inspection', { exact: true }).selectOption('Foundation');
+  await page.getByRole('button', { name: 'Request the inspection' }).click();
+  await page.getByText('Your inspection is booked.').waitFor();
+  await record('Passed', 'Footing deepened; passes');
+  await s.getByRole('heading', { level: 1, name: 'Inspections' }).waitFor();
+  await page.goto(permitUrl);
+  await audit(page, watch, 'permit: inspections recorded');
+  assert.equal(await page.locator('#inspections tbody tr').count(), 2, 'two inspections');
+  assert.match(await text(page), /Foundation .*Failed .*Footing 6 inches too shallow.*Foundation .*Passed/, 'the failed inspection, then the one that passed');
+  staff.watch.assertClean();
+
+  // Anyone can look the permit up by number and address; no personal data is shown.
+  const anon = await newPage('public lookup');
+  await anon.page.goto(`${PORTAL}/permit-lookup`);
+  await check(anon.page, anon.watch, 'permit lookup');
+  await anon.page.getByLabel('Permit number').fill(number);
+  await anon.page.getByLabel('Street address or ZIP code').fill('93301');
+  await anon.page.getByRole('button', { name: 'Look up' }).click();
+  await anon.page.locator('#lookup-status').waitFor();
+  await check(anon.page, anon.watch, 'permit lookup: found');
+  const found = await text(anon.page);
+  assert.ok(found.includes('Issued') && found.includes('Passed'), 'status and inspections');
+  assert.ok(!found.includes('Pat Builder') && !found.includes('555-123'), 'no personal data');
+  anon.watch.assertClean();
+  watch.assertClean();
+}
+
+async function licenceJourney({ newPage }) {
+  assert.ok(LICENCE_ID, 'LICENCE_ID is set');
+  const { page, watch } = await newPage('licence owner');
+  await residentSignIn(page, watch, LICENCE_RESIDENT);
+  await page.getByRole('link', { name: 'Business licenses' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Business licenses' }).waitFor();
+  await check(page, watch, 'licences');
+  await page.getByRole('link', { name: "Pat's Pottery" }).click();
+  await page.locator('#licence-status').waitFor();
+  await check(page, watch, 'licence: expired');
+  assert.equal((await page.locator('#licence-status').innerText()).trim(), 'Expired');
+  await page.getByRole('link', { name: 'Renew the license' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Renew the license' }).waitFor();
+  await check(page, watch, 'licence renewal: details carried forward');
+  assert.equal(await page.getByLabel('Business name').inputValue(), "Pat's Pottery", 'the details are carried forward');
+  await page.getByLabel('Number of employees').fill('2');
+  await page.getByRole('button', { name: 'Show the fee' }).click();
+  await page.locator('#quote-total').waitFor();
+  await check(page, watch, 'licence renewal: fee with late penalty');
+  // Expired 40 days ago: two started months, 10 % of $75.00 each (cap 25 %) = $15.00.
+  const quote = await text(page);
+  assert.ok(quote.includes('Late renewal penalty') && quote.includes('$15.00'), `the penalty is $15.00:\n${quote}`);
+  assert.equal((await page.locator('#quote-total').innerText()).trim(), '$90.00');
+  await page.getByRole('button', { name: 'Confirm and add to the cart' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Cart' }).waitFor();
+  await payCart(page, watch, 'licence renewal', ['Business Licensing']);
+  await page.goto(`${PORTAL}/licences/${LICENCE_ID}`);
+  await page.locator('#licence-status').waitFor();
+  await audit(page, watch, 'licence: renewed');
+  assert.equal((await page.locator('#licence-status').innerText()).trim(), 'Current');
+  await page.getByRole('link', { name: 'Business license certificate' }).click();
+  await page.locator('#verification-code').waitFor();
+  await check(page, watch, 'licence certificate');
+  const verify = await page.locator('#verify-link').getAttribute('href');
+  const anon = await newPage('certificate check');
+  await anon.page.goto(verify);
+  await anon.page.locator('#verify-result').waitFor();
+  await check(anon.page, anon.watch, 'certificate check: current');
+  assert.match(await text(anon.page), /This certificate is genuine and current\./);
+  anon.watch.assertClean();
+  watch.assertClean();
+}
+
+async function spanishPermitJourney({ newPage }) {
+  const { page, watch } = await newPage('permit applicant (es)');
+  watch.allowedConsole.push(FORM_ERRORS);
+  await residentSignIn(page, watch, SPANISH_RESIDENT);
+  await page.goto(`${PORTAL}/permits?lang=es`);
+  await page.getByRole('heading', { level: 1, name: 'Permisos de construcción' }).waitFor();
+  await check(page, watch, 'permisos (es)');
+  await page.getByRole('link', { name: 'Solicitar un permiso' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Solicitud de permiso' }).waitFor();
+  await page.getByRole('button', { name: 'Guardar y continuar' }).click();
+  await expectErrorSummary(page, ['permit_type', 'applicant_name']);
+  await check(page, watch, 'solicitud: errores (es)');
+  assert.match(await text(page), /Elija un tipo de permiso\./, 'errors in Spanish');
+  await chooseRadio(page, 'Cerca de más de 6 pies');
+  await page.getByLabel('Su nombre completo').fill('Ana Constructora');
+  await page.getByLabel('Número de teléfono').fill('555-987-6543');
+  await page.getByLabel('Dirección de la propiedad').fill('200 Oak Ave');
+  await page.getByLabel('Código postal').fill('93301');
+  await page.getByLabel('Qué se va a construir o cambiar').fill('Cerca de 7 pies en el lado norte');
+  await page.getByLabel('Valor del proyecto en dólares').fill('3000');
+  await page.getByLabel('Área en pies cuadrados').fill('0');
+  await page.getByRole('button', { name: 'Guardar y continuar' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Planos' }).waitFor();
+  await check(page, watch, 'planos (es)');
+  await page.locator('#plan').setInputFiles({ name: 'plano.pdf', mimeType: 'application/pdf', buffer: PDF });
+  await page.getByRole('button', { name: 'Subir' }).click();
+  await page.getByRole('link', { name: 'plano.pdf' }).waitFor();
+  await page.getByRole('link', { name: 'Continuar al estimado de tarifas' }).click();
+  await page.locator('#estimate-total').waitFor();
+  await check(page, watch, 'estimado (es)');
+  assert.equal((await page.locator('#estimate-total').innerText()).trim(), '$75.00');
+  await page.getByRole('button', { name: 'Enviar la solicitud' }).click();
+  await page.getByText('Su solicitud se envió a la ciudad.').waitFor();
+  await check(page, watch, 'permiso enviado (es)');
+  assert.equal((await page.locator('#permit-status').innerText()).trim(), 'En espera de revisión');
+  // The other new pages, in both languages.
+  for (const lang of ['es', 'en']) {
+    for (const [path, what] of [['/licences', 'licences'], ['/licences/new', 'licence application'], ['/cart', 'cart'], ['/licence-check', 'certificate check'], ['/permit-lookup', 'permit lookup']]) {
+      await page.goto(`${PORTAL}${path}?lang=${lang}`);
+      await check(page, watch, `${what} (${lang})`);
+    }
+  }
+  // A licence application sent empty, in Spanish.
+  await page.goto(`${PORTAL}/licences/new?lang=es`);
+  await page.getByRole('button', { name: 'Solicitar' }).click();
+  await expectErrorSummary(page, ['licence_type', 'business_name']);
+  await check(page, watch, 'solicitud de licencia: errores (es)');
+  await page.goto(`${PORTAL}/dashboard?lang=en`);
+  await audit(page, watch, 'dashboard (back in English)');
+  watch.assertClean();
+}
+
 const JOURNEYS = [
   ['quick pay with a declined card, then cancel', declinedCard],
   ['quick pay with a good card', quickPay],
   ['resident: register, verify, link two accounts, pay both', resident],
   ['staff: add a passkey, sign out, sign in with it', staffPasskey],
   ['resident: add a passkey, get recovery codes, sign in with it', residentPasskey],
+  ['services: apply for a permit, review, pay with a bill, issue, inspect, look up', permitJourney],
+  ['services: renew an expired business licence, pay the penalty, check the certificate', licenceJourney],
+  ['services: apply for a permit in Spanish; every new page in both languages', spanishPermitJourney],
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -627,7 +920,8 @@ async function main() {
   let failed = 0;
   try {
     for (const [name, run] of JOURNEYS) {
-      if (ONLY && !name.includes(ONLY)) continue;
+      // The services journeys need their own server (browser.rs runs them with ONLY=services:).
+      if (ONLY ? !name.includes(ONLY) : name.startsWith('services:')) continue;
       const t0 = Date.now();
       const contexts = [];
       const pages = [];

@@ -107,11 +107,21 @@ impl App {
             ));
         }
         body.push_str("\nApplied to:\n");
+        // Itemised by department, as the city's ledger has it.
         for i in &p.items {
-            body.push_str(&format!(
-                "  Utility account {}: {}\n",
-                i.account_number, i.amount
-            ));
+            let department = self
+                .ledger_config()
+                .accounts
+                .get(&i.item_type)
+                .map_or("", |a| a.department.as_str());
+            let what = match i.item_type.as_str() {
+                "utility" => format!("Utility account {}", i.account_number),
+                crate::payments::CARD_FEE => "Card convenience fee".to_owned(),
+                "permit" => format!("Permit fees, invoice {}", i.account_number),
+                "licence" => format!("Business license fees, invoice {}", i.account_number),
+                other => format!("{other} {}", i.account_number),
+            };
+            body.push_str(&format!("  {department}: {what}: {}\n", i.amount));
         }
         body.push_str(&format!(
             "\nView your receipt: {}/payments/{}/receipt\n\nKeep this email for your records.\n",

@@ -274,7 +274,10 @@ pub async fn plans(conn: &mut AnyConnection, permit_id: &str) -> Result<Vec<Plan
     .await?)
 }
 
-pub async fn plan_content(conn: &mut AnyConnection, id: &str) -> Result<Option<(PlanRow, Vec<u8>)>> {
+pub async fn plan_content(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<(PlanRow, Vec<u8>)>> {
     let row: Option<PlanRow> = sqlx::query_as(
         "SELECT id, permit_id, original_name, media_type, size_bytes, sha256, created_at FROM permit_plans WHERE id = $1",
     )

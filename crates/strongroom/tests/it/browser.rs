@@ -197,3 +197,91 @@ async fn browser_journeys_pass_with_no_accessibility_violations_or_console_error
         "unexpected summary line: {last}"
     );
 }
+
+/// Permits, licences and the cart (issue 7) in the browser, on their own server: a permit
+/// applied for, reviewed, paid with a utility bill in one checkout, issued, inspected
+/// (failed, re-inspection fee paid, passed) and looked up; a business licence issued a year
+/// ago, the clock moved 40 days past its expiry, renewed with its late penalty and its
+/// certificate checked; a permit applied for in Spanish; every new page in both languages
+/// with axe and at 320 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_services_journeys_pass_with_no_accessibility_violations() {
+    let dir = browser_dir();
+    let missing = missing_prerequisites(&dir);
+    if !missing.is_empty() {
+        let what = missing.join(", ");
+        assert!(std::env::var_os("CI").is_none(), "browser journeys cannot run: missing {what}. Run .ci/run (it installs Chromium and the npm packages).");
+        eprintln!("\nSKIPPED: services browser journeys (missing {what}).\n");
+        return;
+    }
+    let s = server().start().await;
+    s.app()
+        .create_staff("demo", "Demo", STAFF_PASSWORD, app::staff::Role::Supervisor)
+        .await
+        .expect("create staff user");
+    // Residents registered and verified here (their email links are read from the outbox).
+    let (builder, builder_csrf) = crate::authz::resident(&s, "builder@example.com").await;
+    crate::authz::link(&s, &builder, &builder_csrf, "100001").await;
+    crate::authz::resident(&s, "constructor@example.com").await;
+    // A home-occupation licence issued now, paid through the cart...
+    let (owner, owner_csrf) = crate::authz::resident(&s, "owner@example.com").await;
+    let licence = crate::services::issue_licence(&s, &owner, &owner_csrf).await;
+    // ...then a year and 40 days pass: it expired 40 days ago.
+    s.clock.advance(time::Duration::days(365 + 40));
+    let totp = s
+        .app()
+        .provision_staff_totp("demo")
+        .await
+        .expect("enroll staff user in MFA");
+    let server_time = app::Clock::now(&*s.clock).unix_timestamp();
+    let failures = artifacts_dir().join("browser-failures");
+    let child = tokio::process::Command::new("node")
+        .arg("journeys.mjs")
+        .current_dir(&dir)
+        .env("ONLY", "services:")
+        .env("PORTAL_URL", &s.portal)
+        .env("STAFF_URL", &s.staff)
+        .env("PROCESSOR_URL", &s.processor)
+        .env("STAFF_PASSWORD", STAFF_PASSWORD)
+        .env("STAFF_TOTP_SECRET", &totp.secret_base32)
+        .env("STAFF_TOTP_TIME", server_time.to_string())
+        .env("LICENCE_ID", &licence)
+        .env(
+            "SCREENSHOT_DIR",
+            artifacts_dir().join("services-screenshots"),
+        )
+        .env("FAILURE_DIR", &failures)
+        .env("CHROMIUM_PATH", CHROMIUM)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start node");
+    let out = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .expect("browser journeys finish within 5 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- node journeys.mjs (services) ---\n{stdout}");
+    if !stderr.trim().is_empty() {
+        println!("--- stderr ---\n{stderr}");
+    }
+    assert!(
+        out.status.success(),
+        "services browser journeys failed ({}); output above; failure screenshots in {}",
+        out.status,
+        failures.display()
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert_eq!(
+        last.trim(),
+        "3 passed, 0 failed",
+        "unexpected summary line: {last}"
+    );
+}

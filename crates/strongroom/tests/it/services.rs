@@ -569,6 +569,48 @@ async fn resident_id(s: &Server, email: &str) -> String {
         .id
 }
 
+/// A home-occupation licence for "Pat's Pottery", applied for and paid through the cart by
+/// a signed-in resident; returns its id.
+pub(crate) async fn issue_licence(s: &Server, c: &reqwest::Client, csrf: &str) -> String {
+    let res = post(
+        s,
+        c,
+        csrf,
+        "/licences/new",
+        &[
+            ("licence_type", "home-occupation"),
+            ("business_name", "Pat's Pottery"),
+            ("business_street", "12 Elm St"),
+            ("business_zip", "93301"),
+            ("employees", "1"),
+            ("gross_receipts", "40000"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let id = location(&res).trim_start_matches("/licences/").to_owned();
+    let inv = open_invoice(s, &id, "licence_new").await;
+    let (pk, dk, ak) = (
+        format!("pay_i_{}", inv.id),
+        format!("due_i_{}", inv.id),
+        format!("amount_i_{}", inv.id),
+    );
+    let due = inv.amount_cents.to_string();
+    let amount = format!("{}.{:02}", inv.amount_cents / 100, inv.amount_cents % 100);
+    pay_cart(
+        s,
+        c,
+        csrf,
+        &[
+            (pk.as_str(), "1"),
+            (dk.as_str(), due.as_str()),
+            (ak.as_str(), amount.as_str()),
+        ],
+    )
+    .await;
+    id
+}
+
 #[tokio::test]
 async fn licence_renewed_late_pays_the_penalty_and_its_certificate_verifies() {
     let s = server().start().await;
