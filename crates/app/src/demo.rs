@@ -252,3 +252,51 @@ impl App {
         Ok(true)
     }
 }
+
+impl App {
+    /// The demo's resident: a verified account with a known password, linked to utility
+    /// account 100001 (which owes its latest bill), so a newcomer can sign in and try the
+    /// cart at once. Returns the resident's id. Demo seeding only.
+    pub async fn seed_demo_resident(
+        &self,
+        email: &str,
+        password_plain: &str,
+    ) -> Result<String, AppError> {
+        let email = domain::EmailAddress::parse(email)
+            .ok_or_else(|| AppError::invalid("email", "an email address like name@example.com"))?;
+        let key = self.email_index(email.as_str());
+        let mut tx = self.store.begin().await?;
+        if let Some(r) = store::residents::by_email_key(&mut tx, &key).await? {
+            return Ok(r.id);
+        }
+        let hash = crate::passwords::hash(password_plain.to_owned()).await?;
+        let now = self.now_unix();
+        let id = domain::ids::ResidentId::from_random(&crate::ids::random_id()).to_string();
+        store::residents::insert(
+            &mut tx,
+            &store::residents::ResidentRow {
+                id: id.clone(),
+                email: self.seal(crate::crypto::columns::RESIDENT_EMAIL, email.as_str())?,
+                email_key: key,
+                password_hash: hash,
+                email_verified_at: Some(now),
+                disabled: 0,
+                created_at: now,
+            },
+        )
+        .await?;
+        store::residents::link_account(&mut tx, &id, "100001", now).await?;
+        self.audit(
+            &mut tx,
+            "system",
+            "resident.demo_seeded",
+            &id,
+            "success",
+            "-",
+            "demo resident, linked to 100001",
+        )
+        .await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+        Ok(id)
+    }
+}

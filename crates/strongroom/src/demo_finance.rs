@@ -12,7 +12,10 @@ use domain::{AccountNumber, EmailAddress, Money, PostalCode};
 /// Accounts (from 100003 on) paid yesterday, and how much of each balance.
 const PAYERS: usize = 6;
 
-async fn pay_at_sandbox(http: &reqwest::Client, checkout_url: &str) -> anyhow::Result<()> {
+pub(crate) async fn pay_at_sandbox(
+    http: &reqwest::Client,
+    checkout_url: &str,
+) -> anyhow::Result<()> {
     let origin = checkout_url
         .split('/')
         .take(3)

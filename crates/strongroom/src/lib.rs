@@ -6,6 +6,7 @@ pub mod backup;
 pub mod bench;
 pub mod config;
 pub mod demo_finance;
+pub mod demo_services;
 pub mod integrity;
 pub mod keys;
 pub mod logging;

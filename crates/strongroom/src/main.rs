@@ -827,6 +827,7 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         strongroom::keys::init(&keys_path)?
     };
     let staff_password = demo_secret(&data_dir, "demo-staff-password", || random_hex(10))?;
+    let resident_password = demo_secret(&data_dir, "demo-resident-password", || random_hex(10))?;
     // The demo's clock: the system time, set back a day while yesterday's payments are
     // seeded.
     let clock = Arc::new(app::OffsetClock::default());
@@ -897,6 +898,9 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         )
         .await
         .context("cannot seed the demo's business day")?;
+        strongroom::demo_services::seed(&running.app, &clock, &resident_password)
+            .await
+            .context("cannot seed the demo's permits and licences")?;
         tracing::info!(
             accounts,
             ms = started.elapsed().as_millis() as u64,
@@ -909,11 +913,13 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         .await?
         .unwrap_or_default();
     println!(
-        "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n                      sign-in codes: add TOTP secret {totp} to an authenticator app,\n                      or import {totp_uri}\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Create a resident account and link 100001\n     with the web code printed on its bill: {web_code}.\n     Finance: yesterday's payments wait under \"Postings\" to be exported, its reconciliation\n     under \"Reconciliation\", and one capture nobody can explain under \"Exceptions\".\n     Press Ctrl-C to stop.\n",
+        "\nStrongroom demo is running (data in {dir}).\n\n  Resident portal:    {portal}\n  Staff back office:  {staff}   (user: demo, password: {pw})\n                      sign-in codes: add TOTP secret {totp} to an authenticator app,\n                      or import {totp_uri}\n  Sandbox processor:  {proc}\n\nTry: quick pay account 100001 with ZIP 93301 (it has an open balance; 100002 owes nothing),\n     pay with card 4242 4242 4242 4242 (any future expiry, any CVC); 4000 0000 0000 0002 is declined,\n     4000 0000 0000 9995 has insufficient funds. Emails (receipts, verification links) appear in\n     the staff back office under \"Email outbox\". Create a resident account and link 100001\n     with the web code printed on its bill: {web_code}.\n     Finance: yesterday's payments wait under \"Postings\" to be exported, its reconciliation\n     under \"Reconciliation\", and one capture nobody can explain under \"Exceptions\".\n     Permits and licences: log in to the portal as {resident_email} (password {resident_pw}):\n     a permit's fees wait in the cart beside a utility bill, one licence is due for renewal\n     and one expired (its renewal adds a late penalty); staff review permits under \"Permits\".\n     Press Ctrl-C to stop.\n",
         dir = data_dir.display(),
         portal = running.portal_origin,
         staff = running.staff_origin,
         pw = staff_password,
+        resident_email = strongroom::demo_services::RESIDENT_EMAIL,
+        resident_pw = resident_password,
         totp = totp_secret,
         totp_uri = totp_uri,
         proc = running.processor_origin,

@@ -81,8 +81,63 @@ async fn demo_starts_three_listeners_that_answer() {
         .await
         .unwrap();
     assert_eq!(lookup.status(), 200);
-    // A payment through the demo's own sandbox, as a resident would make it.
     let portal = url("Resident portal");
+    // The demo resident can try all three services at once.
+    let pw = banner
+        .split("resident@demo.example (password ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the banner names the demo resident's password")
+        .to_owned();
+    let resident = crate::harness::client();
+    let token = crate::harness::form_token(&resident, &portal).await;
+    let login = resident
+        .post(format!("{portal}/login"))
+        .header("origin", &portal)
+        .form(&[
+            ("email", "resident@demo.example"),
+            ("password", pw.as_str()),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "the demo resident signs in");
+    let page = |path: &'static str| {
+        let (resident, portal) = (resident.clone(), portal.clone());
+        async move {
+            resident
+                .get(format!("{portal}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let cart = page("/cart").await;
+    assert!(
+        cart.contains("Building and Safety")
+            && cart.contains("Utilities")
+            && cart.contains("Business Licensing"),
+        "{cart}"
+    );
+    let licences = page("/licences").await;
+    assert!(
+        licences.contains("Expired")
+            && licences.contains("Current")
+            && licences.contains("Waiting for payment"),
+        "{licences}"
+    );
+    let permits = page("/permits").await;
+    assert!(
+        permits.contains("Waiting for review")
+            && permits.contains("Approved: fees due")
+            && permits.contains("Draft"),
+        "{permits}"
+    );
+    // A payment through the demo's own sandbox, as a resident would make it.
     let created: serde_json::Value = client
         .post(format!("{portal}/api/v1/payments"))
         .header("Idempotency-Key", "demo-session-1")
