@@ -413,6 +413,17 @@ async function resident({ newPage }) {
     assert.equal(balance, '$0.00', `account ${account.account_number} is paid off on the dashboard`);
   }
   assert.match(await text(page), /Nothing is due on your accounts/);
+  // The resident's tables fit a 320 px screen (they scroll in their own box), both languages.
+  for (const lang of ['en', 'es']) {
+    await page.goto(`${PORTAL}/dashboard?lang=${lang}`);
+    await check(page, watch, `dashboard (${lang})`);
+    await page.goto(`${PORTAL}/accounts/${LINK_ACCOUNTS[0].account_number}?lang=${lang}`);
+    await check(page, watch, `account detail (${lang})`);
+    await page.goto(`${PORTAL}/payments?lang=${lang}`);
+    await check(page, watch, `payment history (${lang})`);
+  }
+  await page.goto(`${PORTAL}/dashboard?lang=en`);
+  await audit(page, watch, 'dashboard (back in English)');
   watch.assertClean();
 }
 
@@ -552,6 +563,10 @@ async function financePages(page, watch) {
     await visit('/accounts?q=100001', 'account search results');
     await visit('/?q=100001', 'payment search results');
     await visit('/accounts/100001', 'an account with its payments');
+    await visit('/', 'payments');
+    const payment = await page.locator('a[href^="/payments/pay_"]').first().getAttribute('href');
+    await visit(payment, 'one payment with its timeline');
+    await visit('/outbox', 'email outbox');
   }
 }
 
