@@ -338,19 +338,24 @@ impl App {
         let mut item_rows = Vec::with_capacity(req.items.len());
         for (i, item) in req.items.iter().enumerate() {
             let field = |f: &str| format!("items[{i}].{f}");
+            let refuse = |f: &str, code: &'static str, message: String| {
+                AppError::Fields(vec![FieldProblem::new(&field(f), code, message)])
+            };
             if !seen.insert(item.account.to_string()) {
-                return Err(AppError::invalid(
-                    field("account_number"),
-                    "the same account appears twice",
+                return Err(refuse(
+                    "account_number",
+                    "item_twice",
+                    "the same account appears twice".into(),
                 ));
             }
             if item.amount.currency() != currency {
-                return Err(AppError::invalid(field("amount_cents"), "wrong currency"));
+                return Err(refuse("amount_cents", "amount_shape", "wrong currency".into()));
             }
             if !item.amount.is_positive() {
-                return Err(AppError::invalid(
-                    field("amount_cents"),
-                    "the amount must be more than zero",
+                return Err(refuse(
+                    "amount_cents",
+                    "amount_positive",
+                    "the amount must be more than zero".into(),
                 ));
             }
             let acct = accounts::get(&mut tx, item.account.as_str()).await?;
@@ -367,14 +372,16 @@ impl App {
             };
             let balance = accounts::balance_cents(&mut tx, &acct.account_number).await?;
             if balance <= 0 {
-                return Err(AppError::invalid(
-                    field("amount_cents"),
+                return Err(refuse(
+                    "amount_cents",
+                    "nothing_due",
                     format!("account {} has nothing to pay", acct.account_number),
                 ));
             }
             if item.amount.cents() > balance {
-                return Err(AppError::invalid(
-                    field("amount_cents"),
+                return Err(refuse(
+                    "amount_cents",
+                    "amount_over_balance",
                     format!(
                         "the amount is more than the balance due ({})",
                         Money::from_cents(balance, currency)
@@ -382,8 +389,9 @@ impl App {
                 ));
             }
             if item.amount.cents() != balance && !self.partial_allowed("utility") {
-                return Err(AppError::invalid(
-                    field("amount_cents"),
+                return Err(refuse(
+                    "amount_cents",
+                    "partial_not_allowed",
                     format!(
                         "pay the whole balance due ({})",
                         Money::from_cents(balance, currency)

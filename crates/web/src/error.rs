@@ -49,6 +49,11 @@ pub fn public_message(e: &AppError) -> String {
         AppError::Webhook(w) => format!("webhook rejected: {w}"),
         AppError::NotFound(what) => format!("That {what} was not found."),
         AppError::Invalid { field, message } => format!("{field}: {message}"),
+        AppError::Fields(problems) => problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect::<Vec<_>>()
+            .join("; "),
         other => {
             let s = other.to_string();
             let mut c = s.chars();
@@ -67,6 +72,7 @@ impl WebError {
         }
         let field = match &e {
             AppError::Invalid { field, .. } => Some(field.clone()),
+            AppError::Fields(p) => p.first().map(|p| p.field.clone()),
             _ => None,
         };
         WebError {

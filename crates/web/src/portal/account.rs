@@ -571,7 +571,7 @@ struct DashboardPage {
     rows: Vec<DashRow>,
     payable: usize,
     payments: Vec<PaymentLine>,
-    error: String,
+    errors: crate::forms::FormErrors,
     /// The pay form's one-time key (a form sent twice starts one payment).
     form_key: String,
 }
@@ -582,8 +582,7 @@ async fn dashboard_page(
     s: &Session,
     status: StatusCode,
     form: Option<&[(String, String)]>,
-    error: String,
-    row_errors: &[(String, String)],
+    errors: crate::forms::FormErrors,
 ) -> Result<Response, PageError> {
     let resident = st.app.resident(&s.user_id).await?;
     let accounts = st.app.dashboard(&s.user_id).await?;
@@ -605,11 +604,7 @@ async fn dashboard_page(
                 ),
                 None => (true, a.balance.to_plain()),
             };
-            let error = row_errors
-                .iter()
-                .find(|(acct, _)| *acct == n)
-                .map(|(_, m)| m.clone())
-                .unwrap_or_default();
+            let error = errors.get(&format!("amount_{n}")).to_owned();
             DashRow {
                 s: a,
                 checked,
@@ -632,7 +627,7 @@ async fn dashboard_page(
             rows,
             payable,
             payments,
-            error,
+            errors,
         },
     )
 }
@@ -641,52 +636,72 @@ async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> Result<Response, Pag
     let Some(s) = ctx.session.clone() else {
         return Ok(to_login());
     };
-    dashboard_page(&st, &ctx, &s, StatusCode::OK, None, String::new(), &[]).await
+    dashboard_page(
+        &st,
+        &ctx,
+        &s,
+        StatusCode::OK,
+        None,
+        crate::forms::FormErrors::none(),
+    )
+    .await
 }
 
-/// What the pay form asked for, or the first thing wrong with it: (account, message).
+/// What the pay form asked for, or every problem with it (each on its amount field; a
+/// form with nothing chosen on `pay`).
 fn requested_items(
     currency: Currency,
-    t: &Tr,
     form: &[(String, String)],
-) -> Result<Vec<RequestedItem>, (String, String)> {
+) -> Result<Vec<RequestedItem>, Vec<app::FieldProblem>> {
     let mut items = Vec::new();
+    let mut problems = Vec::new();
     for (key, _) in form.iter().filter(|(k, _)| k.starts_with("pay_")) {
         let raw = key.trim_start_matches("pay_");
-        let account = AccountNumber::parse(raw).ok_or_else(|| {
-            (
-                String::new(),
-                t.s("account.error.account_number").to_owned(),
-            )
-        })?;
+        let Some(account) = AccountNumber::parse(raw) else {
+            problems.push(app::FieldProblem::new(
+                "pay",
+                "account_number_shape",
+                "not an account number",
+            ));
+            continue;
+        };
         if items.iter().any(|i: &RequestedItem| i.account == account) {
             continue;
         }
-        let amount_key = format!("amount_{raw}");
-        let typed = form
-            .iter()
-            .find(|(k, _)| *k == amount_key)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
-        let amount = match Money::parse_dollars(typed, currency) {
-            Ok(m) if m.is_positive() => m,
-            _ => {
-                return Err((
-                    raw.to_owned(),
-                    t.f("account.error.pay_amount", &[("account", raw)]),
-                ))
-            }
-        };
-        items.push(RequestedItem {
-            account,
-            proof: ItemProof::Linked,
-            amount,
-        });
+        let typed = crate::forms::value(form, &format!("amount_{raw}"));
+        match Money::parse_dollars(typed.trim().trim_start_matches('$'), currency) {
+            Ok(amount) if amount.is_positive() => items.push(RequestedItem {
+                account,
+                proof: ItemProof::Linked,
+                amount,
+            }),
+            _ => problems.push(app::FieldProblem::new(
+                &format!("amount_{raw}"),
+                "amount_shape",
+                "enter an amount like 12.34",
+            )),
+        }
     }
-    if items.is_empty() {
-        return Err((String::new(), t.s("account.error.pay_none").to_owned()));
+    if items.is_empty() && problems.is_empty() {
+        problems.push(app::FieldProblem::new(
+            "pay",
+            "cart_empty",
+            "choose at least one account to pay",
+        ));
     }
-    Ok(items)
+    if problems.is_empty() {
+        Ok(items)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The pay form's fields in order (each account's amount, then the form as a whole).
+fn pay_fields(form: &[(String, String)]) -> Vec<String> {
+    form.iter()
+        .filter_map(|(k, _)| k.strip_prefix("pay_").map(|a| format!("amount_{a}")))
+        .chain(std::iter::once("pay".to_owned()))
+        .collect()
 }
 
 async fn pay(
@@ -698,24 +713,14 @@ async fn pay(
         return Ok(to_login());
     };
     ctx.check_csrf(&crate::forms::value(&form, "csrf"))?;
-    let items = match requested_items(st.app.config().currency, &ctx.t, &form) {
+    let fields = pay_fields(&form);
+    let field_refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let items = match requested_items(st.app.config().currency, &form) {
         Ok(items) => items,
-        Err((account, message)) => {
-            let rows = if account.is_empty() {
-                vec![]
-            } else {
-                vec![(account, message.clone())]
-            };
-            return dashboard_page(
-                &st,
-                &ctx,
-                &s,
-                StatusCode::BAD_REQUEST,
-                Some(&form),
-                message,
-                &rows,
-            )
-            .await;
+        Err(problems) => {
+            let errors = crate::forms::FormErrors::from_problems(&ctx.t, &problems, &field_refs);
+            return dashboard_page(&st, &ctx, &s, StatusCode::BAD_REQUEST, Some(&form), errors)
+                .await;
         }
     };
     let resident = st.app.resident(&s.user_id).await?;
@@ -742,30 +747,35 @@ async fn pay(
         }
         Err(e) => {
             // `items[i].amount_cents` names the row the use case refused.
-            let row = match &e {
-                AppError::Invalid { field, .. } => field
-                    .strip_prefix("items[")
+            let row_field = |f: &str| -> String {
+                f.strip_prefix("items[")
                     .and_then(|r| r.split_once(']'))
                     .and_then(|(i, _)| i.parse::<usize>().ok())
-                    .and_then(|i| accounts.get(i).cloned()),
-                _ => None,
+                    .and_then(|i| accounts.get(i))
+                    .map_or_else(|| "pay".to_owned(), |a| format!("amount_{a}"))
             };
-            let detail = match &e {
-                AppError::Invalid { message, .. } => Some(message.clone()),
-                _ => None,
+            let e = match e {
+                AppError::Fields(ps) => AppError::Fields(
+                    ps.into_iter()
+                        .map(|mut p| {
+                            p.field = row_field(&p.field);
+                            p
+                        })
+                        .collect(),
+                ),
+                AppError::Forbidden => AppError::Fields(vec![app::FieldProblem::new(
+                    "pay",
+                    "account_not_linked",
+                    "this account is not linked to you",
+                )]),
+                e => e,
             };
-            let p = problem(&ctx, e)?;
-            let (message, rows) = match (row, detail) {
-                (Some(acct), Some(detail)) => {
-                    let m = ctx.t.f(
-                        "account.error.pay_refused",
-                        &[("account", &acct), ("reason", &detail)],
-                    );
-                    (m.clone(), vec![(acct, m)])
-                }
-                _ => (p.message, vec![]),
+            let status = crate::error::status_of(&e);
+            let Some(errors) = crate::forms::FormErrors::from_app(&ctx.t, &e, "pay", &field_refs)
+            else {
+                return Err(e.into());
             };
-            dashboard_page(&st, &ctx, &s, p.status, Some(&form), message, &rows).await
+            dashboard_page(&st, &ctx, &s, status, Some(&form), errors).await
         }
     }
 }
@@ -1037,7 +1047,6 @@ mod tests {
 
     #[test]
     fn pay_form_reads_checked_accounts_only() {
-        let t = Tr::new("en");
         let f = form(&[
             ("csrf", "x"),
             ("pay_100001", "1"),
@@ -1046,7 +1055,7 @@ mod tests {
             ("pay_100003", "1"),
             ("amount_100003", "0.01"),
         ]);
-        let items = requested_items(Currency::Usd, &t, &f).unwrap();
+        let items = requested_items(Currency::Usd, &f).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].account.as_str(), "100001");
         assert_eq!(items[0].amount.cents(), 123_450);
@@ -1055,35 +1064,26 @@ mod tests {
     }
 
     #[test]
-    fn pay_form_refusals_name_the_field() {
-        let t = Tr::new("en");
-        let none = requested_items(
-            Currency::Usd,
-            &t,
-            &form(&[("csrf", "x"), ("amount_100001", "5")]),
-        )
-        .err()
-        .unwrap();
-        assert_eq!(none.0, "");
+    fn pay_form_refusals_name_the_field_all_at_once() {
+        let none = requested_items(Currency::Usd, &form(&[("csrf", "x"), ("amount_100001", "5")]))
+            .err()
+            .unwrap();
+        assert_eq!(none[0].field, "pay");
+        assert_eq!(none[0].code, "cart_empty");
         for bad in ["", "ten", "0", "-5", "1.234", "1e3"] {
-            let (acct, msg) = requested_items(
+            let p = requested_items(
                 Currency::Usd,
-                &t,
-                &form(&[("pay_100001", "1"), ("amount_100001", bad)]),
+                &form(&[("pay_100001", "1"), ("amount_100001", bad), ("pay_100002", "1"), ("amount_100002", bad)]),
             )
             .err()
             .unwrap();
-            assert_eq!(acct, "100001", "{bad}");
-            assert!(msg.contains("100001"), "{msg}");
+            let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+            assert_eq!(fields, ["amount_100001", "amount_100002"], "{bad}: both rows at once");
         }
-        let (acct, _) = requested_items(
-            Currency::Usd,
-            &t,
-            &form(&[("pay_12", "1"), ("amount_12", "5")]),
-        )
-        .err()
-        .unwrap();
-        assert_eq!(acct, "");
+        let p = requested_items(Currency::Usd, &form(&[("pay_12", "1"), ("amount_12", "5")]))
+            .err()
+            .unwrap();
+        assert_eq!(p[0].field, "pay");
     }
 
     #[test]

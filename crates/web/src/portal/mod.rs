@@ -273,7 +273,7 @@ struct QuickPayPage {
     postal_code: String,
     amount: String,
     email: String,
-    error: Option<String>,
+    errors: crate::forms::FormErrors,
     /// The form's one-time key (a form sent twice starts one payment).
     form_key: String,
 }
@@ -321,7 +321,7 @@ async fn quick_pay_lookup(
                     postal_code: f.postal_code.trim().to_owned(),
                     amount,
                     email: String::new(),
-                    error: None,
+                    errors: crate::forms::FormErrors::none(),
                     form_key: app::ids::form_key(),
                 },
             )
@@ -395,7 +395,40 @@ async fn quick_pay_start(
             Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
         }
         Err(e) => {
-            let (status, msg) = form_error(&ctx, e)?;
+            // Every problem at once, each on its field, in the reader's language; the use
+            // case names the amount `items[0].amount_cents`.
+            let e = match e {
+                AppError::Fields(ps) => AppError::Fields(
+                    ps.into_iter()
+                        .map(|mut p| {
+                            if p.field.starts_with("items[") {
+                                p.field = "amount".into();
+                            }
+                            p
+                        })
+                        .collect(),
+                ),
+                AppError::AccountNotFound => {
+                    let (status, msg) = form_error(&ctx, AppError::AccountNotFound)?;
+                    return render(
+                        status,
+                        &HomePage {
+                            c: ctx.chrome(),
+                            error: Some(msg),
+                            account_number: f.account_number,
+                            postal_code: f.postal_code,
+                        },
+                    );
+                }
+                e => e,
+            };
+            let status = crate::error::status_of(&e);
+            let Some(errors) =
+                crate::forms::FormErrors::from_app(&ctx.t, &e, "amount", QUICK_PAY_FIELDS)
+            else {
+                return Err(e.into());
+            };
+            tracing::info!(code = e.code(), "quick pay refused");
             render(
                 status,
                 &QuickPayPage {
@@ -404,7 +437,7 @@ async fn quick_pay_start(
                     postal_code: f.postal_code.trim().to_owned(),
                     amount: f.amount,
                     email: f.email,
-                    error: Some(msg),
+                    errors,
                     form_key: app::ids::form_key(),
                 },
             )
@@ -412,14 +445,33 @@ async fn quick_pay_start(
     }
 }
 
+/// The quick-pay form's fields, in order.
+const QUICK_PAY_FIELDS: &[&str] = &["amount", "email"];
+
+/// The payment the quick-pay form asks for, or every problem with the form at once.
 fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentRequest, AppError> {
     let currency = st.app.config().currency;
     let account = AccountNumber::parse(&f.account_number).ok_or(AppError::AccountNotFound)?;
     let zip = PostalCode::parse(&f.postal_code).ok_or(AppError::AccountNotFound)?;
-    let amount = Money::parse_dollars(&f.amount, currency)
-        .map_err(|e| AppError::invalid(ctx.t.s("field.amount"), e.to_string()))?;
-    let email = EmailAddress::parse(&f.email)
-        .ok_or_else(|| AppError::invalid(ctx.t.s("field.email"), ctx.t.s("error.email_shape")))?;
+    let mut problems = Vec::new();
+    let amount = match Money::parse_dollars(f.amount.trim().trim_start_matches('$'), currency) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problems.push(app::FieldProblem::new("amount", "amount_shape", e.to_string()));
+            None
+        }
+    };
+    let email = EmailAddress::parse(&f.email);
+    if email.is_none() {
+        problems.push(app::FieldProblem::new(
+            "email",
+            "email_shape",
+            "an email address like name@example.com",
+        ));
+    }
+    let (Some(amount), Some(email)) = (amount, email) else {
+        return Err(AppError::Fields(problems));
+    };
     Ok(PaymentRequest {
         invoices: vec![],
         items: vec![RequestedItem {
