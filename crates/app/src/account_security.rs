@@ -78,18 +78,28 @@ impl App {
                 .ok_or(AppError::NotFound("resident"))?
         };
         let actor = format!("resident:{resident_id}");
+        // Both fields checked, every problem reported at once.
+        let mut problems = Vec::new();
         if !passwords::verify(current.to_owned(), Some(row.password_hash.clone())).await {
             self.refuse_change(&actor, "resident.password_changed", resident_id, source_ip)
                 .await?;
-            return Err(AppError::invalid("current_password", WRONG_CURRENT));
+            problems.push(crate::FieldProblem::new(
+                "current_password",
+                "current_password_wrong",
+                WRONG_CURRENT,
+            ));
         }
         let email = self.open(columns::RESIDENT_EMAIL, &row.email)?;
-        password::check(
+        if let Err(p) = password::check(
             new,
             password::RESIDENT_MIN_LEN,
             &[email.as_str(), self.config().city_name.as_str()],
-        )
-        .map_err(|p| AppError::invalid("password", password_message(p)))?;
+        ) {
+            problems.push(crate::residents::password_problem("password", p, false));
+        }
+        if !problems.is_empty() {
+            return Err(AppError::Fields(problems));
+        }
         let hash = passwords::hash(new.to_owned()).await?;
         let now = self.now_unix();
         let mut tx = self.store.begin().await?;

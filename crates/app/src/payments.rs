@@ -349,7 +349,11 @@ impl App {
                 ));
             }
             if item.amount.currency() != currency {
-                return Err(refuse("amount_cents", "amount_shape", "wrong currency".into()));
+                return Err(refuse(
+                    "amount_cents",
+                    "amount_shape",
+                    "wrong currency".into(),
+                ));
             }
             if !item.amount.is_positive() {
                 return Err(refuse(

@@ -22,6 +22,22 @@ pub struct Resident {
     pub verified: bool,
 }
 
+/// A password refused, as a field problem with a stable code (the message catalog's
+/// `field_error.<code>`): `password_short` (`staff_password_short` for staff, whose minimum
+/// differs), `password_long`, `password_common`, `password_identifier`,
+/// `password_repetitive`.
+pub fn password_problem(field: &str, p: PasswordProblem, staff: bool) -> crate::FieldProblem {
+    let code = match p {
+        PasswordProblem::TooShort { .. } if staff => "staff_password_short",
+        PasswordProblem::TooShort { .. } => "password_short",
+        PasswordProblem::TooLong => "password_long",
+        PasswordProblem::Common => "password_common",
+        PasswordProblem::ContainsIdentifier => "password_identifier",
+        PasswordProblem::Repetitive => "password_repetitive",
+    };
+    crate::FieldProblem::new(field, code, password_message(p))
+}
+
 pub fn password_message(p: PasswordProblem) -> String {
     match p {
         PasswordProblem::TooShort { min } => {
@@ -51,15 +67,26 @@ impl App {
         password_plain: &str,
         source_ip: &str,
     ) -> Result<(), AppError> {
-        let email = EmailAddress::parse(email).ok_or_else(|| {
-            AppError::invalid("email", "enter an email address like name@example.com")
-        })?;
-        password::check(
-            password_plain,
-            password::RESIDENT_MIN_LEN,
-            &[email.as_str(), self.config().city_name.as_str()],
-        )
-        .map_err(|p| AppError::invalid("password", password_message(p)))?;
+        // Both fields checked, every problem reported at once.
+        let parsed = EmailAddress::parse(email);
+        let mut problems = Vec::new();
+        if parsed.is_none() {
+            problems.push(crate::FieldProblem::new(
+                "email",
+                "email_shape",
+                "enter an email address like name@example.com",
+            ));
+        }
+        let identifiers = [
+            parsed.as_ref().map_or(email.trim(), |e| e.as_str()),
+            self.config().city_name.as_str(),
+        ];
+        if let Err(p) = password::check(password_plain, password::RESIDENT_MIN_LEN, &identifiers) {
+            problems.push(password_problem("password", p, false));
+        }
+        let Some(email) = parsed.filter(|_| problems.is_empty()) else {
+            return Err(AppError::Fields(problems));
+        };
         self.rate_limit(&format!("register:{source_ip}"), 20, 3600)
             .await?;
         let hash = passwords::hash(password_plain.to_owned()).await?;
@@ -358,7 +385,9 @@ impl App {
             &[email.as_str(), self.config().city_name.as_str()],
         ) {
             tx.rollback().await.map_err(StoreError::from)?;
-            return Err(AppError::invalid("password", password_message(p)));
+            return Err(AppError::Fields(vec![password_problem(
+                "password", p, false,
+            )]));
         }
         res::set_password(&mut tx, &id, &new_hash).await?;
         res::void_tokens(&mut tx, &id, "reset", self.now_unix()).await?;

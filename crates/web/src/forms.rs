@@ -69,6 +69,11 @@ impl FormErrors {
         }
     }
 
+    /// Problems already in the reader's words, as (field id, message).
+    pub fn of(pairs: Vec<(String, String)>) -> FormErrors {
+        FormErrors(pairs)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

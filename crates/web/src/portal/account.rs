@@ -20,7 +20,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use domain::password::{PasswordProblem, MAX_LEN, RESIDENT_MIN_LEN};
+use domain::password::{PasswordProblem, RESIDENT_MIN_LEN};
 use domain::{AccountNumber, Currency, EmailAddress, Money};
 use serde::Deserialize;
 
@@ -48,81 +48,39 @@ pub fn router() -> Router<AppState> {
 // ---------------------------------------------------------------------------------------
 // Refusals: a use case's error as a message for the form, in the reader's language.
 
-/// A refused form: the status to answer with, the message, and the field it is about
-/// (`""` when it is about the form as a whole).
+/// A refused form: the status to answer with and the message, in the reader's language.
 pub(super) struct Problem {
     pub(super) status: StatusCode,
-    pub(super) field: &'static str,
     pub(super) message: String,
 }
 
-fn password_problem_message(t: &Tr, message: &str) -> Option<String> {
-    let known = [
-        (
-            PasswordProblem::TooShort {
-                min: RESIDENT_MIN_LEN,
-            },
-            t.f(
-                "account.error.password_short",
-                &[("min", &RESIDENT_MIN_LEN.to_string())],
-            ),
-        ),
-        (
-            PasswordProblem::TooLong,
-            t.f(
-                "account.error.password_long",
-                &[("max", &MAX_LEN.to_string())],
-            ),
-        ),
-        (
-            PasswordProblem::Common,
-            t.s("account.error.password_common").to_owned(),
-        ),
-        (
-            PasswordProblem::ContainsIdentifier,
-            t.s("account.error.password_email").to_owned(),
-        ),
-        (
-            PasswordProblem::Repetitive,
-            t.s("account.error.password_repetitive").to_owned(),
-        ),
-    ];
-    known
-        .into_iter()
-        .find(|(p, _)| app::residents::password_message(*p) == message)
-        .map(|(_, m)| m)
-}
-
-/// Turns a refusal into a [`Problem`]; failures of ours stay errors (an error page).
+/// Turns a refusal into a [`Problem`] by its code, never by its English text; failures of
+/// ours stay errors (an error page).
 pub(super) fn problem(ctx: &Ctx, e: AppError) -> Result<Problem, PageError> {
     let t = &ctx.t;
-    let (field, message) = match &e {
-        AppError::BadCredentials => ("", t.s("account.error.bad_credentials").to_owned()),
-        AppError::EmailNotVerified => ("", t.s("account.error.unverified").to_owned()),
-        AppError::Locked => ("", t.s("account.error.locked").to_owned()),
-        AppError::LinkProofMismatch => ("", t.s("account.error.link_mismatch").to_owned()),
-        AppError::BadToken => ("", t.s("account.error.bad_token").to_owned()),
-        AppError::Forbidden => ("", t.s("account.error.not_linked").to_owned()),
-        AppError::Invalid { field, message } => match field.as_str() {
-            "email" => ("email", t.s("account.error.email").to_owned()),
-            "password" => (
-                "password",
-                password_problem_message(t, message)
-                    .unwrap_or_else(|| format!("{}: {message}", t.s("account.field.password"))),
-            ),
-            "account_number" => (
-                "account_number",
-                t.s("account.error.account_number").to_owned(),
-            ),
-            "postal_code" => ("postal_code", t.s("account.error.postal_code").to_owned()),
-            _ => ("", String::new()),
+    let message = match &e {
+        AppError::BadCredentials => t.s("account.error.bad_credentials").to_owned(),
+        AppError::EmailNotVerified => t.s("account.error.unverified").to_owned(),
+        AppError::Locked => t.s("account.error.locked").to_owned(),
+        AppError::LinkProofMismatch => t.s("account.error.link_mismatch").to_owned(),
+        AppError::BadToken => t.s("account.error.bad_token").to_owned(),
+        AppError::Forbidden => t.s("account.error.not_linked").to_owned(),
+        AppError::Fields(p) => crate::forms::FormErrors::from_problems(t, p, &[])
+            .items()
+            .first()
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default(),
+        AppError::Invalid { field, .. } => match field.as_str() {
+            "email" => t.s("account.error.email").to_owned(),
+            "account_number" => t.s("account.error.account_number").to_owned(),
+            "postal_code" => t.s("account.error.postal_code").to_owned(),
+            _ => String::new(),
         },
-        _ => ("", String::new()),
+        _ => String::new(),
     };
     let (status, fallback) = form_error(ctx, e)?;
     Ok(Problem {
         status,
-        field,
         message: if message.is_empty() {
             fallback
         } else {
@@ -204,8 +162,29 @@ fn notice(
 struct RegisterPage {
     c: Chrome,
     email: String,
-    error: String,
-    err_field: &'static str,
+    errors: crate::forms::FormErrors,
+}
+
+/// A refusal as form errors (every problem, each on its field, in the reader's language),
+/// with its status; failures of ours stay errors (an error page).
+fn form_errors(
+    ctx: &Ctx,
+    e: AppError,
+    field: &str,
+    fields: &[&str],
+) -> Result<(StatusCode, crate::forms::FormErrors), PageError> {
+    let status = crate::error::status_of(&e);
+    if matches!(e, AppError::RateLimited) {
+        let p = app::FieldProblem::new(field, "rate_limited", "too many attempts");
+        return Ok((
+            status,
+            crate::forms::FormErrors::from_problems(&ctx.t, &[p], fields),
+        ));
+    }
+    match crate::forms::FormErrors::from_app(&ctx.t, &e, field, fields) {
+        Some(errors) if !status.is_server_error() => Ok((status, errors)),
+        _ => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -222,8 +201,7 @@ async fn register_form(ctx: Ctx) -> Result<Response, PageError> {
         &RegisterPage {
             c: ctx.chrome(),
             email: String::new(),
-            error: String::new(),
-            err_field: "",
+            errors: crate::forms::FormErrors::none(),
         },
     )
 }
@@ -245,14 +223,13 @@ async fn register(
             ctx.t.s("nav.login"),
         ),
         Err(e) => {
-            let p = problem(&ctx, e)?;
+            let (status, errors) = form_errors(&ctx, e, "email", &["email", "password"])?;
             render(
-                p.status,
+                status,
                 &RegisterPage {
                     c: ctx.chrome(),
                     email: f.email.trim().to_owned(),
-                    error: p.message,
-                    err_field: p.field,
+                    errors,
                 },
             )
         }
@@ -442,7 +419,7 @@ async fn forgot(
 struct ResetPage {
     c: Chrome,
     token: String,
-    error: String,
+    errors: crate::forms::FormErrors,
 }
 
 #[derive(Deserialize)]
@@ -472,7 +449,7 @@ async fn reset_form(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, PageErr
             &ResetPage {
                 c: ctx.chrome(),
                 token,
-                error: String::new(),
+                errors: crate::forms::FormErrors::none(),
             },
         ),
         None => bad_reset_link(&ctx),
@@ -499,13 +476,13 @@ async fn reset(
         ),
         Err(AppError::BadToken) => bad_reset_link(&ctx),
         Err(e) => {
-            let p = problem(&ctx, e)?;
+            let (status, errors) = form_errors(&ctx, e, "password", &["password"])?;
             render(
-                p.status,
+                status,
                 &ResetPage {
                     c: ctx.chrome(),
                     token: f.token,
-                    error: p.message,
+                    errors,
                 },
             )
         }
@@ -1034,15 +1011,16 @@ mod tests {
         for lang in ["en", "es"] {
             let t = Tr::new(lang);
             for p in problems {
-                let m = password_problem_message(&t, &app::residents::password_message(p));
-                assert!(
-                    m.as_deref()
-                        .is_some_and(|m| !m.contains('{') && !m.contains("(missing")),
-                    "{lang} {p:?}: {m:?}"
-                );
+                for staff in [false, true] {
+                    let fp = app::residents::password_problem("password", p, staff);
+                    let m = t.s(&format!("field_error.{}", fp.code));
+                    assert!(
+                        m != crate::i18n::MISSING && !m.contains('{'),
+                        "{lang} {p:?}: {m:?}"
+                    );
+                }
             }
         }
-        assert!(password_problem_message(&Tr::new("en"), "something else").is_none());
     }
 
     #[test]
@@ -1065,20 +1043,32 @@ mod tests {
 
     #[test]
     fn pay_form_refusals_name_the_field_all_at_once() {
-        let none = requested_items(Currency::Usd, &form(&[("csrf", "x"), ("amount_100001", "5")]))
-            .err()
-            .unwrap();
+        let none = requested_items(
+            Currency::Usd,
+            &form(&[("csrf", "x"), ("amount_100001", "5")]),
+        )
+        .err()
+        .unwrap();
         assert_eq!(none[0].field, "pay");
         assert_eq!(none[0].code, "cart_empty");
         for bad in ["", "ten", "0", "-5", "1.234", "1e3"] {
             let p = requested_items(
                 Currency::Usd,
-                &form(&[("pay_100001", "1"), ("amount_100001", bad), ("pay_100002", "1"), ("amount_100002", bad)]),
+                &form(&[
+                    ("pay_100001", "1"),
+                    ("amount_100001", bad),
+                    ("pay_100002", "1"),
+                    ("amount_100002", bad),
+                ]),
             )
             .err()
             .unwrap();
             let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
-            assert_eq!(fields, ["amount_100001", "amount_100002"], "{bad}: both rows at once");
+            assert_eq!(
+                fields,
+                ["amount_100001", "amount_100002"],
+                "{bad}: both rows at once"
+            );
         }
         let p = requested_items(Currency::Usd, &form(&[("pay_12", "1"), ("amount_12", "5")]))
             .err()

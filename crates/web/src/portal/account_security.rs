@@ -14,7 +14,6 @@ use crate::error::PageError;
 use crate::passkeys::{NewPasskeyPage, PasskeyLine, PasskeySection};
 use crate::staff::utc;
 use crate::AppState;
-use app::account_security::WRONG_CURRENT;
 use app::sessions::{Realm, Session, SessionInfo};
 use app::AppError;
 use askama::Template;
@@ -64,6 +63,8 @@ struct SecurityPage {
     max_len: usize,
     /// The password rules, translated.
     hint: String,
+    /// Each field's problem (the summary links to them).
+    errors: crate::forms::FormErrors,
     /// The field the error is about: `current_password`, `password`, `end_password`,
     /// `mfa_password`, `mfa_code` or `""`.
     error_field: &'static str,
@@ -82,6 +83,22 @@ pub(super) async fn show(
     status: StatusCode,
     error_field: &'static str,
     error: String,
+    notice: String,
+) -> Result<Response, PageError> {
+    let none = crate::forms::FormErrors::none();
+    show_errors(st, ctx, session, status, error_field, error, none, notice).await
+}
+
+/// The security page with a form's problems, all of them, each on its field.
+#[allow(clippy::too_many_arguments)]
+async fn show_errors(
+    st: &AppState,
+    ctx: &Ctx,
+    session: &Session,
+    status: StatusCode,
+    error_field: &'static str,
+    error: String,
+    errors: crate::forms::FormErrors,
     notice: String,
 ) -> Result<Response, PageError> {
     let sessions = st
@@ -113,6 +130,11 @@ pub(super) async fn show(
                 &[("min", &RESIDENT_MIN_LEN.to_string())],
             ),
             max_len: MAX_LEN,
+            errors: if error_field.is_empty() {
+                errors
+            } else {
+                crate::forms::FormErrors::of(vec![(error_field.to_owned(), error.clone())])
+            },
             error_field,
             error,
             notice,
@@ -182,30 +204,26 @@ async fn change_password(
             )
             .await
         }
-        Err(AppError::Invalid { field, message })
-            if field == "current_password" && message == WRONG_CURRENT =>
-        {
-            let error = ctx.t.s("security.error.current_password").to_owned();
-            show(
-                &st,
-                &ctx,
-                session,
-                StatusCode::BAD_REQUEST,
-                "current_password",
-                error,
-                String::new(),
-            )
-            .await
-        }
         Err(e) => {
-            let p = problem(&ctx, e)?;
-            show(
+            // Every problem of the form at once (the current password and the new one),
+            // in the reader's language by their codes.
+            let status = crate::error::status_of(&e);
+            let Some(errors) = crate::forms::FormErrors::from_app(
+                &ctx.t,
+                &e,
+                "password",
+                &["current_password", "password"],
+            ) else {
+                return Err(e.into());
+            };
+            show_errors(
                 &st,
                 &ctx,
                 session,
-                p.status,
-                p.field,
-                p.message,
+                status,
+                "",
+                String::new(),
+                errors,
                 String::new(),
             )
             .await

@@ -457,7 +457,11 @@ fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentReque
     let amount = match Money::parse_dollars(f.amount.trim().trim_start_matches('$'), currency) {
         Ok(m) => Some(m),
         Err(e) => {
-            problems.push(app::FieldProblem::new("amount", "amount_shape", e.to_string()));
+            problems.push(app::FieldProblem::new(
+                "amount",
+                "amount_shape",
+                e.to_string(),
+            ));
             None
         }
     };
