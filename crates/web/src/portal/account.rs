@@ -20,7 +20,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use domain::password::{PasswordProblem, RESIDENT_MIN_LEN};
 use domain::{AccountNumber, Currency, EmailAddress, Money};
 use serde::Deserialize;
 
@@ -989,6 +988,7 @@ async fn bill_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::password::{PasswordProblem, RESIDENT_MIN_LEN};
 
     fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
