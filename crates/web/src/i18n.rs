@@ -167,6 +167,71 @@ mod tests {
         assert!(missing.is_empty(), "keys missing from en.toml: {missing:?}");
     }
 
+    /// Every refusal a person can meet has a text in both languages: each stable code a
+    /// use case or a page gives a field problem (the second argument of each field problem in
+    /// the app and web sources), and each status, fee, department and purpose shown by code.
+    #[test]
+    fn every_refusal_code_and_status_has_english_and_spanish() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut keys = Vec::new();
+        let mut stack = vec![dir.join("src"), dir.join("../app/src")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                for part in text.split("FieldProblem::new(").skip(1) {
+                    // The second argument is the code: the first string literal after the
+                    // first comma outside parentheses.
+                    let mut depth = 0;
+                    let rest = part.char_indices().find_map(|(i, c)| match c {
+                        '(' => {
+                            depth += 1;
+                            None
+                        }
+                        ')' if depth > 0 => {
+                            depth -= 1;
+                            None
+                        }
+                        ',' if depth == 0 => Some(&part[i + 1..]),
+                        _ => None,
+                    });
+                    let code = rest
+                        .map(str::trim_start)
+                        .and_then(|r| r.strip_prefix('"'))
+                        .and_then(|r| r.split('"').next());
+                    if let Some(code) = code {
+                        keys.push(format!("field_error.{code}"));
+                    }
+                }
+            }
+        }
+        assert!(keys.len() > 40, "found only {} field problem codes", keys.len());
+        let sets: &[(&str, &[&str])] = &[
+            ("permit.status", &["draft", "submitted", "revision_requested", "rejected", "approved", "issued"]),
+            ("licence.status", &["pending", "active", "expired", "suspended", "revoked"]),
+            ("inspection.status", &["requested", "passed", "failed", "partial", "canceled"]),
+            ("invoice.status", &["open", "paid", "void"]),
+            ("invoice.purpose", &["permit_fees", "reinspection", "licence_new", "licence_renewal"]),
+            ("department", &["utility", "permit", "licence", "card_fee"]),
+            ("fee", &["permit_fee", "plan_review", "reinspection", "licence_fee", "late_penalty", "card_fee"]),
+        ];
+        for (prefix, values) in sets {
+            keys.extend(values.iter().map(|v| format!("{prefix}.{v}")));
+        }
+        let cats = catalogs();
+        for lang in ["en", "es"] {
+            let missing: Vec<_> = keys
+                .iter()
+                .filter(|k| !cats[lang].contains_key(k.as_str()))
+                .collect();
+            assert!(missing.is_empty(), "keys missing from {lang}.toml: {missing:?}");
+        }
+    }
+
     #[test]
     fn dates_read_as_people_write_them() {
         assert_eq!(Tr::new("en").date("2026-12-04"), "December 4, 2026");
