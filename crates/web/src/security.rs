@@ -85,6 +85,7 @@ pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
             portal_headers,
         ))
         .layer(middleware::from_fn_with_state(state, resolve_client_ip))
+        .layer(middleware::from_fn(crate::portal::localize_error_page))
         .layer(middleware::from_fn(access_log))
 }
 
@@ -101,6 +102,7 @@ pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
         .layer(middleware::from_fn(staff_card_number_guard))
         .layer(middleware::from_fn_with_state(state.clone(), staff_headers))
         .layer(middleware::from_fn_with_state(state, resolve_client_ip))
+        .layer(middleware::from_fn(crate::portal::localize_error_page))
         .layer(middleware::from_fn(access_log))
 }
 

@@ -907,3 +907,33 @@ async fn a_convenience_fee_is_shown_before_paying_and_posted_as_its_own_line() {
         .unwrap();
     assert_eq!(total, balance + 295);
 }
+
+#[tokio::test]
+async fn error_pages_speak_the_readers_language() {
+    let s = server().start().await;
+    let c = client();
+    let res = c.get(format!("{}/no-such-page?lang=es", s.portal)).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<html lang=\"es\">"), "declared Spanish");
+    assert!(html.contains("No encontramos esa página") && html.contains("No pudimos completar esa acción"), "{html}");
+    // Remembered from the cookie, and by Accept-Language.
+    let res = client()
+        .get(format!("{}/permits/pmt_AAAAAAAAAAAAAAAAAAAAAA/print", s.portal))
+        .header("accept-language", "es-US,es;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection() || res.status() == 404);
+    let res = client()
+        .get(format!("{}/licence-check/NOPE", s.portal))
+        .header("accept-language", "es-US,es;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.text().await.unwrap().contains("<html lang=\"es\">"));
+    // English stays English.
+    let html = c.get(format!("{}/no-such-page?lang=en", s.portal)).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("<html lang=\"en\">"));
+}

@@ -162,10 +162,59 @@ pub(crate) fn remember_city_name(name: &str) {
     let _ = CITY_NAME.set(name.to_owned());
 }
 
-/// A full error page (used by the edge error type, so it must not fail).
+/// What an error page showed, carried on its response so [`localize_error_page`] can
+/// render it again in the reader's language.
+#[derive(Clone, Debug)]
+pub struct ErrorShown {
+    pub code: String,
+    pub message: String,
+}
+
+/// A full error page (used by the edge error type, so it must not fail). English; the
+/// listeners' [`localize_error_page`] layer renders it again in the reader's language.
 pub fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut res = error_page_in(Tr::new("en"), status, code, message);
+    res.extensions_mut().insert(ErrorShown {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    });
+    res
+}
+
+/// Error pages in the language of the request (`?lang=`, the `lang` cookie, then
+/// `Accept-Language`), declared with that language, their message from the catalog by the
+/// error's code (`error.code.<code>`) where it has one.
+pub async fn localize_error_page(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let q: Option<LangQuery> = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok());
+    let t = i18n::negotiate(q.as_ref().and_then(|q| q.lang.as_deref()), req.headers());
+    let res = next.run(req).await;
+    let Some(shown) = res.extensions().get::<ErrorShown>().cloned() else {
+        return res;
+    };
+    if t.lang == "en" {
+        return res;
+    }
+    let key = format!("error.code.{}", shown.code);
+    let message = match t.s(&key) {
+        m if m == i18n::MISSING => shown.message.clone(),
+        m => m.to_owned(),
+    };
+    let (mut parts, _) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let fresh = error_page_in(t, parts.status, &shown.code, &message);
+    let (_, body) = fresh.into_parts();
+    Response::from_parts(parts, body)
+}
+
+fn error_page_in(t: Tr, status: StatusCode, code: &str, message: &str) -> Response {
     let c = Chrome {
-        t: Tr::new("en"),
+        t,
         city: CITY_NAME.get().cloned().unwrap_or_default(),
         sri: assets::uswds_js_integrity(),
         signed_in: false,
