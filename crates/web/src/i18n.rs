@@ -67,6 +67,26 @@ impl Tr {
         })
     }
 
+    /// A bill line as the reader reads it: the city's billing system describes lines in
+    /// English; a line of a known kind (`water`, `sewer`, ...) is named from the catalog
+    /// (`bill.line.<kind>`) in other languages, keeping any detail after a colon ("12 HCF").
+    pub fn bill_line(&self, kind: &str, description: &str) -> String {
+        if self.lang == "en" {
+            return description.to_owned();
+        }
+        let key = format!("bill.line.{kind}");
+        let cats = catalogs();
+        match cats.get(self.lang).and_then(|c| c.get(&key)) {
+            Some(name) => match description.split_once(':') {
+                Some((_, detail)) if !detail.trim().is_empty() => {
+                    format!("{name}: {}", detail.trim())
+                }
+                _ => name.clone(),
+            },
+            None => description.to_owned(),
+        }
+    }
+
     /// A calendar date (`YYYY-MM-DD`, as stored) the way people write it in this language:
     /// "December 4, 2026", "4 de diciembre de 2026". Anything else is shown as it is.
     pub fn date(&self, iso: &str) -> String {
@@ -230,6 +250,15 @@ mod tests {
                 .collect();
             assert!(missing.is_empty(), "keys missing from {lang}.toml: {missing:?}");
         }
+    }
+
+    #[test]
+    fn bill_lines_in_spanish() {
+        let es = Tr::new("es");
+        assert_eq!(es.bill_line("water", "Water service: 12 HCF"), "Servicio de agua: 12 HCF");
+        assert_eq!(es.bill_line("sewer", "Sewer service"), "Alcantarillado");
+        assert_eq!(es.bill_line("odd", "Something else"), "Something else");
+        assert_eq!(Tr::new("en").bill_line("water", "Water service: 12 HCF"), "Water service: 12 HCF");
     }
 
     #[test]
