@@ -93,49 +93,48 @@ impl App {
         conn: &mut store::Conn,
         p: &PaymentView,
     ) -> Result<(), AppError> {
+        let lang = crate::mail_text::Lang::parse(&store::payments::language_of(conn, &p.id).await?);
+        let w = crate::mail_text::receipt(lang);
         let mut body = format!(
-            "Thank you. {} received your payment.\n\nConfirmation number: {}\nAmount paid: {}\n",
-            self.config().city_name,
+            "{}\n\n{}: {}\n{}: {}\n",
+            w.thanks.replace("{city}", &self.config().city_name),
+            w.confirmation,
             p.confirmation_number,
+            w.amount,
             p.amount
         );
         if let (Some(brand), Some(last4)) = (&p.card_brand, &p.card_last4) {
             body.push_str(&format!(
-                "Card: {} ending in {}\n",
+                "{}: {} {} {}\n",
+                w.card,
                 brand_name(brand),
+                w.ending_in,
                 last4
             ));
         }
-        body.push_str("\nApplied to:\n");
+        body.push_str(&format!("\n{}:\n", w.applied_to));
         // Itemised by department, as the city's ledger has it.
         for i in &p.items {
-            let department = self
-                .ledger_config()
-                .accounts
-                .get(&i.item_type)
-                .map_or("", |a| a.department.as_str());
             let what = match i.item_type.as_str() {
-                "utility" => format!("Utility account {}", i.account_number),
-                crate::payments::CARD_FEE => "Card convenience fee".to_owned(),
-                "permit" => format!("Permit fees, invoice {}", i.account_number),
-                "licence" => format!("Business license fees, invoice {}", i.account_number),
+                "utility" => format!("{} {}", w.utility_account, i.account_number),
+                crate::payments::CARD_FEE => w.card_fee.to_owned(),
+                "permit" => format!("{} {}", w.permit_fees, i.account_number),
+                "licence" => format!("{} {}", w.licence_fees, i.account_number),
                 other => format!("{other} {}", i.account_number),
             };
+            let department = crate::mail_text::department(lang, &i.item_type);
             body.push_str(&format!("  {department}: {what}: {}\n", i.amount));
         }
         body.push_str(&format!(
-            "\nView your receipt: {}/payments/{}/receipt\n\nKeep this email for your records.\n",
+            "\n{}: {}/payments/{}/receipt\n\n{}\n",
+            w.view,
             self.config().portal_base_url,
-            p.id
+            p.id,
+            w.keep
         ));
-        self.enqueue_email(
-            conn,
-            &p.email,
-            &format!("Payment receipt {}", p.confirmation_number),
-            &body,
-            "receipt",
-        )
-        .await
+        let subject = format!("{} {}", w.subject, p.confirmation_number);
+        self.enqueue_email(conn, &p.email, &subject, &body, "receipt")
+            .await
     }
 
     /// Delivers due emails; returns how many were delivered.

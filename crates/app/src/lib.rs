@@ -19,6 +19,7 @@ pub mod ids;
 pub mod integrity;
 pub mod ledger;
 pub mod licences;
+pub mod mail_text;
 pub mod mfa;
 pub mod passkeys;
 pub mod passwords;

@@ -71,6 +71,8 @@ pub struct PaymentRequest {
     /// The one-time key of the portal form that sent this request (see `FORM_KEY_LEN`):
     /// a form sent twice finds the payment it started instead of starting another.
     pub form_key: Option<String>,
+    /// The payer's language (`en`, `es`): the receipt is written in it.
+    pub language: Option<String>,
 }
 
 /// The (item, cents) a request asks for, sorted: bills by account, fees by invoice.
@@ -536,6 +538,12 @@ impl App {
             decided_at: None,
         };
         pay_store::insert(&mut tx, &row, &item_rows).await?;
+        if let Some(l) = &req.language {
+            let lang = crate::mail_text::Lang::parse(l);
+            if lang != crate::mail_text::Lang::En {
+                pay_store::set_language(&mut tx, &payment_id, lang.code()).await?;
+            }
+        }
         if let Some(key) = &req.form_key {
             if let Err(e) = pay_store::set_form_key(&mut tx, &payment_id, key).await {
                 if store::is_unique_violation(&e) {

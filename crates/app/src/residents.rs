@@ -65,8 +65,10 @@ impl App {
         &self,
         email: &str,
         password_plain: &str,
+        language: &str,
         source_ip: &str,
     ) -> Result<(), AppError> {
+        let lang = crate::mail_text::Lang::parse(language);
         // Both fields checked, every problem reported at once.
         let parsed = EmailAddress::parse(email);
         let mut problems = Vec::new();
@@ -93,20 +95,16 @@ impl App {
         let now = self.now_unix();
         let email_key = self.email_index(email.as_str());
         let mut tx = self.store.begin().await?;
-        if res::by_email_key(&mut tx, &email_key).await?.is_some() {
-            let body = format!(
-                "Someone tried to create a {} payments account with this email address, which already has one.\n\nIf it was you, log in or reset your password at {}/forgot.\nIf it was not you, you can ignore this email.\n",
-                self.config().city_name,
-                self.config().portal_base_url
+        if let Some(existing) = res::by_email_key(&mut tx, &email_key).await? {
+            let lang =
+                crate::mail_text::Lang::parse(&res::language_of(&mut tx, &existing.id).await?);
+            let (subject, body) = crate::mail_text::account_exists(
+                lang,
+                &self.config().city_name,
+                &format!("{}/forgot", self.config().portal_base_url),
             );
-            self.enqueue_email(
-                &mut tx,
-                email.as_str(),
-                "You already have an account",
-                &body,
-                "account_exists",
-            )
-            .await?;
+            self.enqueue_email(&mut tx, email.as_str(), &subject, &body, "account_exists")
+                .await?;
             tx.commit().await.map_err(StoreError::from)?;
             return Ok(());
         }
@@ -134,19 +132,14 @@ impl App {
             now,
         )
         .await?;
-        let body = format!(
-            "Welcome to {} online payments.\n\nConfirm your email address by opening this link within 24 hours:\n{}\n\nIf you did not create this account, ignore this email.\n",
-            self.config().city_name,
-            self.link("/verify", &token)
+        res::set_language(&mut tx, &id, lang.code()).await?;
+        let (subject, body) = crate::mail_text::verify(
+            lang,
+            &self.config().city_name,
+            &self.link("/verify", &token),
         );
-        self.enqueue_email(
-            &mut tx,
-            email.as_str(),
-            "Confirm your email address",
-            &body,
-            "verify_email",
-        )
-        .await?;
+        self.enqueue_email(&mut tx, email.as_str(), &subject, &body, "verify_email")
+            .await?;
         self.audit(
             &mut tx,
             &format!("resident:{id}"),
@@ -183,6 +176,21 @@ impl App {
 
     /// Logs in a resident without two-step sign-in (one with it on is refused as
     /// `BadCredentials` after the password step; see [`App::resident_login_step`]).
+    /// Remembers the language a resident reads (their emails are written in it); writes
+    /// only when it changed.
+    pub async fn remember_language(
+        &self,
+        resident_id: &str,
+        language: &str,
+    ) -> Result<(), AppError> {
+        let lang = crate::mail_text::Lang::parse(language);
+        let mut conn = self.store.conn().await?;
+        if res::language_of(&mut conn, resident_id).await? != lang.code() {
+            res::set_language(&mut conn, resident_id, lang.code()).await?;
+        }
+        Ok(())
+    }
+
     pub async fn resident_login(
         &self,
         email: &str,
@@ -318,12 +326,13 @@ impl App {
                 now,
             )
             .await?;
-            let body = format!(
-                "Someone asked to reset the password of your {} payments account.\n\nTo choose a new password, open this link within one hour (it works once):\n{}\n\nIf you did not ask, ignore this email; your password has not changed.\n",
-                self.config().city_name,
-                self.link("/reset", &token)
+            let lang = crate::mail_text::Lang::parse(&res::language_of(&mut tx, &r.id).await?);
+            let (subject, body) = crate::mail_text::reset(
+                lang,
+                &self.config().city_name,
+                &self.link("/reset", &token),
             );
-            self.enqueue_email(&mut tx, &to, "Reset your password", &body, "password_reset")
+            self.enqueue_email(&mut tx, &to, &subject, &body, "password_reset")
                 .await?;
             self.audit(
                 &mut tx,

@@ -374,3 +374,21 @@ pub async fn page(
     .fetch_all(conn)
     .await?)
 }
+
+/// The language a payment's receipt is written in.
+pub async fn set_language(conn: &mut AnyConnection, id: &str, language: &str) -> Result<()> {
+    sqlx::query("UPDATE payments SET language = $2 WHERE id = $1")
+        .bind(id)
+        .bind(language)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn language_of(conn: &mut AnyConnection, id: &str) -> Result<String> {
+    let r: Option<(String,)> = sqlx::query_as("SELECT language FROM payments WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(r.map_or_else(|| "en".to_owned(), |(l,)| l))
+}

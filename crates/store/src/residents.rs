@@ -207,3 +207,22 @@ pub async fn has_account(
     .await?;
     Ok(n > 0)
 }
+
+/// The language a resident reads (`en` when unknown).
+pub async fn language_of(conn: &mut AnyConnection, id: &str) -> Result<String> {
+    let r: Option<(String,)> = sqlx::query_as("SELECT language FROM residents WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(r.map_or_else(|| "en".to_owned(), |(l,)| l))
+}
+
+/// Remembers a resident's language; writes only when it changes. True if it changed.
+pub async fn set_language(conn: &mut AnyConnection, id: &str, language: &str) -> Result<bool> {
+    let r = sqlx::query("UPDATE residents SET language = $2 WHERE id = $1 AND language <> $2")
+        .bind(id)
+        .bind(language)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -87,6 +87,7 @@ pub async fn seed(
         };
         let started = app
             .start_payment(PaymentRequest {
+                language: None,
                 invoices: vec![],
                 items: vec![RequestedItem {
                     account: AccountNumber::parse(&account).context("account")?,

@@ -60,6 +60,7 @@ async fn licence_issued(
     let inv = invoices.first().context("a licence invoice")?;
     let started = app
         .start_payment(PaymentRequest {
+            language: None,
             items: vec![],
             invoices: vec![RequestedInvoice {
                 invoice_id: inv.id.clone(),

@@ -300,6 +300,7 @@ fn to_request(
     let email = EmailAddress::parse(&req.email)
         .ok_or_else(|| AppError::invalid("email", "an email address like name@example.com"))?;
     Ok(PaymentRequest {
+        language: None,
         items,
         invoices: vec![],
         email,

@@ -229,15 +229,53 @@ mod tests {
                 }
             }
         }
-        assert!(keys.len() > 40, "found only {} field problem codes", keys.len());
+        assert!(
+            keys.len() > 40,
+            "found only {} field problem codes",
+            keys.len()
+        );
         let sets: &[(&str, &[&str])] = &[
-            ("permit.status", &["draft", "submitted", "revision_requested", "rejected", "approved", "issued"]),
-            ("licence.status", &["pending", "active", "expired", "suspended", "revoked"]),
-            ("inspection.status", &["requested", "passed", "failed", "partial", "canceled"]),
+            (
+                "permit.status",
+                &[
+                    "draft",
+                    "submitted",
+                    "revision_requested",
+                    "rejected",
+                    "approved",
+                    "issued",
+                ],
+            ),
+            (
+                "licence.status",
+                &["pending", "active", "expired", "suspended", "revoked"],
+            ),
+            (
+                "inspection.status",
+                &["requested", "passed", "failed", "partial", "canceled"],
+            ),
             ("invoice.status", &["open", "paid", "void"]),
-            ("invoice.purpose", &["permit_fees", "reinspection", "licence_new", "licence_renewal"]),
+            (
+                "invoice.purpose",
+                &[
+                    "permit_fees",
+                    "reinspection",
+                    "licence_new",
+                    "licence_renewal",
+                ],
+            ),
             ("department", &["utility", "permit", "licence", "card_fee"]),
-            ("fee", &["permit_fee", "plan_review", "reinspection", "licence_fee", "late_penalty", "card_fee"]),
+            (
+                "fee",
+                &[
+                    "permit_fee",
+                    "plan_review",
+                    "reinspection",
+                    "licence_fee",
+                    "late_penalty",
+                    "card_fee",
+                ],
+            ),
         ];
         for (prefix, values) in sets {
             keys.extend(values.iter().map(|v| format!("{prefix}.{v}")));
@@ -248,17 +286,26 @@ mod tests {
                 .iter()
                 .filter(|k| !cats[lang].contains_key(k.as_str()))
                 .collect();
-            assert!(missing.is_empty(), "keys missing from {lang}.toml: {missing:?}");
+            assert!(
+                missing.is_empty(),
+                "keys missing from {lang}.toml: {missing:?}"
+            );
         }
     }
 
     #[test]
     fn bill_lines_in_spanish() {
         let es = Tr::new("es");
-        assert_eq!(es.bill_line("water", "Water service: 12 HCF"), "Servicio de agua: 12 HCF");
+        assert_eq!(
+            es.bill_line("water", "Water service: 12 HCF"),
+            "Servicio de agua: 12 HCF"
+        );
         assert_eq!(es.bill_line("sewer", "Sewer service"), "Alcantarillado");
         assert_eq!(es.bill_line("odd", "Something else"), "Something else");
-        assert_eq!(Tr::new("en").bill_line("water", "Water service: 12 HCF"), "Water service: 12 HCF");
+        assert_eq!(
+            Tr::new("en").bill_line("water", "Water service: 12 HCF"),
+            "Water service: 12 HCF"
+        );
     }
 
     #[test]

@@ -912,14 +912,25 @@ async fn a_convenience_fee_is_shown_before_paying_and_posted_as_its_own_line() {
 async fn error_pages_speak_the_readers_language() {
     let s = server().start().await;
     let c = client();
-    let res = c.get(format!("{}/no-such-page?lang=es", s.portal)).send().await.unwrap();
+    let res = c
+        .get(format!("{}/no-such-page?lang=es", s.portal))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
     let html = res.text().await.unwrap();
     assert!(html.contains("<html lang=\"es\">"), "declared Spanish");
-    assert!(html.contains("No encontramos esa página") && html.contains("No pudimos completar esa acción"), "{html}");
+    assert!(
+        html.contains("No encontramos esa página")
+            && html.contains("No pudimos completar esa acción"),
+        "{html}"
+    );
     // Remembered from the cookie, and by Accept-Language.
     let res = client()
-        .get(format!("{}/permits/pmt_AAAAAAAAAAAAAAAAAAAAAA/print", s.portal))
+        .get(format!(
+            "{}/permits/pmt_AAAAAAAAAAAAAAAAAAAAAA/print",
+            s.portal
+        ))
         .header("accept-language", "es-US,es;q=0.9")
         .send()
         .await
@@ -934,6 +945,115 @@ async fn error_pages_speak_the_readers_language() {
     assert_eq!(res.status(), 404);
     assert!(res.text().await.unwrap().contains("<html lang=\"es\">"));
     // English stays English.
-    let html = c.get(format!("{}/no-such-page?lang=en", s.portal)).send().await.unwrap().text().await.unwrap();
+    let html = c
+        .get(format!("{}/no-such-page?lang=en", s.portal))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("<html lang=\"en\">"));
+}
+
+#[tokio::test]
+async fn a_residents_language_is_remembered_for_their_emails() {
+    let s = server().start().await;
+    // Registered from a Spanish page: the confirmation email is in Spanish.
+    let c = client();
+    let token = form_token(&c, &s.portal).await;
+    let res = c
+        .post(format!("{}/register?lang=es", s.portal))
+        .header("origin", &s.portal)
+        .form(&[
+            ("email", "ana@example.com"),
+            ("password", "purple elephants juggle quietly"),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mails = s.app().emails_to("ana@example.com").await.unwrap();
+    let verify = mails.iter().find(|m| m.kind == "verify_email").unwrap();
+    assert_eq!(verify.subject, "Confirme su correo electrónico");
+    assert!(verify.body_text.contains("Bienvenido"));
+    // A quick payment from a Spanish page: the receipt is in Spanish, itemised by
+    // department.
+    let form = [("account_number", "100001"), ("postal_code", "93301")];
+    let token = form_token(&c, &s.portal).await;
+    let page = c
+        .post(format!("{}/quick-pay?lang=es", s.portal))
+        .header("origin", &s.portal)
+        .form(&[form[0], form[1], ("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = hidden_value(&page, "form_key");
+    let res = c
+        .post(format!("{}/quick-pay/pay?lang=es", s.portal))
+        .header("origin", &s.portal)
+        .form(&[
+            form[0],
+            form[1],
+            ("amount", "10.00"),
+            ("email", "pago@example.com"),
+            ("form_key", key.as_str()),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let checkout = location(&res);
+    let paid = s.pay_hosted(&checkout, "4242 4242 4242 4242").await;
+    s.follow(paid).await;
+    s.webhooks_settled().await;
+    let receipt = s
+        .app()
+        .emails_to("pago@example.com")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.kind == "receipt")
+        .unwrap();
+    assert!(
+        receipt.subject.starts_with("Recibo de pago"),
+        "{}",
+        receipt.subject
+    );
+    assert!(
+        receipt
+            .body_text
+            .contains("Servicios públicos: Cuenta de servicios 100001: $10.00"),
+        "{}",
+        receipt.body_text
+    );
+    // Quick pay's errors, all at once and in Spanish, on their fields.
+    let token = form_token(&c, &s.portal).await;
+    let res = c
+        .post(format!("{}/quick-pay/pay?lang=es", s.portal))
+        .header("origin", &s.portal)
+        .form(&[
+            form[0],
+            form[1],
+            ("amount", "diez"),
+            ("email", "nadie"),
+            ("form_key", app::ids::form_key().as_str()),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("href=\"#amount\"") && html.contains("href=\"#email\""),
+        "both in the summary"
+    );
+    assert!(html.contains("Escriba un correo electrónico"), "in Spanish");
+    assert!(!html.contains("items[0]"), "no internal field names");
 }

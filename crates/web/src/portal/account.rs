@@ -210,7 +210,11 @@ async fn register(
     ctx: Ctx,
     Form(f): Form<CredentialsForm>,
 ) -> Result<Response, PageError> {
-    match st.app.register(&f.email, &f.password, &ctx.ip).await {
+    match st
+        .app
+        .register(&f.email, &f.password, ctx.t.lang, &ctx.ip)
+        .await
+    {
         // The same answer whether or not the address already had an account.
         Ok(()) => notice(
             &ctx,
@@ -612,6 +616,9 @@ async fn dashboard(State(st): State<AppState>, ctx: Ctx) -> Result<Response, Pag
     let Some(s) = ctx.session.clone() else {
         return Ok(to_login());
     };
+    // Every sign-in lands here: the language the resident reads is remembered for their
+    // emails (written only when it changed).
+    st.app.remember_language(&s.user_id, ctx.t.lang).await?;
     dashboard_page(
         &st,
         &ctx,
@@ -707,6 +714,7 @@ async fn pay(
         .map(|i| i.account.as_str().to_owned())
         .collect();
     let req = PaymentRequest {
+        language: Some(ctx.t.lang.to_owned()),
         items,
         invoices: vec![],
         email,

@@ -344,6 +344,7 @@ async fn pay(State(st): State<AppState>, ctx: Ctx, Form(form): Form<Pairs>) -> P
     let email = EmailAddress::parse(&resident.email)
         .ok_or_else(|| AppError::Internal("stored resident email is malformed".into()))?;
     let req = PaymentRequest {
+        language: Some(ctx.t.lang.to_owned()),
         items,
         invoices,
         email,

@@ -526,6 +526,7 @@ fn build_quick_pay(st: &AppState, ctx: &Ctx, f: &PayForm) -> Result<PaymentReque
         return Err(AppError::Fields(problems));
     };
     Ok(PaymentRequest {
+        language: Some(ctx.t.lang.to_owned()),
         invoices: vec![],
         items: vec![RequestedItem {
             account,
