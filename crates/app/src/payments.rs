@@ -600,6 +600,10 @@ impl App {
         let payment_id = row.id.clone();
         let currency = self.config().currency;
         let base = &self.config().portal_base_url;
+        let language = {
+            let mut conn = self.store.conn().await?;
+            pay_store::language_of(&mut conn, &payment_id).await?
+        };
         let create = CreateCheckoutSession {
             line_items: item_rows
                 .iter()
@@ -632,6 +636,8 @@ impl App {
             ],
             customer_email: Some(email.to_string()),
             expires_at: Some(row.created_at + self.config().payment_ttl_secs.max(1800)),
+            // The card page in the payer's language.
+            locale: Some(language).filter(|l| l != "en"),
         };
         let session = match self
             .processor

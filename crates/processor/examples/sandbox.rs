@@ -43,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 metadata: vec![],
                 customer_email: None,
                 expires_at: None,
+                locale: None,
             },
             "demo-session",
         )

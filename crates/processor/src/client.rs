@@ -213,6 +213,9 @@ pub fn checkout_session_form(req: &CreateCheckoutSession) -> Vec<(String, String
     if let Some(email) = &req.customer_email {
         f.push(("customer_email".into(), email.clone()));
     }
+    if let Some(l) = &req.locale {
+        f.push(("locale".into(), l.clone()));
+    }
     if let Some(at) = req.expires_at {
         f.push(("expires_at".into(), at.to_string()));
     }
@@ -435,6 +438,7 @@ mod tests {
             metadata: vec![("payment_id".into(), "pay_1".into())],
             customer_email: Some("a@b.example".into()),
             expires_at: Some(1_700_000_000),
+            locale: None,
         };
         let body = serde_urlencoded::to_string(checkout_session_form(&req)).unwrap();
         assert_eq!(

@@ -90,6 +90,8 @@ pub struct CreateCheckoutSession {
     pub customer_email: Option<String>,
     /// Unix seconds; Stripe accepts 30 minutes to 24 hours from now.
     pub expires_at: Option<i64>,
+    /// The hosted page's language (`es`; `None` lets the processor choose).
+    pub locale: Option<String>,
 }
 
 /// One line of a checkout session, priced inline (`price_data`).

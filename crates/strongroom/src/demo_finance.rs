@@ -138,6 +138,7 @@ pub async fn seed(
             metadata: vec![],
             customer_email: None,
             expires_at: None,
+            locale: None,
         },
         &app::ids::random_id(),
     )

@@ -180,6 +180,8 @@ pub(crate) struct SessionRec {
     customer_email: Option<String>,
     metadata: BTreeMap<String, String>,
     payment_intent: Option<String>,
+    /// The hosted page's language (Stripe's `locale`): `es` or anything else for English.
+    pub(crate) locale: String,
 }
 
 struct Decline {
@@ -944,7 +946,7 @@ fn parse_create_session(body: &[u8], now: i64) -> Result<NewSession, ApiError> {
             ));
         }
     }
-    let _ = p.take("locale")?;
+    let locale = p.take("locale")?.unwrap_or_default();
     let _ = p.take("submit_type")?;
     let expand = Expand::parse(&p.take_list("expand"))?;
     p.finish()?;
@@ -964,6 +966,7 @@ fn parse_create_session(body: &[u8], now: i64) -> Result<NewSession, ApiError> {
             customer_email,
             metadata,
             payment_intent: None,
+            locale,
         },
         expand,
     })

@@ -28,11 +28,139 @@ struct View {
     success_url: String,
     cancel_url: String,
     status: SessionStatus,
+    w: &'static Words,
+}
+
+/// The page's words, in English or Spanish (the session's `locale`).
+struct Words {
+    lang: &'static str,
+    banner: &'static str,
+    summary: &'static str,
+    item: &'static str,
+    quantity: &'static str,
+    amount: &'static str,
+    total: &'static str,
+    pay: &'static str,
+    problem: &'static str,
+    declined: &'static str,
+    no_money: &'static str,
+    card_details: &'static str,
+    test_hint: &'static str,
+    labels: [&'static str; 5],
+    cancel: &'static str,
+    error_prefix: &'static str,
+    title_suffix: &'static str,
+    closed_title: &'static str,
+    already_paid: &'static str,
+    expired: &'static str,
+    return_to_site: &'static str,
+    not_found_title: &'static str,
+    not_found_text: &'static str,
+    too_large: &'static str,
+    unreadable: &'static str,
+    number_missing: &'static str,
+    number_invalid: &'static str,
+    expiry_missing: &'static str,
+    expiry_shape: &'static str,
+    expiry_past: &'static str,
+    cvc: &'static str,
+    name_missing: &'static str,
+    name_long: &'static str,
+    zip: &'static str,
+    generic_decline: &'static str,
+    insufficient_funds: &'static str,
+}
+
+const EN: Words = Words {
+    lang: "en",
+    banner: "Sandbox payment processor (test mode). No real card is charged.",
+    summary: "Order summary",
+    item: "Item",
+    quantity: "Quantity",
+    amount: "Amount",
+    total: "Total",
+    pay: "Pay",
+    problem: "There is a problem",
+    declined: "Payment declined",
+    no_money: "No money was taken. Try another card, or cancel and return.",
+    card_details: "Card details",
+    test_hint: "Test cards: 4242 4242 4242 4242 succeeds; 4000 0000 0000 0002 is declined; 4000 0000 0000 9995 has insufficient funds.",
+    labels: ["Card number", "Expiration (MM/YY)", "Security code", "Name on card", "ZIP code"],
+    cancel: "Cancel and return",
+    error_prefix: "Error: ",
+    title_suffix: "Sandbox checkout",
+    closed_title: "This checkout is no longer open",
+    already_paid: "This payment has already been made.",
+    expired: "This checkout has expired or was cancelled. No money was taken.",
+    return_to_site: "Return to the site",
+    not_found_title: "Checkout not found",
+    not_found_text: "There is no checkout at this address. Return to the site you came from and start again.",
+    too_large: "The form was too large. Enter your card details again.",
+    unreadable: "The form could not be read. Enter your card details again.",
+    number_missing: "Card number: enter your card number",
+    number_invalid: "Card number: enter a valid card number (your card number is incorrect)",
+    expiry_missing: "Expiration (MM/YY): enter the expiration date",
+    expiry_shape: "Expiration (MM/YY): enter the date as MM/YY, for example 04/29",
+    expiry_past: "Expiration (MM/YY): your card's expiration date is in the past",
+    cvc: "Security code: enter the {n}-digit security code",
+    name_missing: "Name on card: enter the name shown on the card",
+    name_long: "Name on card: enter at most 100 characters",
+    zip: "ZIP code: enter a 5-digit ZIP code",
+    generic_decline: "Your card was declined.",
+    insufficient_funds: "Your card has insufficient funds.",
+};
+
+const ES: Words = Words {
+    lang: "es",
+    banner: "Procesador de pagos de prueba (modo de prueba). No se cobra a ninguna tarjeta real.",
+    summary: "Resumen del pedido",
+    item: "Concepto",
+    quantity: "Cantidad",
+    amount: "Monto",
+    total: "Total",
+    pay: "Pagar",
+    problem: "Hay un problema",
+    declined: "Pago rechazado",
+    no_money: "No se cobró nada. Pruebe con otra tarjeta, o cancele y regrese.",
+    card_details: "Datos de la tarjeta",
+    test_hint: "Tarjetas de prueba: 4242 4242 4242 4242 se aprueba; 4000 0000 0000 0002 se rechaza; 4000 0000 0000 9995 no tiene fondos suficientes.",
+    labels: ["Número de tarjeta", "Vencimiento (MM/AA)", "Código de seguridad", "Nombre en la tarjeta", "Código postal"],
+    cancel: "Cancelar y regresar",
+    error_prefix: "Error: ",
+    title_suffix: "Pago de prueba",
+    closed_title: "Este pago ya no está abierto",
+    already_paid: "Este pago ya se realizó.",
+    expired: "Este pago venció o se canceló. No se cobró nada.",
+    return_to_site: "Regresar al sitio",
+    not_found_title: "Pago no encontrado",
+    not_found_text: "No hay ningún pago en esta dirección. Regrese al sitio de donde vino y empiece de nuevo.",
+    too_large: "El formulario era demasiado grande. Escriba de nuevo los datos de su tarjeta.",
+    unreadable: "No se pudo leer el formulario. Escriba de nuevo los datos de su tarjeta.",
+    number_missing: "Número de tarjeta: escriba el número de su tarjeta",
+    number_invalid: "Número de tarjeta: escriba un número de tarjeta válido (el número es incorrecto)",
+    expiry_missing: "Vencimiento (MM/AA): escriba la fecha de vencimiento",
+    expiry_shape: "Vencimiento (MM/AA): escriba la fecha como MM/AA, por ejemplo 04/29",
+    expiry_past: "Vencimiento (MM/AA): la fecha de vencimiento de su tarjeta ya pasó",
+    cvc: "Código de seguridad: escriba el código de seguridad de {n} dígitos",
+    name_missing: "Nombre en la tarjeta: escriba el nombre que aparece en la tarjeta",
+    name_long: "Nombre en la tarjeta: escriba como máximo 100 caracteres",
+    zip: "Código postal: escriba un código postal de 5 dígitos",
+    generic_decline: "Su tarjeta fue rechazada.",
+    insufficient_funds: "Su tarjeta no tiene fondos suficientes.",
+};
+
+fn words(locale: &str) -> &'static Words {
+    if locale.eq_ignore_ascii_case("es") || locale.to_ascii_lowercase().starts_with("es-") {
+        &ES
+    } else {
+        &EN
+    }
 }
 
 impl View {
     fn of(s: &SessionRec, id: &str) -> Self {
         View {
+            w: words(&s.locale),
             id: id.to_owned(),
             items: s
                 .line_items
@@ -51,13 +179,13 @@ impl View {
     }
 }
 
-/// Field ids, names and labels, in page order.
-const FIELDS: [(&str, &str, &str); 5] = [
-    ("card-number", "card_number", "Card number"),
-    ("card-expiry", "expiry", "Expiration (MM/YY)"),
-    ("card-cvc", "cvc", "Security code"),
-    ("card-name", "name", "Name on card"),
-    ("card-zip", "zip", "ZIP code"),
+/// Field ids and names, in page order (their labels are `Words::labels`).
+const FIELDS: [(&str, &str); 5] = [
+    ("card-number", "card_number"),
+    ("card-expiry", "expiry"),
+    ("card-cvc", "cvc"),
+    ("card-name", "name"),
+    ("card-zip", "zip"),
 ];
 
 struct FieldError {
@@ -146,10 +274,10 @@ fn security_headers(h: &mut axum::http::HeaderMap) {
     );
 }
 
-fn layout(title: &str, main: &str) -> String {
+fn layout(w: &Words, title: &str, main: &str) -> String {
     format!(
         r#"<!DOCTYPE html>
-<html lang="en">
+<html lang="{lang}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -158,7 +286,7 @@ fn layout(title: &str, main: &str) -> String {
 </head>
 <body>
 <header class="banner">
-<p>Sandbox payment processor (test mode). No real card is charged.</p>
+<p>{banner}</p>
 </header>
 <main id="main">
 {main}
@@ -167,6 +295,8 @@ fn layout(title: &str, main: &str) -> String {
 </html>
 "#,
         title = esc(title),
+        lang = w.lang,
+        banner = w.banner,
     )
 }
 
@@ -184,15 +314,20 @@ fn order_summary(view: &View) -> String {
     }
     format!(
         r#"<section aria-labelledby="summary-heading">
-<h2 id="summary-heading">Order summary</h2>
+<h2 id="summary-heading">{summary}</h2>
 <table>
-<thead><tr><th scope="col">Item</th><th scope="col">Quantity</th><th scope="col" class="amount">Amount</th></tr></thead>
+<thead><tr><th scope="col">{item}</th><th scope="col">{quantity}</th><th scope="col" class="amount">{amount}</th></tr></thead>
 <tbody>
 {rows}</tbody>
-<tfoot><tr><th scope="row" colspan="2">Total</th><td class="amount">{total}</td></tr></tfoot>
+<tfoot><tr><th scope="row" colspan="2">{total_label}</th><td class="amount">{total}</td></tr></tfoot>
 </table>
 </section>"#,
-        total = dollars(view.total)
+        total = dollars(view.total),
+        summary = view.w.summary,
+        item = view.w.item,
+        quantity = view.w.quantity,
+        amount = view.w.amount,
+        total_label = view.w.total,
     )
 }
 
@@ -203,10 +338,13 @@ fn render_form(
     name: &str,
     zip: &str,
 ) -> String {
-    let mut main = format!("<h1>Pay {}</h1>\n", dollars(view.total));
+    let w = view.w;
+    let mut main = format!("<h1>{} {}</h1>\n", w.pay, dollars(view.total));
     if !errors.is_empty() {
-        main.push_str(
-            "<div class=\"error-summary\" role=\"alert\" aria-labelledby=\"error-summary-title\" tabindex=\"-1\">\n<h2 id=\"error-summary-title\">There is a problem</h2>\n<ul>\n",
+        let _ = write!(
+            main,
+            "<div class=\"error-summary\" role=\"alert\" aria-labelledby=\"error-summary-title\" tabindex=\"-1\">\n<h2 id=\"error-summary-title\">{}</h2>\n<ul>\n",
+            w.problem
         );
         for e in errors {
             let _ = writeln!(
@@ -220,17 +358,21 @@ fn render_form(
     } else if let Some(msg) = decline {
         let _ = write!(
             main,
-            "<div class=\"error-summary\" role=\"alert\" aria-labelledby=\"error-summary-title\" tabindex=\"-1\">\n<h2 id=\"error-summary-title\">Payment declined</h2>\n<p>{} No money was taken. Try another card, or cancel and return.</p>\n</div>\n",
-            esc(msg)
+            "<div class=\"error-summary\" role=\"alert\" aria-labelledby=\"error-summary-title\" tabindex=\"-1\">\n<h2 id=\"error-summary-title\">{}</h2>\n<p>{} {}</p>\n</div>\n",
+            w.declined,
+            esc(msg),
+            w.no_money
         );
     }
     main.push_str(&order_summary(view));
     let _ = write!(
         main,
-        "\n<form method=\"post\" action=\"/c/pay/{}\" novalidate>\n<h2>Card details</h2>\n<p class=\"hint\" id=\"test-hint\">Test cards: 4242 4242 4242 4242 succeeds; 4000 0000 0000 0002 is declined; 4000 0000 0000 9995 has insufficient funds.</p>\n",
-        esc(&view.id)
+        "\n<form method=\"post\" action=\"/c/pay/{}\" novalidate>\n<h2>{}</h2>\n<p class=\"hint\" id=\"test-hint\">{}</p>\n",
+        esc(&view.id),
+        w.card_details,
+        w.test_hint
     );
-    for (id, field_name, label) in FIELDS {
+    for ((id, field_name), label) in FIELDS.into_iter().zip(w.labels) {
         let err = errors.iter().find(|e| e.field == id);
         let (autocomplete, input_attrs, value) = match field_name {
             "card_number" => (
@@ -274,7 +416,8 @@ fn render_form(
         if let Some(e) = err {
             let _ = writeln!(
                 main,
-                "<p class=\"error-message\" id=\"{err_id}\"><span class=\"visually-hidden\">Error: </span>{}</p>",
+                "<p class=\"error-message\" id=\"{err_id}\"><span class=\"visually-hidden\">{}</span>{}</p>",
+                w.error_prefix,
                 esc(&e.message)
             );
         }
@@ -285,44 +428,59 @@ fn render_form(
             value = esc(value),
         );
     }
-    main.push_str("<div class=\"actions\">\n<button type=\"submit\">Pay</button>\n");
     let _ = write!(
         main,
-        "<a class=\"cancel\" href=\"{}\">Cancel and return</a>\n</div>\n</form>",
-        esc(&view.cancel_url)
+        "<div class=\"actions\">\n<button type=\"submit\">{}</button>\n",
+        w.pay
     );
-    let title = if !errors.is_empty() || decline.is_some() {
-        format!("Error: Pay {} - Sandbox checkout", dollars(view.total))
+    let _ = write!(
+        main,
+        "<a class=\"cancel\" href=\"{}\">{}</a>\n</div>\n</form>",
+        esc(&view.cancel_url),
+        w.cancel
+    );
+    let prefix = if !errors.is_empty() || decline.is_some() {
+        w.error_prefix
     } else {
-        format!("Pay {} - Sandbox checkout", dollars(view.total))
+        ""
     };
-    layout(&title, &main)
+    let title = format!(
+        "{prefix}{} {} - {}",
+        w.pay,
+        dollars(view.total),
+        w.title_suffix
+    );
+    layout(w, &title, &main)
 }
 
 fn render_closed(view: &View) -> String {
-    let (what, link, text) = match view.status {
-        SessionStatus::Complete => (
-            "This payment has already been made.",
-            view.success_redirect(),
-            "Return to the site",
-        ),
-        _ => (
-            "This checkout has expired or was cancelled. No money was taken.",
-            view.cancel_url.clone(),
-            "Return to the site",
-        ),
+    let w = view.w;
+    let (what, link) = match view.status {
+        SessionStatus::Complete => (w.already_paid, view.success_redirect()),
+        _ => (w.expired, view.cancel_url.clone()),
     };
     let main = format!(
-        "<h1>This checkout is no longer open</h1>\n<p>{what}</p>\n<p><a href=\"{}\">{text}</a></p>",
-        esc(&link)
+        "<h1>{}</h1>\n<p>{what}</p>\n<p><a href=\"{}\">{}</a></p>",
+        w.closed_title,
+        esc(&link),
+        w.return_to_site
     );
-    layout("This checkout is no longer open - Sandbox checkout", &main)
+    layout(
+        w,
+        &format!("{} - {}", w.closed_title, w.title_suffix),
+        &main,
+    )
 }
 
 fn render_not_found() -> String {
+    let w = &EN;
     layout(
-        "Checkout not found - Sandbox checkout",
-        "<h1>Checkout not found</h1>\n<p>There is no checkout at this address. Return to the site you came from and start again.</p>",
+        w,
+        &format!("{} - {}", w.not_found_title, w.title_suffix),
+        &format!(
+            "<h1>{}</h1>\n<p>{}</p>",
+            w.not_found_title, w.not_found_text
+        ),
     )
 }
 
@@ -384,10 +542,10 @@ pub(crate) async fn submit(
         )
     };
     let Ok(bytes) = read_body(body).await else {
-        return form_error("The form was too large. Enter your card details again.");
+        return form_error(view.w.too_large);
     };
     let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes) else {
-        return form_error("The form could not be read. Enter your card details again.");
+        return form_error(view.w.unreadable);
     };
     let field = |name: &str| -> &str {
         fields
@@ -408,29 +566,28 @@ pub(crate) async fn submit(
     if number_input.trim().is_empty() {
         errors.push(FieldError {
             field: "card-number",
-            message: "Card number: enter your card number".into(),
+            message: view.w.number_missing.into(),
         });
     } else if digits.is_none() {
         errors.push(FieldError {
             field: "card-number",
-            message: "Card number: enter a valid card number (your card number is incorrect)"
-                .into(),
+            message: view.w.number_invalid.into(),
         });
     }
     if expiry_input.trim().is_empty() {
         errors.push(FieldError {
             field: "card-expiry",
-            message: "Expiration (MM/YY): enter the expiration date".into(),
+            message: view.w.expiry_missing.into(),
         });
     } else {
         match card::parse_expiry(expiry_input) {
             None => errors.push(FieldError {
                 field: "card-expiry",
-                message: "Expiration (MM/YY): enter the date as MM/YY, for example 04/29".into(),
+                message: view.w.expiry_shape.into(),
             }),
             Some((m, y)) if !card::expiry_not_past(m, y, st.now()) => errors.push(FieldError {
                 field: "card-expiry",
-                message: "Expiration (MM/YY): your card's expiration date is in the past".into(),
+                message: view.w.expiry_past.into(),
             }),
             Some(_) => {}
         }
@@ -439,24 +596,24 @@ pub(crate) async fn submit(
     if cvc_input.len() != cvc_len || !cvc_input.bytes().all(|b| b.is_ascii_digit()) {
         errors.push(FieldError {
             field: "card-cvc",
-            message: format!("Security code: enter the {cvc_len}-digit security code"),
+            message: view.w.cvc.replace("{n}", &cvc_len.to_string()),
         });
     }
     if name.is_empty() {
         errors.push(FieldError {
             field: "card-name",
-            message: "Name on card: enter the name shown on the card".into(),
+            message: view.w.name_missing.into(),
         });
     } else if name.chars().count() > 100 || name.chars().any(char::is_control) {
         errors.push(FieldError {
             field: "card-name",
-            message: "Name on card: enter at most 100 characters".into(),
+            message: view.w.name_long.into(),
         });
     }
     if zip.len() != 5 || !zip.bytes().all(|b| b.is_ascii_digit()) {
         errors.push(FieldError {
             field: "card-zip",
-            message: "ZIP code: enter a 5-digit ZIP code".into(),
+            message: view.w.zip.into(),
         });
     }
     // Only name and ZIP are ever written back into the page; never anything
@@ -497,11 +654,17 @@ pub(crate) async fn submit(
             security_headers(h);
             resp
         }
-        Outcome::Decline { message, .. } => html_response(
-            StatusCode::PAYMENT_REQUIRED,
-            Some(&view),
-            render_form(&view, &[], Some(message), name_back, zip_back),
-        ),
+        Outcome::Decline { decline_code, .. } => {
+            let message = match decline_code {
+                "insufficient_funds" => view.w.insufficient_funds,
+                _ => view.w.generic_decline,
+            };
+            html_response(
+                StatusCode::PAYMENT_REQUIRED,
+                Some(&view),
+                render_form(&view, &[], Some(message), name_back, zip_back),
+            )
+        }
     }
 }
 
@@ -547,6 +710,14 @@ mod tests {
     }
 
     #[test]
+    fn spanish_has_every_word() {
+        assert_eq!(words("es").lang, "es");
+        assert_eq!(words("es-US").lang, "es");
+        assert_eq!(words("").lang, "en");
+        assert!(ES.labels.iter().all(|l| !l.is_empty()) && ES.cvc.contains("{n}"));
+    }
+
+    #[test]
     fn csp_lists_origins() {
         let v = View {
             id: "cs_test_1".into(),
@@ -555,6 +726,7 @@ mod tests {
             success_url: "https://city.example:8443/pay/done?id={CHECKOUT_SESSION_ID}".into(),
             cancel_url: "https://city.example:8443/pay/cancel".into(),
             status: SessionStatus::Open,
+            w: &EN,
         };
         assert_eq!(
             csp(Some(&v)),

@@ -118,6 +118,7 @@ fn session_req(amount: i64) -> CreateCheckoutSession {
         metadata: vec![("payment_id".into(), "pay_123".into())],
         customer_email: Some("resident@example.org".into()),
         expires_at: None,
+        locale: None,
     }
 }
 

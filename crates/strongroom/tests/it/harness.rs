@@ -433,6 +433,7 @@ impl Server {
                     metadata: vec![],
                     customer_email: Some("someone@example.com".into()),
                     expires_at: None,
+                    locale: None,
                 },
                 &app::ids::random_id(),
             )

@@ -1009,7 +1009,26 @@ async fn a_residents_language_is_remembered_for_their_emails() {
         .unwrap();
     assert_eq!(res.status(), 303);
     let checkout = location(&res);
-    let paid = s.pay_hosted(&checkout, "4242 4242 4242 4242").await;
+    // The processor's card page speaks Spanish too.
+    let card_page = c.get(&checkout).send().await.unwrap().text().await.unwrap();
+    assert!(
+        card_page.contains("<html lang=\"es\">") && card_page.contains("Número de tarjeta"),
+        "{card_page}"
+    );
+    let paid = c
+        .post(&checkout)
+        .header("origin", &s.processor)
+        .form(&[
+            ("card_number", "4242 4242 4242 4242"),
+            ("expiry", "12/39"),
+            ("cvc", "123"),
+            ("name", "Ana Pago"),
+            ("zip", "93301"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
     s.follow(paid).await;
     s.webhooks_settled().await;
     let receipt = s
