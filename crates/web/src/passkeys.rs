@@ -6,7 +6,7 @@
 
 use crate::i18n::Tr;
 use crate::portal::Chrome;
-use crate::staff::utc;
+use crate::view::utc;
 use app::passkeys::PasskeyInfo;
 use askama::Template;
 

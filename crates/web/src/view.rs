@@ -76,3 +76,31 @@ pub fn invoice_rows(t: &Tr, invoices: &[InvoiceView]) -> Vec<InvoiceRow> {
         })
         .collect()
 }
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+pub fn utc(ts: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_else(|| ts.to_string())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC (timelines, where seconds matter).
+pub fn utc_seconds(ts: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_else(|| ts.to_string())
+}
+
+/// A secret in groups of four, for typing into an app.
+pub fn grouped(secret: &str) -> String {
+    secret
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -205,7 +205,7 @@ async fn every_portal_route_refuses_the_wrong_user() {
 async fn every_staff_route_declares_and_enforces_its_role() {
     let s = server().start().await;
     let mut files = rs_files("staff_pages");
-    files.push(web_src("staff.rs"));
+    files.extend(rs_files("staff"));
     let routes = routes_in(&files);
     let unclassified: Vec<_> = routes.iter().filter(|r| staff_rule(r).is_none()).collect();
     assert!(

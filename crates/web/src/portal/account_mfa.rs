@@ -13,7 +13,7 @@ use super::account::{problem, LoginPage};
 use super::account_security::show;
 use super::{render, resident_cookie_name, Chrome, Ctx};
 use crate::error::PageError;
-use crate::staff::grouped;
+use crate::view::grouped;
 use crate::{cookies, AppState};
 use app::account_security::WRONG_CURRENT;
 use app::mfa::CHALLENGE_SECS;

@@ -12,7 +12,7 @@ use super::account::problem;
 use super::{render, Chrome, Ctx};
 use crate::error::PageError;
 use crate::passkeys::{NewPasskeyPage, PasskeyLine, PasskeySection};
-use crate::staff::utc;
+use crate::view::utc;
 use crate::AppState;
 use app::sessions::{Realm, Session, SessionInfo};
 use app::AppError;

@@ -3,7 +3,8 @@
 //! whole hash chain. Every view is recorded in the log itself (`audit.viewed`).
 
 use crate::portal::{render, Chrome};
-use crate::staff::{utc_seconds, Refusal, StaffCtx};
+use crate::staff::{Refusal, StaffCtx};
+use crate::view::utc_seconds;
 use crate::AppState;
 use app::staff::Role;
 use app::store::audit::{AuditFilter, ChainBreak};

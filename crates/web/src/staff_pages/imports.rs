@@ -7,7 +7,8 @@
 use crate::forms::FormErrors;
 use crate::portal::{render, Chrome};
 use crate::security::{IMPORT_ROUTE, MAX_IMPORT_BODY, MAX_IMPORT_FILE};
-use crate::staff::{utc, Refusal, StaffCtx};
+use crate::staff::{Refusal, StaffCtx};
+use crate::view::utc;
 use crate::AppState;
 use app::bill_import::{ImportOptions, LineError, Mapping, Observer};
 use app::staff::Role;

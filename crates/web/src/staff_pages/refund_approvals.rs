@@ -4,7 +4,8 @@
 
 use crate::forms::FormErrors;
 use crate::portal::{render, Chrome};
-use crate::staff::{utc, Refusal, StaffCtx};
+use crate::staff::{Refusal, StaffCtx};
+use crate::view::utc;
 use crate::AppState;
 use app::refunds::may_approve;
 use app::staff::Role;

@@ -80,7 +80,7 @@ async fn queue(State(st): State<AppState>, ctx: StaffCtx) -> Page {
                 .map(|t| t.name.clone())
                 .unwrap_or_else(|| p.permit_type.clone()),
             street: format!("{}, {}", p.site_street, p.site_zip),
-            submitted: p.submitted_at.map(crate::staff::utc).unwrap_or_default(),
+            submitted: p.submitted_at.map(crate::view::utc).unwrap_or_default(),
             id: p.id,
         })
         .collect();
