@@ -889,7 +889,7 @@ async function spanishPermitJourney({ newPage }) {
   assert.equal((await page.locator('#permit-status').innerText()).trim(), 'En espera de revisión');
   // The other new pages, in both languages.
   for (const lang of ['es', 'en']) {
-    for (const [path, what] of [['/licences', 'licences'], ['/licences/new', 'licence application'], ['/cart', 'cart'], ['/licence-check', 'certificate check'], ['/permit-lookup', 'permit lookup']]) {
+    for (const [path, what] of [['/licences', 'licences'], ['/licences/new', 'licence application'], ['/cart', 'cart'], ['/licence-check', 'certificate check'], ['/permit-lookup', 'permit lookup'], ['/pay-fees', 'guest fees'], ['/', 'home']]) {
       await page.goto(`${PORTAL}${path}?lang=${lang}`);
       await check(page, watch, `${what} (${lang})`);
     }

@@ -534,6 +534,12 @@ impl App {
                 "this application was already submitted",
             ));
         }
+        // Numbered at its first submission: the applicant, the public lookup and a guest
+        // paying its fees all know it by that number from then on.
+        if file.permit.permit_number.is_none() {
+            let number = self.next_permit_number(&mut tx).await?;
+            sv::number_permit(&mut tx, id, &number).await?;
+        }
         self.audit(
             &mut tx,
             &format!("resident:{resident_id}"),
@@ -661,9 +667,13 @@ impl App {
         {
             return Ok(());
         }
-        let year = self.city_today()?.year();
-        let n = sv::next_number(tx, &format!("permit:{year}")).await?;
-        let number = format!("BP-{year}-{n:05}");
+        let number = match sv::permit(tx, permit_id)
+            .await?
+            .and_then(|p| p.permit_number)
+        {
+            Some(n) => n,
+            None => self.next_permit_number(tx).await?,
+        };
         if sv::issue_permit(tx, permit_id, &number, self.now_unix()).await? {
             self.audit(
                 tx,
@@ -691,6 +701,13 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// The next permit number: `BP-<year>-<sequence>`, the sequence per year.
+    async fn next_permit_number(&self, tx: &mut Conn) -> Result<String, AppError> {
+        let year = self.city_today()?.year();
+        let n = sv::next_number(tx, &format!("permit:{year}")).await?;
+        Ok(format!("BP-{year}-{n:05}"))
     }
 
     /// Days a resident may book, with the places left: weekdays from tomorrow, city time.

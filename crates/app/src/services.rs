@@ -569,3 +569,44 @@ pub(crate) fn readable_code(len: usize) -> String {
         .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
         .collect()
 }
+
+impl App {
+    /// A guest's look-up of what a permit or licence owes, by its number and the ZIP code of
+    /// its property or business (the verifier: both must match, and nothing says which did
+    /// not). Returns the subject's kind and its open invoices.
+    pub async fn guest_invoices(
+        &self,
+        number: &str,
+        zip: &str,
+        ip: &str,
+    ) -> Result<(&'static str, Vec<InvoiceView>), AppError> {
+        self.rate_limit(&format!("fee-lookup:{ip}"), 60, 900)
+            .await?;
+        let number = number.trim().to_ascii_uppercase();
+        let zip = zip.trim();
+        if number.is_empty() || number.len() > 40 || zip.is_empty() {
+            return Err(AppError::NotFound("permit or licence"));
+        }
+        let mut conn = self.store.conn().await?;
+        let subject = if let Some(p) = sv::permit_by_number(&mut conn, &number)
+            .await?
+            .filter(|p| p.site_zip == zip)
+        {
+            (PERMIT, p.id)
+        } else if let Some(l) = sv::licence_by(&mut conn, sv::LicenceKey::Number, &number)
+            .await?
+            .filter(|l| l.business_zip == zip)
+        {
+            (LICENCE, l.id)
+        } else {
+            return Err(AppError::NotFound("permit or licence"));
+        };
+        let open = self
+            .invoices_of(&mut conn, &subject.1)
+            .await?
+            .into_iter()
+            .filter(|i| i.status == "open" && i.due_cents() > 0)
+            .collect();
+        Ok((subject.0, open))
+    }
+}

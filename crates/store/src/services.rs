@@ -214,7 +214,19 @@ pub async fn transition_permit(
     Ok(r.rows_affected() == 1)
 }
 
-/// Issues an approved permit under `number`.
+/// Gives a permit its number if it has none (at its first submission).
+pub async fn number_permit(conn: &mut AnyConnection, id: &str, number: &str) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE permits SET permit_number = $2 WHERE id = $1 AND permit_number IS NULL",
+    )
+    .bind(id)
+    .bind(number)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Issues an approved permit (under `number` if it has none yet).
 pub async fn issue_permit(
     conn: &mut AnyConnection,
     id: &str,
@@ -222,7 +234,7 @@ pub async fn issue_permit(
     now: i64,
 ) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE permits SET status = 'issued', permit_number = $2, issued_at = $3, updated_at = $3
+        "UPDATE permits SET status = 'issued', permit_number = COALESCE(permit_number, $2), issued_at = $3, updated_at = $3
          WHERE id = $1 AND status = 'approved'",
     )
     .bind(id)

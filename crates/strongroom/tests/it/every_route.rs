@@ -74,6 +74,9 @@ const PORTAL_PUBLIC: &[&str] = &[
     "/permit-lookup",
     "/licence-check",
     "/licence-check/{code}",
+    // A guest pays a permit's or licence's fees by its number and ZIP code.
+    "/pay-fees",
+    "/pay-fees/pay",
 ];
 
 /// Staff routes and the least role each needs (`None`: no sign-in needed).

@@ -1076,3 +1076,134 @@ async fn a_residents_language_is_remembered_for_their_emails() {
     assert!(html.contains("Escriba un correo electrónico"), "in Spanish");
     assert!(!html.contains("items[0]"), "no internal field names");
 }
+
+#[tokio::test]
+async fn a_guest_pays_a_permits_fees_by_its_number_and_zip() {
+    let s = server().start().await;
+    let (c, csrf) = resident(&s, "applicant@example.com").await;
+    let form = [
+        ("permit_type", "fence"),
+        ("applicant_name", "Lee Fence"),
+        ("applicant_phone", "555-222-3333"),
+        ("site_street", "9 Oak St"),
+        ("site_zip", "93305"),
+        ("scope", "A 7 ft fence"),
+        ("valuation", "3000"),
+        ("area_sq_ft", "0"),
+        ("contractor_licence", ""),
+    ];
+    let res = post(&s, &c, &csrf, "/permits/new", &form).await;
+    let id = location(&res)
+        .trim_start_matches("/permits/")
+        .trim_end_matches("/plans")
+        .to_owned();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(PDF.to_vec()).file_name("fence.pdf"),
+        );
+    c.post(format!("{}/permits/{id}/plans", s.portal))
+        .header("origin", &s.portal)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        post(&s, &c, &csrf, &format!("/permits/{id}/submit"), &[])
+            .await
+            .status(),
+        303
+    );
+    let number = permit_row(&s, &id)
+        .await
+        .permit_number
+        .expect("numbered when submitted");
+    let admin = s.app().staff_by_username("demo").await.unwrap();
+    let reviewer = match admin {
+        Some(a) => a.id,
+        None => {
+            s.app()
+                .create_staff("rev", "Rev", STAFF_PW, app::staff::Role::Clerk)
+                .await
+                .unwrap();
+            s.app().staff_by_username("rev").await.unwrap().unwrap().id
+        }
+    };
+    s.app()
+        .review_permit(&reviewer, &id, &app::permits::Review::Approve, "127.0.0.1")
+        .await
+        .unwrap();
+
+    // A guest (the contractor, say): the number and the ZIP, nothing else.
+    let g = client();
+    let token = form_token(&g, &s.portal).await;
+    let guest = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let (g, portal, token) = (g.clone(), s.portal.clone(), token.clone());
+        async move {
+            let mut form = form;
+            form.push(("csrf", token));
+            g.post(format!("{portal}{path}"))
+                .header("origin", &portal)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = guest(
+        "/pay-fees",
+        vec![("number", number.clone()), ("zip", "93301".into())],
+    )
+    .await;
+    assert_eq!(wrong.status(), 404, "the ZIP must match");
+    let bad = guest(
+        "/pay-fees",
+        vec![("number", String::new()), ("zip", "9".into())],
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    let html = bad.text().await.unwrap();
+    assert!(
+        html.contains("href=\"#number\"") && html.contains("href=\"#zip\""),
+        "both problems at once"
+    );
+    let found = guest(
+        "/pay-fees",
+        vec![("number", number.to_lowercase()), ("zip", "93305".into())],
+    )
+    .await;
+    assert_eq!(found.status(), 200);
+    let html = found.text().await.unwrap();
+    assert!(html.contains("$75.00") && html.contains("Building and Safety"));
+    assert!(!html.contains("Lee Fence"), "no personal data");
+    let key = hidden_value(&html, "form_key");
+    let inv = open_invoice(&s, &id, "permit_fees").await;
+    let due_key: &'static str = Box::leak(format!("due_{}", inv.id).into_boxed_str());
+    let res = guest(
+        "/pay-fees/pay",
+        vec![
+            ("number", number.clone()),
+            ("zip", "93305".into()),
+            ("email", "contractor@example.com".into()),
+            ("form_key", key),
+            (due_key, "7500".into()),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let paid = s.pay_hosted(&location(&res), "4242 4242 4242 4242").await;
+    s.follow(paid).await;
+    s.webhooks_settled().await;
+    assert_eq!(
+        permit_row(&s, &id).await.status,
+        "issued",
+        "paid by the guest, issued"
+    );
+    let again = guest(
+        "/pay-fees",
+        vec![("number", number.clone()), ("zip", "93305".into())],
+    )
+    .await;
+    assert!(again.text().await.unwrap().contains("Nothing is due"));
+}

@@ -28,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/cart", get(cart))
         .route("/cart/review", post(review))
         .route("/cart/pay", post(pay))
+        .route("/pay-fees", get(guest_form).post(guest_lookup))
+        .route("/pay-fees/pay", post(guest_pay))
 }
 
 type Page = Result<Response, PageError>;
@@ -394,6 +396,214 @@ async fn pay(State(st): State<AppState>, ctx: Ctx, Form(form): Form<Pairs>) -> P
                 Some(errors) => cart_page(&st, &ctx, &s, Some(&form), errors).await,
                 None => Err(e.into()),
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Guests: a permit's or licence's fees by its number and ZIP code, without an account.
+
+const GUEST_FIELDS: &[&str] = &["number", "zip", "email"];
+
+struct GuestLine {
+    id: String,
+    department: String,
+    label: String,
+    due: String,
+    due_cents: i64,
+}
+
+#[derive(Template)]
+#[template(path = "portal/pay_fees.html")]
+struct GuestPage {
+    c: Chrome,
+    number: String,
+    zip: String,
+    email: String,
+    errors: FormErrors,
+    /// Looked up: the open fees (empty: nothing is due).
+    found: bool,
+    lines: Vec<GuestLine>,
+    fee: String,
+    total: String,
+    form_key: String,
+}
+
+impl GuestPage {
+    fn new(ctx: &Ctx, f: &GuestForm) -> GuestPage {
+        GuestPage {
+            c: ctx.chrome(),
+            number: f.number.trim().chars().take(40).collect(),
+            zip: f.zip.trim().chars().take(10).collect(),
+            email: f.email.trim().chars().take(254).collect(),
+            errors: FormErrors::none(),
+            found: false,
+            lines: Vec::new(),
+            fee: String::new(),
+            total: String::new(),
+            form_key: app::ids::form_key(),
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct GuestForm {
+    #[serde(default)]
+    number: String,
+    #[serde(default)]
+    zip: String,
+    #[serde(default)]
+    email: String,
+}
+
+async fn guest_form(ctx: Ctx) -> Page {
+    render(StatusCode::OK, &GuestPage::new(&ctx, &GuestForm::default()))
+}
+
+/// The guest's open fees, or the page answering why not.
+async fn guest_fees(
+    st: &AppState,
+    ctx: &Ctx,
+    f: &GuestForm,
+) -> Result<Result<(GuestPage, Vec<app::services::InvoiceView>), Response>, PageError> {
+    let mut page = GuestPage::new(ctx, f);
+    let mut problems = Vec::new();
+    if f.number.trim().is_empty() {
+        problems.push(FieldProblem::new("number", "required", "enter the number"));
+    }
+    if domain::PostalCode::parse(f.zip.trim()).is_none() {
+        problems.push(FieldProblem::new("zip", "zip_shape", "a 5-digit ZIP code"));
+    }
+    if !problems.is_empty() {
+        page.errors = FormErrors::from_problems(&ctx.t, &problems, GUEST_FIELDS);
+        return Ok(Err(render(StatusCode::BAD_REQUEST, &page)?));
+    }
+    match st.app.guest_invoices(&f.number, &f.zip, &ctx.ip).await {
+        Ok((_, invoices)) => Ok(Ok((page, invoices))),
+        Err(AppError::NotFound(_)) => {
+            page.errors = FormErrors::from_problems(
+                &ctx.t,
+                &[FieldProblem::new(
+                    "number",
+                    "fee_lookup_none",
+                    "nothing matches",
+                )],
+                GUEST_FIELDS,
+            );
+            Ok(Err(render(StatusCode::NOT_FOUND, &page)?))
+        }
+        Err(e) => match FormErrors::from_app(&ctx.t, &e, "number", GUEST_FIELDS) {
+            Some(errors) => {
+                page.errors = errors;
+                Ok(Err(render(crate::error::status_of(&e), &page)?))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+fn show_fees(
+    st: &AppState,
+    ctx: &Ctx,
+    mut page: GuestPage,
+    invoices: &[app::services::InvoiceView],
+) -> Result<GuestPage, PageError> {
+    page.found = true;
+    page.lines = invoices
+        .iter()
+        .map(|i| GuestLine {
+            id: i.id.clone(),
+            department: department(ctx, &i.item_type),
+            label: format!(
+                "{}: {}",
+                ctx.t.s(&format!("invoice.purpose.{}", i.purpose)),
+                i.id
+            ),
+            due: view::money(i.due_cents()),
+            due_cents: i.due_cents(),
+        })
+        .collect();
+    let typed: Vec<(String, i64)> = invoices
+        .iter()
+        .map(|i| (i.item_type.clone(), i.due_cents()))
+        .collect();
+    let fee = st.app.card_fee_for(&typed)?.map_or(0, |f| f.amount_cents);
+    page.fee = if fee > 0 {
+        view::money(fee)
+    } else {
+        String::new()
+    };
+    page.total = view::money(typed.iter().map(|(_, c)| c).sum::<i64>() + fee);
+    Ok(page)
+}
+
+async fn guest_lookup(State(st): State<AppState>, ctx: Ctx, Form(f): Form<GuestForm>) -> Page {
+    let (page, invoices) = match guest_fees(&st, &ctx, &f).await? {
+        Ok(x) => x,
+        Err(answer) => return Ok(answer),
+    };
+    render(StatusCode::OK, &show_fees(&st, &ctx, page, &invoices)?)
+}
+
+async fn guest_pay(State(st): State<AppState>, ctx: Ctx, Form(form): Form<Pairs>) -> Page {
+    let f = GuestForm {
+        number: value(&form, "number"),
+        zip: value(&form, "zip"),
+        email: value(&form, "email"),
+    };
+    let (page, invoices) = match guest_fees(&st, &ctx, &f).await? {
+        Ok(x) => x,
+        Err(answer) => return Ok(answer),
+    };
+    // What the page showed as due, fee by fee: paid or changed meanwhile is refused.
+    let requested: Vec<RequestedInvoice> = invoices
+        .iter()
+        .map(|i| RequestedInvoice {
+            invoice_id: i.id.clone(),
+            amount: Money::from_cents(i.due_cents(), domain::Currency::Usd),
+            expected_due_cents: value(&form, &format!("due_{}", i.id)).parse::<i64>().ok(),
+        })
+        .collect();
+    let Some(email) = EmailAddress::parse(&f.email) else {
+        let mut page = show_fees(&st, &ctx, page, &invoices)?;
+        page.errors = FormErrors::from_problems(
+            &ctx.t,
+            &[FieldProblem::new(
+                "email",
+                "email_shape",
+                "an email address",
+            )],
+            GUEST_FIELDS,
+        );
+        return render(StatusCode::BAD_REQUEST, &page);
+    };
+    if requested.is_empty() {
+        return render(StatusCode::OK, &show_fees(&st, &ctx, page, &invoices)?);
+    }
+    let req = PaymentRequest {
+        items: vec![],
+        invoices: requested,
+        email,
+        resident_id: None,
+        channel: Channel::Portal,
+        return_url: None,
+        source_ip: ctx.ip.clone(),
+        form_key: Some(value(&form, "form_key")),
+        language: Some(ctx.t.lang.to_owned()),
+    };
+    match st.app.start_payment(req).await {
+        Ok(started) => Ok(Redirect::to(&started.checkout_url).into_response()),
+        Err(AppError::FormAlreadyUsed(id)) => {
+            Ok(Redirect::to(&format!("/payments/{id}/receipt")).into_response())
+        }
+        Err(e) => {
+            let status = crate::error::status_of(&e);
+            let Some(errors) = FormErrors::from_app(&ctx.t, &e, "number", GUEST_FIELDS) else {
+                return Err(e.into());
+            };
+            let mut page = show_fees(&st, &ctx, page, &invoices)?;
+            page.errors = errors;
+            render(status, &page)
         }
     }
 }
