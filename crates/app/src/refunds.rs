@@ -106,24 +106,50 @@ impl App {
             return Err(AppError::Forbidden);
         }
         let currency = self.config().currency;
-        let amount = Money::parse_dollars(amount, currency)
-            .map_err(|e| AppError::invalid("amount", e.to_string()))?;
-        if !amount.is_positive() {
-            return Err(AppError::invalid("amount", "enter an amount above zero"));
-        }
+        // The form's own checks, every problem at once.
+        let mut problems = Vec::new();
+        let amount = match Money::parse_dollars(amount.trim().trim_start_matches('$'), currency) {
+            Ok(m) if m.is_positive() => Some(m),
+            Ok(_) => {
+                problems.push(crate::FieldProblem::new(
+                    "amount",
+                    "amount_positive",
+                    "enter an amount above zero",
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(crate::FieldProblem::new(
+                    "amount",
+                    "amount_shape",
+                    e.to_string(),
+                ));
+                None
+            }
+        };
         let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > MAX_REASON {
-            return Err(AppError::invalid(
+        if reason.is_empty() {
+            problems.push(crate::FieldProblem::new(
                 "reason",
+                "reason_required",
+                "give a reason",
+            ));
+        } else if reason.chars().count() > MAX_REASON {
+            problems.push(crate::FieldProblem::new(
+                "reason",
+                "reason_too_long",
                 format!("give a reason of 1 to {MAX_REASON} characters"),
             ));
-        }
-        if reason.chars().any(char::is_control) {
-            return Err(AppError::invalid(
+        } else if reason.chars().any(char::is_control) {
+            problems.push(crate::FieldProblem::new(
                 "reason",
+                "reason_control",
                 "a reason cannot contain control characters",
             ));
         }
+        let Some(amount) = amount.filter(|_| problems.is_empty()) else {
+            return Err(AppError::Fields(problems));
+        };
         let now = self.now_unix();
         let refund_id = format!("rf_{}", random_id());
 
@@ -137,10 +163,11 @@ impl App {
         let intent = match (&p.processor_payment_intent, status) {
             (Some(i), PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded) => i.clone(),
             _ => {
-                return Err(AppError::invalid(
+                return Err(AppError::Fields(vec![crate::FieldProblem::new(
                     "amount",
+                    "refund_not_completed",
                     "only a completed payment can be refunded",
-                ))
+                )]))
             }
         };
         let items = pay_store::items(&mut tx, payment_id).await?;
@@ -150,16 +177,18 @@ impl App {
             .map(|i| i.amount_cents)
             .sum();
         if item_cents == 0 {
-            return Err(AppError::invalid(
+            return Err(AppError::Fields(vec![crate::FieldProblem::new(
                 "account",
+                "refund_account_unknown",
                 "that account is not part of this payment",
-            ));
+            )]));
         }
         if !rf::reserve(&mut tx, payment_id, amount.cents(), now).await? {
-            return Err(AppError::invalid(
+            return Err(AppError::Fields(vec![crate::FieldProblem::new(
                 "amount",
+                "refund_over_payment",
                 "that is more than is left to refund on this payment",
-            ));
+            )]));
         }
         let item_refunded: i64 = rf::for_payment(&mut tx, payment_id)
             .await?
@@ -172,13 +201,14 @@ impl App {
         let left = item_cents - item_refunded;
         if amount.cents() > left {
             // Dropping the transaction undoes the reservation.
-            return Err(AppError::invalid(
+            return Err(AppError::Fields(vec![crate::FieldProblem::new(
                 "amount",
+                "refund_over_item",
                 format!(
                     "at most {} is left to refund on account {account_number}",
                     Money::from_cents(left, currency)
                 ),
-            ));
+            )]));
         }
         let wait = needs_approval(staff.role, amount.cents(), self.refund_threshold_cents());
         let row = RefundRow {

@@ -108,17 +108,35 @@ async fn a_supervisor_refunds_part_then_the_rest_and_nobody_refunds_more() {
             ])
             .send()
     };
+    // Two problems at once: both in the summary.
+    let res = post("100001", "abc", " ").await.unwrap();
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("href=\"#refund-amount\"") && html.contains("href=\"#refund-reason\""),
+        "{html}"
+    );
     // Refused, each with its reason, and nothing changes.
     for (account, amount, reason, says) in [
         ("100001", "9.01", "duplicate", "more than is left"),
-        ("100001", "abc", "duplicate", "not a valid amount"),
-        ("100001", "0", "duplicate", "above zero"),
-        ("100001", "1.00", " ", "give a reason"),
+        ("100001", "abc", "duplicate", "Enter an amount in dollars"),
+        (
+            "100001",
+            "0",
+            "duplicate",
+            "Enter an amount more than $0.00",
+        ),
+        ("100001", "1.00", " ", "Give a reason"),
         ("100002", "1.00", "duplicate", "not part of this payment"),
     ] {
         let res = post(account, amount, reason).await.unwrap();
         assert_eq!(res.status(), 400, "{amount} {reason}");
-        assert!(res.text().await.unwrap().contains(says), "{says}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains(says), "{says}");
+        assert!(
+            html.contains("id=\"error-summary\"") && html.contains("aria-invalid=\"true\""),
+            "summary and aria-invalid"
+        );
     }
     assert_eq!(s.balance("100001").await, before - 900);
     assert_eq!(status_of(&s, &id).await, "succeeded");

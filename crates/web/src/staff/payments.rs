@@ -94,8 +94,7 @@ struct PaymentPage {
     /// The refund form: the member may refund and money is left to refund.
     can_refund: bool,
     /// The field a refund error is about (`account`, `amount`, `reason`), and the error.
-    error_field: String,
-    error: String,
+    errors: crate::forms::FormErrors,
     notice: String,
 }
 
@@ -166,32 +165,61 @@ async fn refund(
                     ("account", &r.account_number),
                 ],
             );
-            show_payment(&st, &ctx, &id, StatusCode::OK, ("", String::new()), notice).await
-        }
-        Err(AppError::Invalid { field, message }) => {
-            let field = match field.as_str() {
-                "account" => "account",
-                "reason" => "reason",
-                _ => "amount",
-            };
             show_payment(
                 &st,
                 &ctx,
                 &id,
-                StatusCode::BAD_REQUEST,
-                (field, message),
-                String::new(),
+                StatusCode::OK,
+                crate::forms::FormErrors::none(),
+                notice,
             )
             .await
         }
         Err(AppError::Processor(_)) => {
             let error = ctx.t.s("staff.refund.processor").to_owned();
+            let errors = crate::forms::FormErrors::of(vec![("refund-amount".into(), error)]);
             show_payment(
                 &st,
                 &ctx,
                 &id,
                 StatusCode::BAD_GATEWAY,
-                ("amount", error),
+                errors,
+                String::new(),
+            )
+            .await
+        }
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            // Every problem at once, on the form's fields (`refund-<field>`), in the
+            // reader's language by their codes.
+            let e = match e {
+                AppError::Fields(ps) => AppError::Fields(
+                    ps.into_iter()
+                        .map(|mut p| {
+                            p.field = match p.field.as_str() {
+                                "account" => "refund-account",
+                                "reason" => "refund-reason",
+                                _ => "refund-amount",
+                            }
+                            .into();
+                            p
+                        })
+                        .collect(),
+                ),
+                e => e,
+            };
+            let errors = crate::forms::FormErrors::from_app(
+                &ctx.t,
+                &e,
+                "refund-amount",
+                &["refund-account", "refund-amount", "refund-reason"],
+            )
+            .unwrap_or_default();
+            show_payment(
+                &st,
+                &ctx,
+                &id,
+                StatusCode::BAD_REQUEST,
+                errors,
                 String::new(),
             )
             .await
@@ -210,7 +238,7 @@ async fn payment(State(st): State<AppState>, ctx: StaffCtx, Path(id): Path<Strin
         &ctx,
         &id,
         StatusCode::OK,
-        ("", String::new()),
+        crate::forms::FormErrors::none(),
         String::new(),
     )
     .await
@@ -222,7 +250,7 @@ async fn show_payment(
     ctx: &StaffCtx,
     id: &str,
     status: StatusCode,
-    (error_field, error): (&str, String),
+    errors: crate::forms::FormErrors,
     notice: String,
 ) -> Page {
     let me = ctx.require(VIEW_PAYMENTS)?;
@@ -292,8 +320,7 @@ async fn show_payment(
         p: payment_row(&ctx.t, &p),
         refunds,
         can_refund,
-        error_field: error_field.to_owned(),
-        error,
+        errors,
         notice,
     };
     Ok(render(status, &page_data)?)
