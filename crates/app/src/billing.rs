@@ -180,12 +180,20 @@ impl App {
     }
 
     /// Counts a hit against a rate-limit bucket; refuses once over `max` per window.
+    /// Throttles keyed by the client are counted in this node's memory (no commit per
+    /// request); limits on an account or a user are in the database, shared by every node.
     pub async fn rate_limit(
         &self,
         bucket: &str,
         max: i64,
         window_secs: i64,
     ) -> Result<(), AppError> {
+        if crate::limiter::node_local(bucket) {
+            if self.limiter.hit(bucket, self.now_unix(), window_secs) > max {
+                return Err(AppError::RateLimited);
+            }
+            return Ok(());
+        }
         let mut conn = self.store.conn().await?;
         let hits = store::ratelimit::hit(&mut conn, bucket, self.now_unix(), window_secs).await?;
         if hits > max {

@@ -62,6 +62,9 @@ impl Mailer {
     }
 }
 
+/// How long a node holds an email it is sending before another may try it.
+pub const EMAIL_LEASE_SECS: i64 = 300;
+
 impl App {
     pub(crate) async fn enqueue_email(
         &self,
@@ -137,7 +140,8 @@ impl App {
             .await
     }
 
-    /// Delivers due emails; returns how many were delivered.
+    /// Delivers due emails, each claimed before it is sent; returns how many were
+    /// delivered.
     pub async fn deliver_emails(&self, mailer: &Mailer) -> Result<usize, AppError> {
         let now = self.now_unix();
         let due = {
@@ -150,6 +154,17 @@ impl App {
             .collect::<Result<Vec<_>, _>>()?;
         let mut delivered = 0;
         for e in due {
+            // Claimed first, so two nodes never send one email twice: the claim moves the
+            // next attempt to the end of a lease, and a node that dies before recording the
+            // outcome leaves it due again then.
+            {
+                let mut conn = self.store.conn().await?;
+                if !store::outbox::claim(&mut conn, &e.id, self.now_unix(), EMAIL_LEASE_SECS)
+                    .await?
+                {
+                    continue;
+                }
+            }
             let result = match mailer {
                 Mailer::OutboxOnly => Ok("held_in_outbox"),
                 Mailer::Smtp { transport, from } => send(transport, from, &e).await.map(|_| "sent"),

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod integrity;
 pub mod ledger;
 pub mod licences;
+pub mod limiter;
 pub mod mail_text;
 pub mod mfa;
 pub mod passkeys;
@@ -100,6 +101,10 @@ pub struct App {
     rps: Arc<passkeys::RelyingParties>,
     /// Settings staff changed in the back office, over the configuration's (`settings`).
     live: Arc<std::sync::RwLock<settings::Live>>,
+    /// This process's name in job leases (random per start).
+    node_id: Arc<str>,
+    /// Per-client throttles, counted in this node's memory (`limiter`).
+    limiter: Arc<limiter::Limiter>,
 }
 
 impl App {
@@ -122,7 +127,43 @@ impl App {
             cfg: Arc::new(cfg),
             rps: Arc::new(rps),
             live: Arc::new(std::sync::RwLock::new(live)),
+            node_id: Arc::from(format!("node_{}", ids::random_id()).as_str()),
+            limiter: Arc::new(limiter::Limiter::default()),
         }
+    }
+
+    /// This process's name in job leases.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Runs scheduled task `name` if it is due and no node holds it: claims it with a lease
+    /// of `lease_secs` (another node takes over if this one dies), runs `work`, and makes
+    /// it due again `every_secs` later. `None` when another node has it or it is not due.
+    pub async fn run_job<T>(
+        &self,
+        name: &str,
+        every_secs: i64,
+        lease_secs: i64,
+        work: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<Option<T>, AppError> {
+        let now = self.now_unix();
+        {
+            let mut conn = self.store.conn().await?;
+            if !store::jobs::claim(&mut conn, name, &self.node_id, now, lease_secs).await? {
+                return Ok(None);
+            }
+        }
+        let result = work.await;
+        let mut conn = self.store.conn().await?;
+        let done = self.now_unix();
+        if !store::jobs::finish(&mut conn, name, &self.node_id, done, done + every_secs).await? {
+            tracing::warn!(
+                job = name,
+                "the job's lease ran out before it finished; another node may have run it too"
+            );
+        }
+        result.map(Some)
     }
 
     pub fn config(&self) -> &Config {

@@ -13,6 +13,7 @@ pub mod csp_reports;
 pub mod documents;
 pub mod exceptions;
 pub mod idempotency;
+pub mod jobs;
 pub mod mfa;
 pub mod outbox;
 pub mod passkeys;
@@ -57,6 +58,27 @@ pub enum Backend {
 }
 
 /// A pool of connections to one database.
+/// How the store's connection pool behaves (`[database]` in the configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    /// PostgreSQL connections per node (SQLite always has its one writer).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it fails (a 503, not a hang).
+    pub acquire_timeout: std::time::Duration,
+    /// PostgreSQL: statements running longer are cancelled (0: no limit).
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 10,
+            acquire_timeout: std::time::Duration::from_secs(10),
+            statement_timeout_ms: 30_000,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool<Any>,
@@ -71,6 +93,11 @@ impl Store {
     /// SQLite runs in WAL mode through a single connection: SQLite allows one writer, and a
     /// single connection turns lock contention (and `SQLITE_BUSY` on upgrade) into queueing.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, PoolSettings::default()).await
+    }
+
+    /// [`Store::connect`] with the pool's size and timeouts.
+    pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -85,6 +112,7 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(1)
                     .min_connections(1)
+                    .acquire_timeout(settings.acquire_timeout)
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .after_connect(|conn, _| {
@@ -109,14 +137,21 @@ impl Store {
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
-                    .max_connections(10)
-                    .after_connect(|conn, _| {
+                    .max_connections(settings.max_connections.max(1))
+                    .acquire_timeout(settings.acquire_timeout)
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
                             // A role or database default of `off` would acknowledge commits
                             // before they reach the disk: every connection asks for `on`.
                             sqlx::query("SET synchronous_commit = on")
                                 .execute(&mut *conn)
                                 .await?;
+                            sqlx::query(&format!(
+                                "SET statement_timeout = {}",
+                                settings.statement_timeout_ms
+                            ))
+                            .execute(&mut *conn)
+                            .await?;
                             Ok(())
                         })
                     })

@@ -122,3 +122,19 @@ pub async fn for_recipient(
     .fetch_all(conn)
     .await?)
 }
+
+/// Claims a due email for `lease_secs`: its next attempt moves to the end of the lease, so
+/// no other node picks it up meanwhile, and it is due again if this node dies before
+/// recording the outcome. True if this caller now holds it.
+pub async fn claim(conn: &mut AnyConnection, id: &str, now: i64, lease_secs: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE outbox_emails SET next_attempt_at = $3
+         WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $2",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(now + lease_secs)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

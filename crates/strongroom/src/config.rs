@@ -176,6 +176,31 @@ fn default_staff_addr() -> SocketAddr {
 pub struct Database {
     /// `sqlite:///var/lib/strongroom/strongroom.db` or `postgres://...`.
     pub url: String,
+    /// PostgreSQL connections per node (default 10; SQLite has its one writer).
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Seconds a request waits for a connection before it fails (default 10).
+    #[serde(default)]
+    pub acquire_timeout_secs: Option<u64>,
+    /// PostgreSQL: seconds after which a statement is cancelled (default 30; 0 = none).
+    #[serde(default)]
+    pub statement_timeout_secs: Option<u64>,
+}
+
+impl Database {
+    /// The pool's settings, defaults where the file says nothing.
+    pub fn pool(&self) -> store::PoolSettings {
+        let d = store::PoolSettings::default();
+        store::PoolSettings {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            acquire_timeout: self
+                .acquire_timeout_secs
+                .map_or(d.acquire_timeout, std::time::Duration::from_secs),
+            statement_timeout_ms: self
+                .statement_timeout_secs
+                .map_or(d.statement_timeout_ms, |s| s.saturating_mul(1000)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -863,6 +863,7 @@ async fn demo(data_dir: PathBuf, addrs: DemoAddrs, accounts: u32) -> anyhow::Res
         payment_ttl_secs: 3600,
         ledger: app::ledger::LedgerConfig::standard()?,
         services: app::services::ServicesConfig::demo().map_err(|e| anyhow::anyhow!(e))?,
+        pool: store::PoolSettings::default(),
     })
     .await?;
     let started = std::time::Instant::now();
@@ -1123,6 +1124,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         payment_ttl_secs: 3600,
         ledger,
         services: config::services(&cfg)?,
+        pool: cfg.database.pool(),
     })
     .await?;
     // Configuration changes are audited: a fingerprint of the file and the overrides,

@@ -54,6 +54,8 @@ pub struct Options {
     pub ledger: app::ledger::LedgerConfig,
     /// Permit and licence types, inspection capacity, partial payments, card fees.
     pub services: app::services::ServicesConfig,
+    /// The database pool's size and timeouts.
+    pub pool: store::PoolSettings,
 }
 
 /// How often the server checks its own payment pages against the build.
@@ -88,7 +90,7 @@ impl Drop for Running {
 }
 
 pub async fn start(o: Options) -> anyhow::Result<Running> {
-    let store = store::Store::connect(&o.database_url)
+    let store = store::Store::connect_with(&o.database_url, o.pool)
         .await
         .context("cannot open the database")?;
     let portal_addr = o.portal_listener.local_addr()?;
@@ -263,23 +265,45 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                if let Err(e) = a.expire_stale_payments().await {
+                // Each task runs on one node at a time (a job lease in the database): with
+                // several nodes, each still runs once a minute, not once per node.
+                if let Err(e) = a
+                    .run_job("expire_payments", 55, 600, a.expire_stale_payments())
+                    .await
+                {
                     tracing::warn!(error = %e, "expiry worker");
                 }
-                if let Err(e) = a.resume_stuck_refunds().await {
+                if let Err(e) = a
+                    .run_job("resume_refunds", 55, 600, a.resume_stuck_refunds())
+                    .await
+                {
                     tracing::warn!(error = %e, "refund worker");
                 }
-                if let Err(e) = a.index_accounts_for_search(5_000).await {
+                if let Err(e) = a
+                    .run_job(
+                        "index_accounts",
+                        55,
+                        600,
+                        a.index_accounts_for_search(5_000),
+                    )
+                    .await
+                {
                     tracing::warn!(error = %e, "account search index worker");
                 }
-                match a.reconcile_due_days().await {
-                    Ok(0) => {}
-                    Ok(days) => tracing::info!(days, "reconciled closed business days"),
+                match a
+                    .run_job("reconcile_days", 55, 1800, a.reconcile_due_days())
+                    .await
+                {
+                    Ok(None | Some(0)) => {}
+                    Ok(Some(days)) => tracing::info!(days, "reconciled closed business days"),
                     Err(e) => tracing::warn!(error = %e, "reconciliation worker"),
                 }
-                match a.send_renewal_notices().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(notices = n, "licence renewal notices queued"),
+                match a
+                    .run_job("renewal_notices", 55, 600, a.send_renewal_notices())
+                    .await
+                {
+                    Ok(None | Some(0)) => {}
+                    Ok(Some(n)) => tracing::info!(notices = n, "licence renewal notices queued"),
                     Err(e) => tracing::warn!(error = %e, "licence renewal notice worker"),
                 }
             }

@@ -123,6 +123,15 @@ async fn idempotency_keys_are_kept_only_for_real_requests_and_only_a_day() {
             .unwrap();
         n
     };
+    // Per-client throttles are counted in memory now; the database keeps per-account
+    // limits, like this one.
+    {
+        let mut c = s.app().store.conn().await.unwrap();
+        let now = app::Clock::now(&*s.clock).unix_timestamp();
+        store::ratelimit::hit(&mut c, "login-user:someone", now, 900)
+            .await
+            .unwrap();
+    }
     assert!(counters().await > 0);
     s.clock.advance(time::Duration::hours(25));
     s.app().expire_stale_payments().await.unwrap();

@@ -185,6 +185,7 @@ impl Builder {
             payment_ttl_secs: 3600,
             ledger: app::ledger::LedgerConfig::standard().expect("ledger"),
             services: self.services.clone(),
+            pool: store::PoolSettings::default(),
         })
         .await
         .expect("server starts");
@@ -555,6 +556,15 @@ impl SmtpSink {
             rx: tokio::sync::Mutex::new(rx),
             seen: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Every message received so far (those already seen and any waiting).
+    pub async fn all(&self) -> Vec<String> {
+        let mut rx = self.rx.lock().await;
+        while let Ok(m) = rx.try_recv() {
+            self.seen.lock().expect("lock").push(m);
+        }
+        self.seen.lock().expect("lock").clone()
     }
 
     /// Waits (bounded) for a message containing `needle`.

@@ -23,6 +23,7 @@ mod hardening;
 mod harness;
 mod integrity;
 mod journeys;
+mod nodes;
 mod openapi;
 mod passkeys;
 mod pii;

@@ -1,0 +1,185 @@
+//! Several nodes on one database: a scheduled job runs once across them and is taken over
+//! when its holder dies; the email outbox sends each email once.
+
+use crate::harness::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// A second node: its own `App` (own pool, own node id) on the server's database and clock.
+async fn second_node(s: &Server) -> app::App {
+    let store = store::Store::connect(&s.database_url)
+        .await
+        .expect("second node's store");
+    let processor = processor::client::StripeClient::new(&s.processor, SK).expect("client");
+    app::App::new(
+        store,
+        Arc::new(processor),
+        s.clock.clone(),
+        s.app().config().clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_scheduled_job_runs_once_across_two_nodes_and_is_taken_over_when_its_node_dies() {
+    let s = server().start().await;
+    let other = second_node(&s).await;
+    assert_ne!(other.node_id(), s.app().node_id());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let work = |runs: Arc<AtomicUsize>| async move {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, app::AppError>(())
+    };
+    // Both nodes at once, again and again: it runs once.
+    for _ in 0..5 {
+        let (a, b) = tokio::join!(
+            s.app().run_job("test_job", 60, 300, work(runs.clone())),
+            other.run_job("test_job", 60, 300, work(runs.clone())),
+        );
+        assert!(a.unwrap().is_none() || b.unwrap().is_none());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "once across both nodes");
+    // Due again a minute later: once more.
+    s.clock.advance(time::Duration::seconds(61));
+    let (a, b) = tokio::join!(
+        s.app().run_job("test_job", 60, 300, work(runs.clone())),
+        other.run_job("test_job", 60, 300, work(runs.clone())),
+    );
+    assert!(
+        a.unwrap().is_some() != b.unwrap().is_some(),
+        "exactly one of the two"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    // A node claims the job and dies (never finishes): nobody runs it while its lease holds;
+    // when the lease ends, another node takes it over.
+    s.clock.advance(time::Duration::seconds(61));
+    let now = app::Clock::now(&*s.clock).unix_timestamp();
+    let mut conn = s.app().store.conn().await.unwrap();
+    assert!(
+        store::jobs::claim(&mut conn, "test_job", "node_dead", now, 300)
+            .await
+            .unwrap()
+    );
+    drop(conn);
+    assert!(other
+        .run_job("test_job", 60, 300, work(runs.clone()))
+        .await
+        .unwrap()
+        .is_none());
+    s.clock.advance(time::Duration::seconds(299));
+    assert!(
+        other
+            .run_job("test_job", 60, 300, work(runs.clone()))
+            .await
+            .unwrap()
+            .is_none(),
+        "the lease still holds"
+    );
+    s.clock.advance(time::Duration::seconds(2));
+    assert!(
+        other
+            .run_job("test_job", 60, 300, work(runs.clone()))
+            .await
+            .unwrap()
+            .is_some(),
+        "taken over"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let mut conn = s.app().store.conn().await.unwrap();
+    let row = store::jobs::get(&mut conn, "test_job")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.holder, None);
+    assert_eq!(row.runs, 4, "three runs and the dead node's claim");
+    // The dead node's late finish changes nothing.
+    assert!(
+        !store::jobs::finish(&mut conn, "test_job", "node_dead", now, now)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn two_nodes_send_each_email_once() {
+    let s = server().smtp().start().await;
+    let other = second_node(&s).await;
+    let sink = s.mail.as_ref().expect("smtp sink");
+    let mailer = app::email::Mailer::smtp(
+        "127.0.0.1",
+        sink.port,
+        "City of Testville <pay@testville.gov>",
+        "none",
+    )
+    .expect("mailer");
+    // Twenty residents' confirmation emails; the server's own worker (every 50 ms) and the
+    // second node deliver them side by side.
+    let n = 20;
+    for i in 0..n {
+        crate::authz::resident(&s, &format!("twice{i}@example.com")).await;
+    }
+    eventually("both nodes delivered every email", || async {
+        other.deliver_emails(&mailer).await.unwrap();
+        let mut conn = s.app().store.conn().await.unwrap();
+        let (pending,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM outbox_emails WHERE status = 'pending'")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        pending == 0
+    })
+    .await;
+    let mut conn = s.app().store.conn().await.unwrap();
+    let (sent,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM outbox_emails WHERE status = 'sent'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    drop(conn);
+    eventually("every sent email reached the sink", || async {
+        sink.all().await.len() as i64 >= sent
+    })
+    .await;
+    let all = sink.all().await;
+    for i in 0..n {
+        let to = format!("twice{i}@example.com");
+        let count = all.iter().filter(|m| m.contains(&to)).count();
+        assert_eq!(count, 1, "{to} got {count} confirmation emails");
+    }
+    assert_eq!(all.len() as i64, sent, "no email sent twice");
+}
+
+#[tokio::test]
+async fn a_flood_of_lookups_is_throttled_in_memory_not_with_a_commit_each() {
+    let s = server().start().await;
+    let c = client();
+    let token = form_token(&c, &s.portal).await;
+    let mut refused = 0;
+    for _ in 0..70 {
+        let res = c
+            .post(format!("{}/quick-pay", s.portal))
+            .header("origin", &s.portal)
+            .form(&[
+                ("account_number", "100001"),
+                ("postal_code", "93301"),
+                ("csrf", token.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused, 10,
+        "60 lookups per 15 minutes per client, then 429"
+    );
+    let mut conn = s.app().store.conn().await.unwrap();
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM rate_limits WHERE bucket LIKE 'lookup-ip:%'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(rows, 0, "per-client throttles are counted in memory");
+}
