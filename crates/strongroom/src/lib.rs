@@ -10,5 +10,6 @@ pub mod demo_services;
 pub mod integrity;
 pub mod keys;
 pub mod logging;
+pub mod migrate;
 pub mod scan;
 pub mod server;

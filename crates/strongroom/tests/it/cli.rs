@@ -187,6 +187,80 @@ async fn demo_starts_three_listeners_that_answer() {
     assert_eq!(paid["status"], "succeeded");
     child.kill().unwrap();
     let _ = child.wait();
+
+    // The town grows: the demo city moves to another store (PostgreSQL when the suite runs
+    // on it, else a new SQLite file) with export and import, counts checked and the audit
+    // chain verified there.
+    let export = data_dir.join("city.export");
+    let out = bin()
+        .args(["export", "--data-dir"])
+        .arg(&data_dir)
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing.contains("permits") && listing.contains("audit_log"),
+        "{listing}"
+    );
+    let into = match std::env::var("STRONGROOM_TEST_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            use sqlx::Connection;
+            let name = format!("sr_move_{}", app::ids::random_id().to_lowercase());
+            let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+            sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            format!("{prefix}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", data_dir.join("moved.db").display()),
+    };
+    let out = bin()
+        .args(["import", "--from"])
+        .arg(&export)
+        .args(["--into", &into, "--key-file"])
+        .arg(data_dir.join("audit.key"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("the audit chain verifies"), "{text}");
+    for table in [
+        "payments", "permits", "licences", "invoices", "postings", "bills",
+    ] {
+        let exported = listing
+            .lines()
+            .find(|l| l.starts_with(&format!("{table} ")))
+            .unwrap();
+        let n = exported.split_whitespace().nth(1).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{table} "))
+                    && l.split_whitespace().nth(1) == Some(n)),
+            "{table}: {n} rows exported, imported: {text}"
+        );
+    }
+    // Importing twice is refused: the new store is no longer empty.
+    let again = bin()
+        .args(["import", "--from"])
+        .arg(&export)
+        .args(["--into", &into, "--key-file"])
+        .arg(data_dir.join("audit.key"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
     let (files, findings) = strongroom::scan::scan(&[data_dir]).unwrap();
     assert!(files >= 3, "database, WAL or log files: {files}");
     assert!(findings.is_empty(), "{findings:?}");
