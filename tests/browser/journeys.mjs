@@ -791,6 +791,13 @@ async function permitJourney({ newPage }) {
   const inspections = await page.locator('#inspections tbody').innerText();
   assert.match(inspections, /Failed\s+Footing 6 inches too shallow/, 'the failed inspection with its note');
   assert.match(inspections, /Passed\s+Footing deepened; passes/, 'the re-inspection that passed');
+  // The staff pages of permits, inspections and licences, in both languages.
+  for (const lang of ['es', 'en']) {
+    for (const [path, what] of [['/permit-reviews', 'permit applications'], ['/inspections', 'inspections'], ['/licences', 'licences']]) {
+      await s.goto(`${STAFF}${path}?lang=${lang}`);
+      await check(s, staff.watch, `staff: ${what} (${lang})`);
+    }
+  }
   staff.watch.assertClean();
 
   // Anyone can look the permit up by number and address; no personal data is shown.
