@@ -495,13 +495,42 @@ impl App {
         amount_cents: i64,
     ) -> Result<Option<String>, AppError> {
         let now = self.now_unix();
+        let before = sv::invoice(tx, invoice_id)
+            .await?
+            .ok_or_else(|| AppError::Internal(format!("invoice {invoice_id} vanished")))?;
         if !sv::pay_invoice(tx, invoice_id, payment_id, amount_cents, now).await? {
             return Ok(None);
         }
         let inv = sv::invoice(tx, invoice_id)
             .await?
             .ok_or_else(|| AppError::Internal(format!("invoice {invoice_id} vanished")))?;
-        if inv.status == "paid" {
+        if before.status != "open" {
+            // Two checkouts for one invoice (two tabs, say), both captured: the second pays
+            // for something already paid. Its money is recorded, never acted on twice (no
+            // second issue or renewal), and waits in the exceptions queue for a refund.
+            self.raise_exception(
+                tx,
+                "system",
+                crate::exceptions::NewException {
+                    kind: crate::exceptions::ExceptionKind::Duplicate,
+                    dedupe_key: format!("invoice:{invoice_id}:{payment_id}"),
+                    payment_id: Some(payment_id.to_owned()),
+                    processor_ref: None,
+                    amount: Some(domain::Money::from_cents(
+                        amount_cents,
+                        self.config().currency,
+                    )),
+                    business_date: None,
+                    evidence: serde_json::json!({
+                        "invoice": invoice_id,
+                        "invoice_status_before": before.status,
+                        "note": "a payment for an invoice that was already paid",
+                    }),
+                },
+            )
+            .await?;
+        } else if inv.status == "paid" {
+            // Open -> paid, by this payment: what a paid invoice means happens once.
             match inv.item_type.as_str() {
                 PERMIT => self.permit_invoice_paid(tx, &inv).await?,
                 LICENCE => self.licence_invoice_paid(tx, &inv).await?,

@@ -1207,3 +1207,86 @@ async fn a_guest_pays_a_permits_fees_by_its_number_and_zip() {
     .await;
     assert!(again.text().await.unwrap().contains("Nothing is due"));
 }
+
+#[tokio::test]
+async fn an_invoice_paid_twice_is_acted_on_once_and_the_second_capture_waits_for_staff() {
+    let s = server().start().await;
+    let (c, csrf) = resident(&s, "twotabs@example.com").await;
+    let res = post(
+        &s,
+        &c,
+        &csrf,
+        "/licences/new",
+        &[
+            ("licence_type", "home-occupation"),
+            ("business_name", "Two Tabs"),
+            ("business_street", "1 Elm St"),
+            ("business_zip", "93301"),
+            ("employees", "1"),
+            ("gross_receipts", "1000"),
+        ],
+    )
+    .await;
+    let id = location(&res).trim_start_matches("/licences/").to_owned();
+    let inv = open_invoice(&s, &id, "licence_new").await;
+    // Two checkouts for the same fee, opened before either was paid (two tabs).
+    let mut checkouts = Vec::new();
+    for _ in 0..2 {
+        let started = s
+            .app()
+            .start_payment(app::payments::PaymentRequest {
+                items: vec![],
+                invoices: vec![app::payments::RequestedInvoice {
+                    invoice_id: inv.id.clone(),
+                    amount: domain::Money::usd(inv.amount_cents),
+                    expected_due_cents: Some(inv.amount_cents),
+                }],
+                email: domain::EmailAddress::parse("twotabs@example.com").unwrap(),
+                resident_id: None,
+                channel: app::payments::Channel::Api,
+                return_url: None,
+                source_ip: "10.9.9.9".into(),
+                form_key: None,
+                language: None,
+            })
+            .await
+            .unwrap();
+        checkouts.push(started.checkout_url);
+    }
+    for url in &checkouts {
+        let paid = s.pay_hosted(url, "4242 4242 4242 4242").await;
+        s.follow(paid).await;
+    }
+    s.webhooks_settled().await;
+    let (l, _, _) = s.app().licence(None, &id).await.unwrap();
+    assert_eq!(l.status, "active");
+    let today = s.app().city_today().unwrap();
+    assert_eq!(
+        l.expires_on.unwrap(),
+        domain::fees::Expiry::Anniversary.first(today).to_string(),
+        "issued once, not renewed by the second capture"
+    );
+    let waiting: Vec<_> = s
+        .app()
+        .exceptions(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.evidence.contains(&inv.id))
+        .collect();
+    assert_eq!(
+        waiting.len(),
+        1,
+        "the second capture waits in the exceptions queue"
+    );
+    assert_eq!(waiting[0].amount.map(|m| m.cents()), Some(inv.amount_cents));
+    let mut conn = s.app().store.conn().await.unwrap();
+    let (issued,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_log WHERE event = 'licence.issued' AND object = $1",
+    )
+    .bind(&id)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(issued, 1);
+}
