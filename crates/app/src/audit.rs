@@ -117,22 +117,21 @@ impl App {
             &detail,
         )
         .await?;
+        tx.commit().await.map_err(StoreError::from)?;
         if !allowed {
-            tx.commit().await.map_err(StoreError::from)?;
             return Err(AppError::Forbidden);
         }
-        let mut rows = au::search(&mut tx, filter, before, limit.saturating_add(1)).await?;
+        // The view's own entry (and any other waiting one) into the chain, then read.
+        self.seal_audit().await?;
+        let mut conn = self.store.conn().await?;
+        let mut rows = au::search(&mut conn, filter, before, limit.saturating_add(1)).await?;
         let older = if rows.len() as i64 > limit {
             rows.truncate(usize::try_from(limit).unwrap_or(0));
             rows.last().map(|r| r.seq)
         } else {
             None
         };
-        tx.commit().await.map_err(StoreError::from)?;
-        // After the commit: the walk reads the whole log and must not hold up appenders
-        // (on PostgreSQL they wait on the chain's lock until this transaction ends).
         let verified = if verify {
-            let mut conn = self.store.conn().await?;
             Some(au::verify(&mut conn, &self.config().audit_key).await?)
         } else {
             None

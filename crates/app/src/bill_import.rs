@@ -756,8 +756,21 @@ impl Run {
 impl App {
     /// Imports a bill file; see the module documentation. `progress` is called after each
     /// chunk with (bytes read, lines read). On an invalid file (without `skip_invalid`) the
-    /// report says what was wrong and nothing is stored.
+    /// report says what was wrong and nothing is stored. Its audit entries are in the
+    /// chain when it returns (imports often run off a request's path).
     pub async fn import_bills<R: Read>(
+        &self,
+        input: R,
+        size: u64,
+        mapping: &Mapping,
+        opts: &ImportOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<ImportReport, AppError> {
+        self.sealing_audit(self.import_bills_unsealed(input, size, mapping, opts, observer))
+            .await
+    }
+
+    async fn import_bills_unsealed<R: Read>(
         &self,
         input: R,
         size: u64,

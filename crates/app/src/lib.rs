@@ -155,6 +155,7 @@ impl App {
             }
         }
         let result = work.await;
+        self.seal_audit_logged().await;
         let mut conn = self.store.conn().await?;
         let done = self.now_unix();
         if !store::jobs::finish(&mut conn, name, &self.node_id, done, done + every_secs).await? {
@@ -168,6 +169,37 @@ impl App {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Chains audit entries waiting after their commit (PostgreSQL; see
+    /// `store::audit::seal`). Returns how many it chained.
+    pub async fn seal_audit(&self) -> Result<usize, AppError> {
+        let mut conn = self.store.conn().await?;
+        Ok(store::audit::seal(&mut conn, &self.cfg.audit_key).await?)
+    }
+
+    /// [`App::seal_audit`] where a failure must not fail the caller's finished work: the
+    /// entries stay queued and the next seal (the worker's, within seconds) chains them.
+    pub async fn seal_audit_logged(&self) {
+        if let Err(e) = self.seal_audit().await {
+            tracing::warn!(error = %e, "audit entries left queued for the next seal");
+        }
+    }
+
+    /// Runs `work` (one request) and then, if it wrote audit entries that wait to be
+    /// chained, chains them before returning, so a request's entries are in the chain by
+    /// the time its answer is sent.
+    pub async fn sealing_audit<F: std::future::Future>(&self, work: F) -> F::Output {
+        let (out, queued) = AUDIT_QUEUED
+            .scope(std::cell::Cell::new(false), async {
+                let out = work.await;
+                (out, AUDIT_QUEUED.with(std::cell::Cell::get))
+            })
+            .await;
+        if queued {
+            self.seal_audit_logged().await;
+        }
+        out
     }
 
     pub fn now(&self) -> time::OffsetDateTime {
@@ -190,7 +222,7 @@ impl App {
         source_ip: &str,
         detail: &str,
     ) -> Result<(), AppError> {
-        store::audit::append(
+        let queued = store::audit::append(
             conn,
             &self.cfg.audit_key,
             &store::audit::AuditEntry {
@@ -204,6 +236,16 @@ impl App {
             },
         )
         .await?;
+        if queued {
+            // Outside a request's scope (workers, commands) nothing is marked: those
+            // seal when their work ends (`run_job`, the worker's tick, the CLI).
+            let _ = AUDIT_QUEUED.try_with(|q| q.set(true));
+        }
         Ok(())
     }
+}
+
+tokio::task_local! {
+    /// Set when the current request wrote an audit entry that waits to be chained.
+    static AUDIT_QUEUED: std::cell::Cell<bool>;
 }

@@ -59,18 +59,41 @@ fn mac(key: &[u8], seq: i64, prev: &str, e: &AuditEntry<'_>) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
-/// Appends one entry after the current head of the chain.
-pub async fn append(conn: &mut AnyConnection, key: &[u8], e: &AuditEntry<'_>) -> Result<i64> {
+/// Records one entry in the caller's transaction.
+///
+/// On SQLite (one writer, so nothing could overlap anyway) the entry is chained at once.
+/// On PostgreSQL it is queued in `audit_pending` without any lock, so audited writes
+/// from many connections and nodes commit side by side; [`seal`] chains it after the
+/// commit. Returns true when the entry waits for [`seal`].
+pub async fn append(conn: &mut AnyConnection, key: &[u8], e: &AuditEntry<'_>) -> Result<bool> {
     if backend_of(conn).await == Backend::Postgres {
-        // Serialise appenders so the chain never forks (released at commit).
-        sqlx::query("SELECT pg_advisory_xact_lock(7120001)")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit_pending (id, at, actor, event, object, outcome, source_ip, detail)
+             VALUES (nextval('audit_pending_id'), $1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.at)
+        .bind(e.actor)
+        .bind(e.event)
+        .bind(e.object)
+        .bind(e.outcome)
+        .bind(e.source_ip)
+        .bind(e.detail)
+        .execute(conn)
+        .await?;
+        return Ok(true);
     }
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
+    let head = head(&mut *conn).await?;
+    chain(conn, key, head, e).await?;
+    Ok(false)
+}
+
+/// Inserts `e` as the entry after `head`; returns the new head.
+async fn chain(
+    conn: &mut AnyConnection,
+    key: &[u8],
+    head: Option<(i64, String)>,
+    e: &AuditEntry<'_>,
+) -> Result<(i64, String)> {
     let (seq, prev) = match head {
         Some((s, h)) => (s + 1, h),
         None => (1, GENESIS.to_owned()),
@@ -92,7 +115,95 @@ pub async fn append(conn: &mut AnyConnection, key: &[u8], e: &AuditEntry<'_>) ->
     .bind(&hash)
     .execute(conn)
     .await?;
-    Ok(seq)
+    Ok((seq, hash))
+}
+
+/// How many entries one sealing transaction chains at most.
+pub const SEAL_BATCH: i64 = 500;
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: i64,
+    at: i64,
+    actor: String,
+    event: String,
+    object: String,
+    outcome: String,
+    source_ip: String,
+    detail: String,
+}
+
+/// Chains every committed entry waiting in `audit_pending`, oldest first, in batches of
+/// [`SEAL_BATCH`]; returns how many it chained.
+///
+/// Each batch is one short transaction under a PostgreSQL advisory lock that only sealers
+/// take (never the transactions that write entries): read the head, insert the batch with
+/// consecutive `seq`s, delete exactly those pending rows, commit. A sealer that waited for
+/// the lock reads the queue again after it (read committed), so the chain never forks and
+/// has no gaps; an entry whose transaction has not committed yet is simply sealed later.
+pub async fn seal(conn: &mut AnyConnection, key: &[u8]) -> Result<usize> {
+    use sqlx::Connection;
+    let mut total = 0;
+    loop {
+        // A cheap look first: most calls find nothing and take no lock.
+        let waiting: Option<(i64,)> = sqlx::query_as("SELECT id FROM audit_pending LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        if waiting.is_none() {
+            return Ok(total);
+        }
+        let mut tx = conn.begin().await?;
+        if backend_of(&mut tx).await == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7120001)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let batch: Vec<Pending> = sqlx::query_as(
+            "SELECT id, at, actor, event, object, outcome, source_ip, detail
+             FROM audit_pending ORDER BY id LIMIT $1",
+        )
+        .bind(SEAL_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut h = head(&mut tx).await?;
+        for p in &batch {
+            let e = AuditEntry {
+                at: p.at,
+                actor: &p.actor,
+                event: &p.event,
+                object: &p.object,
+                outcome: &p.outcome,
+                source_ip: &p.source_ip,
+                detail: &p.detail,
+            };
+            h = Some(chain(&mut tx, key, h, &e).await?);
+        }
+        for ids in batch.chunks(100) {
+            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM audit_pending WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for p in ids {
+                q = q.bind(p.id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        total += batch.len();
+        if (batch.len() as i64) < SEAL_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Entries written but not yet chained (normally none for more than a moment).
+pub async fn pending(conn: &mut AnyConnection) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_pending")
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
 }
 
 pub async fn for_object(conn: &mut AnyConnection, object: &str) -> Result<Vec<AuditRow>> {

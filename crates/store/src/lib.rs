@@ -307,6 +307,8 @@ fn append_only_ddl(backend: Backend) -> &'static [&'static str] {
              FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
             "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
              FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+            // Ids of entries waiting to be chained (see `audit::seal`).
+            "CREATE SEQUENCE IF NOT EXISTS audit_pending_id",
         ],
     }
 }

@@ -47,6 +47,15 @@ pub async fn verify(url: &str, key: &[u8], head_file: Option<&Path>) -> anyhow::
         Err(b) => return Ok(broken(b)),
     };
     let mut lines = vec![format!("audit chain intact: {} entries", v.entries)];
+    // Entries written on PostgreSQL wait a moment before a running node chains them.
+    let queued = au::pending(&mut conn)
+        .await
+        .context("cannot read the audit queue")?;
+    if queued > 0 {
+        lines.push(format!(
+            "{queued} newer entries are committed and waiting to be chained by a running node"
+        ));
+    }
     match head_file {
         None => lines.push(
             "truncation not checked: no checkpoint file is configured (security.audit_head_file)"

@@ -565,7 +565,7 @@ pub async fn scheduled_check(
             tracing::error!(finding = %f, "payment page integrity check failed");
         }
     }
-    app.record_integrity_check(report.ok(), &report.summary(portal))
+    app.sealing_audit(app.record_integrity_check(report.ok(), &report.summary(portal)))
         .await?;
     Ok(report)
 }

@@ -74,7 +74,7 @@ pub async fn rotate(
         app::ledger::LedgerConfig::standard()?,
     )
     .await?;
-    let counts = app.reseal_all().await?;
+    let counts = app.sealing_audit(app.reseal_all()).await?;
     let mut lines = vec![format!(
         "added data key {} to {} and made it current",
         new.current_id(),

@@ -483,7 +483,7 @@ async fn export_postings(
     };
     let app = store.open().await?;
     let e = app
-        .export_postings(day, &layout, "cli")
+        .sealing_audit(app.export_postings(day, &layout, "cli"))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::write(out, &e.bytes).with_context(|| format!("cannot write {}", out.display()))?;
@@ -591,7 +591,7 @@ fn run() -> anyhow::Result<()> {
             }
             Command::ExportLinkingCodes { store, out } => {
                 let app = store.open().await?;
-                let issued = app.issue_missing_linking_codes().await?;
+                let issued = app.sealing_audit(app.issue_missing_linking_codes()).await?;
                 let mut w = csv::Writer::from_path(&out)
                     .with_context(|| format!("cannot write {}", out.display()))?;
                 w.write_record(["account_number", "linking_code"])?;
@@ -1059,9 +1059,14 @@ async fn staff_add(path: &Path, username: &str, name: &str, role: &str) -> anyho
     if app.staff_by_username(username).await?.is_some() {
         bail!("a staff user named {username:?} already exists");
     }
-    let user = app.create_staff(username, name, password, role).await?;
-    let enrollment = app
-        .reset_staff_second_factors(None, &user.username, "-")
+    let (user, enrollment) = app
+        .sealing_audit(async {
+            let user = app.create_staff(username, name, password, role).await?;
+            let enrollment = app
+                .reset_staff_second_factors(None, &user.username, "-")
+                .await?;
+            anyhow::Ok((user, enrollment))
+        })
         .await?;
     println!(
         "created staff user {} ({})",
@@ -1195,7 +1200,11 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     // Configuration changes are audited: a fingerprint of the file and the overrides,
     // compared with the previous start's.
     let fingerprint = config_fingerprint(path)?;
-    if running.app.record_configuration(&fingerprint).await? {
+    if running
+        .app
+        .sealing_audit(running.app.record_configuration(&fingerprint))
+        .await?
+    {
         tracing::warn!(sha256 = %fingerprint, "configuration changed since the previous start (audited config.loaded)");
     }
     tracing::info!(portal = %running.portal_addr, staff = %running.staff_addr, "serving");

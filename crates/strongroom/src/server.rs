@@ -183,6 +183,10 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
     if sealed > 0 {
         tracing::info!(sealed, "TOTP secrets written in clear were sealed");
     }
+    // What the start wrote to the audit log, and anything a node that died left queued.
+    app.seal_audit()
+        .await
+        .context("cannot chain the queued audit entries")?;
     let web_cfg = web::WebConfig {
         portal_origin: portal_origin.clone(),
         staff_origin: staff_origin.clone(),
@@ -252,6 +256,9 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                // Audit entries written outside a request (jobs, commands run beside
+                // the server) are chained here within one tick.
+                a.seal_audit_logged().await;
                 if let Err(e) = a.deliver_emails(&mailer).await {
                     tracing::warn!(error = %e, "email worker");
                 }

@@ -70,7 +70,8 @@ async fn resolve_client_ip(State(st): State<AppState>, mut req: Request, next: N
 }
 
 pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
-    r.layer(middleware::from_fn(rejections_as_errors))
+    r.layer(middleware::from_fn_with_state(state.clone(), seal_audit))
+        .layer(middleware::from_fn(rejections_as_errors))
         .layer(middleware::from_fn_with_state(
             (state.clone(), Realm::Resident),
             csrf_guard,
@@ -90,7 +91,8 @@ pub fn public_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
 }
 
 pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
-    r.layer(middleware::from_fn(rejections_as_errors))
+    r.layer(middleware::from_fn_with_state(state.clone(), seal_audit))
+        .layer(middleware::from_fn(rejections_as_errors))
         .layer(middleware::from_fn_with_state(
             (state.clone(), Realm::Staff),
             csrf_guard,
@@ -104,6 +106,12 @@ pub fn staff_layers(r: Router<AppState>, state: AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state, resolve_client_ip))
         .layer(middleware::from_fn(crate::portal::localize_error_page))
         .layer(middleware::from_fn(access_log))
+}
+
+/// Chains the audit entries a request wrote (queued on PostgreSQL so audited writes
+/// overlap) before its answer goes out: see `App::sealing_audit`.
+async fn seal_audit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    state.app.sealing_audit(next.run(req)).await
 }
 
 /// One line per request: method, route template, status, time. The route template (not

@@ -183,3 +183,93 @@ async fn a_flood_of_lookups_is_throttled_in_memory_not_with_a_commit_each() {
             .unwrap();
     assert_eq!(rows, 0, "per-client throttles are counted in memory");
 }
+
+/// Audited writes from many connections overlap: on PostgreSQL an entry is queued in its
+/// own transaction without a lock, so a transaction that holds an entry open does not
+/// hold up another's commit; sealing chains both, gapless. (SQLite has one writer: the
+/// entry is chained at once, and there is nothing to overlap.)
+#[tokio::test]
+async fn audited_writes_overlap_and_the_chain_stays_gapless() {
+    let s = server().start().await;
+    let other = second_node(&s).await;
+    let key = AUDIT_KEY;
+    let entry = |event: &'static str| store::audit::AuditEntry {
+        at: 1,
+        actor: "system",
+        event,
+        object: "test",
+        outcome: "success",
+        source_ip: "-",
+        detail: "",
+    };
+    let pg = s.database_url.starts_with("postgres");
+    s.app().seal_audit().await.unwrap();
+    let before = {
+        let mut c = s.app().store.conn().await.unwrap();
+        store::audit::head(&mut c).await.unwrap().map_or(0, |h| h.0)
+    };
+    if pg {
+        // A holds its entry, uncommitted, while B (another node's pool) writes and
+        // commits: B does not wait for A.
+        let mut a = s.app().store.begin().await.unwrap();
+        assert!(store::audit::append(&mut a, key, &entry("test.a"))
+            .await
+            .unwrap());
+        let mut b = other.store.begin().await.unwrap();
+        let b_done = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            store::audit::append(&mut b, key, &entry("test.b"))
+                .await
+                .unwrap();
+            b.commit().await.unwrap();
+        })
+        .await;
+        assert!(b_done.is_ok(), "B's audited commit waited for A");
+        // B is sealed while A is still open; A is sealed after it commits.
+        assert_eq!(other.seal_audit().await.unwrap(), 1);
+        a.commit().await.unwrap();
+    }
+    // Then 200 audited writes, from both nodes at once (on PostgreSQL; SQLite has one
+    // writer, the server's), and seals racing them.
+    let writes = (0..200).map(|i| {
+        let node = if pg && i % 2 == 1 { &other } else { s.app() };
+        async move {
+            let mut tx = node.store.begin().await.unwrap();
+            store::audit::append(&mut tx, key, &entry("test.many"))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            node.seal_audit().await.unwrap();
+        }
+    });
+    futures_join_all(writes).await;
+    s.app().seal_audit().await.unwrap();
+    let mut c = s.app().store.conn().await.unwrap();
+    assert_eq!(store::audit::pending(&mut c).await.unwrap(), 0);
+    let entries = store::audit::verify(&mut c, key).await.unwrap().unwrap();
+    let expected = if pg { 202 } else { 200 };
+    assert_eq!(
+        entries,
+        before + expected,
+        "every entry chained once, no gap"
+    );
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(DISTINCT seq) FROM audit_log WHERE object = 'test'")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+    assert_eq!(n, expected);
+}
+
+/// Polls the futures together until all are done (they borrow, so cannot be spawned).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item = F>) {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = fs.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

@@ -9,6 +9,8 @@ use crate::staff::staff_login_full;
 const PW: &str = "ledger-harbor-refund-42";
 
 async fn audit_events(s: &Server, object: &str) -> Vec<(String, String)> {
+    // Entries of calls made straight to the app (not over HTTP) may wait to be chained.
+    s.app().seal_audit().await.unwrap();
     let mut c = s.app().store.conn().await.unwrap();
     sqlx::query_as("SELECT event, outcome FROM audit_log WHERE object = $1 ORDER BY seq")
         .bind(object)

@@ -205,7 +205,7 @@ impl StaffCtx {
                     let actor = format!("staff:{id}");
                     let event = "staff.access_refused";
                     if let Err(e) = app
-                        .record_refusal(&actor, event, &route, &detail, &ip)
+                        .sealing_audit(app.record_refusal(&actor, event, &route, &detail, &ip))
                         .await
                     {
                         tracing::warn!(code = e.code(), "could not audit a refused staff route");
