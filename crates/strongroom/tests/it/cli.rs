@@ -361,12 +361,12 @@ fn serve_refuses_unknown_keys_and_bad_secrets() {
     assert!(err.contains("server.trusted_proxies is empty"), "{err}");
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
 }
 
 /// Runs the binary as an unprivileged user (nobody) when the tests run as root (as CI does).
-fn as_service_user(args: &[&str]) -> Command {
+pub fn as_service_user(args: &[&str]) -> Command {
     if is_root() {
         // setpriv execs the binary in its own place (runuser would fork and wait, and
         // killing it would leave the server running).

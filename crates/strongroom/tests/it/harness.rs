@@ -69,7 +69,7 @@ pub fn server() -> Builder {
     }
 }
 
-async fn database_url(dir: &std::path::Path) -> String {
+pub async fn database_url(dir: &std::path::Path) -> String {
     match std::env::var("STRONGROOM_TEST_DATABASE_URL") {
         Ok(base) if !base.is_empty() => {
             // A fresh database per test on the same server.

@@ -16,6 +16,7 @@ mod browser;
 mod city_day;
 mod city_webhooks;
 mod cli;
+mod crash;
 mod every_route;
 mod exceptions;
 mod finance;
