@@ -189,6 +189,9 @@ impl App {
         window_secs: i64,
     ) -> Result<(), AppError> {
         if crate::limiter::node_local(bucket) {
+            if self.limiter.lifted() {
+                return Ok(());
+            }
             if self.limiter.hit(bucket, self.now_unix(), window_secs) > max {
                 return Err(AppError::RateLimited);
             }

@@ -105,6 +105,7 @@ pub struct App {
     node_id: Arc<str>,
     /// Per-client throttles, counted in this node's memory (`limiter`).
     limiter: Arc<limiter::Limiter>,
+    seal_commits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl App {
@@ -129,7 +130,15 @@ impl App {
             live: Arc::new(std::sync::RwLock::new(live)),
             node_id: Arc::from(format!("node_{}", ids::random_id()).as_str()),
             limiter: Arc::new(limiter::Limiter::default()),
+            seal_commits: Arc::default(),
         }
+    }
+
+    /// Lifts the per-client throttles counted in memory, for `strongroom bench` only (its
+    /// load comes from one address). Limits kept in the database (per account, per user)
+    /// still hold. `serve` has no setting that reaches this.
+    pub fn lift_client_throttles_for_bench(&self) {
+        self.limiter.lift_for_bench();
     }
 
     /// This process's name in job leases.
@@ -175,7 +184,18 @@ impl App {
     /// `store::audit::seal`). Returns how many it chained.
     pub async fn seal_audit(&self) -> Result<usize, AppError> {
         let mut conn = self.store.conn().await?;
-        Ok(store::audit::seal(&mut conn, &self.cfg.audit_key).await?)
+        let n = store::audit::seal(&mut conn, &self.cfg.audit_key).await?;
+        if n > 0 {
+            let batches = n.div_ceil(store::audit::SEAL_BATCH as usize) as u64;
+            self.seal_commits
+                .fetch_add(batches, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    /// Sealing transactions this node committed (for `strongroom bench`'s commit count).
+    pub fn seal_commits(&self) -> u64 {
+        self.seal_commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// [`App::seal_audit`] where a failure must not fail the caller's finished work: the

@@ -25,6 +25,9 @@ pub struct Measure {
     pub ceiling: f64,
     pub ratio: f64,
     pub target: f64,
+    /// Pages: the 99th percentile of response times.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
 }
 
 /// Writes a bill file of `n` bills (mapping `deploy/bills-csv.toml`).
@@ -369,6 +372,7 @@ pub async fn run(bills: u64, postgres: Option<String>, json: &Path) -> anyhow::R
         ceiling,
         ratio: rate / ceiling,
         target: 0.5,
+        p99_ms: None,
     };
     eprintln!("bench: SQLite ceiling (prepared INSERTs, one transaction)");
     let ceiling = sqlite_ceiling(
@@ -384,26 +388,50 @@ pub async fn run(bills: u64, postgres: Option<String>, json: &Path) -> anyhow::R
     )
     .await?;
     out.push(measure("sqlite", rate, ceiling));
-    if let Some(base) = postgres.filter(|u| !u.is_empty()) {
+    let postgres = postgres.filter(|u| !u.is_empty());
+    if let Some(base) = &postgres {
         eprintln!("bench: PostgreSQL ceiling (COPY)");
         let url = fresh_postgres(&base).await?;
         let ceiling = postgres_ceiling(&url, &prepared).await;
-        drop_postgres(&base, &url).await;
+        drop_postgres(base, &url).await;
         let ceiling = ceiling?;
         eprintln!("bench: PostgreSQL import");
         let url = fresh_postgres(&base).await?;
         let rate = engine(&url, &file, keys.clone()).await;
-        drop_postgres(&base, &url).await;
+        drop_postgres(base, &url).await;
         out.push(measure("postgres", rate?, ceiling));
     }
+    for m in &mut out {
+        m.unit = format!("{}, {bills} bills", m.unit);
+    }
+    // The server's hot paths: PostgreSQL first, where the commits of a payment are counted.
+    let mut commits = None;
+    if let Some(base) = &postgres {
+        eprintln!("bench: the server on PostgreSQL (pages, payments)");
+        let url = fresh_postgres(base).await?;
+        let r = crate::bench_web::run(&url, "postgres", true, None).await;
+        drop_postgres(base, &url).await;
+        let (measures, counted) = r?;
+        commits = counted;
+        out.extend(measures);
+    }
+    eprintln!("bench: the server on SQLite (pages, payments)");
+    let (measures, _) = crate::bench_web::run(
+        &format!("sqlite://{}?mode=rwc", dir.join("server.db").display()),
+        "sqlite",
+        true,
+        commits,
+    )
+    .await?;
+    out.extend(measures);
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "{:<14} {:<9} {:>12} {:>12} {:>7} {:>7}",
+        "{:<30} {:<9} {:>10} {:>10} {:>6} {:>6}",
         "measure", "backend", "rate", "ceiling", "ratio", "target"
     );
     for m in &out {
         println!(
-            "{:<14} {:<9} {:>12.0} {:>12.0} {:>6.0}% {:>6.0}%   ({}, {bills} bills)",
+            "{:<30} {:<9} {:>10.1} {:>10.1} {:>5.0}% {:>5.0}%   {}",
             m.measure,
             m.backend,
             m.rate,

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backup;
 pub mod bench;
+pub mod bench_web;
 pub mod config;
 pub mod demo_finance;
 pub mod demo_services;
