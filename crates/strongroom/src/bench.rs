@@ -391,12 +391,12 @@ pub async fn run(bills: u64, postgres: Option<String>, json: &Path) -> anyhow::R
     let postgres = postgres.filter(|u| !u.is_empty());
     if let Some(base) = &postgres {
         eprintln!("bench: PostgreSQL ceiling (COPY)");
-        let url = fresh_postgres(&base).await?;
+        let url = fresh_postgres(base).await?;
         let ceiling = postgres_ceiling(&url, &prepared).await;
         drop_postgres(base, &url).await;
         let ceiling = ceiling?;
         eprintln!("bench: PostgreSQL import");
-        let url = fresh_postgres(&base).await?;
+        let url = fresh_postgres(base).await?;
         let rate = engine(&url, &file, keys.clone()).await;
         drop_postgres(base, &url).await;
         out.push(measure("postgres", rate?, ceiling));
