@@ -318,7 +318,22 @@ async fn pay_once(
         .and_then(|v| v.to_str().ok())
         .context("no return location")?
         .to_owned();
-    let res = http.get(&back).send().await?;
+    let mut res = http.get(&back).send().await?;
+    // The return page sends the browser on to the payment's page.
+    if res.status().is_redirection() {
+        let next = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .context("no location after the return page")?
+            .to_owned();
+        let next = if next.starts_with("http") {
+            next
+        } else {
+            format!("{portal}{next}")
+        };
+        res = http.get(&next).send().await?;
+    }
     anyhow::ensure!(res.status().is_success(), "return page: {}", res.status());
     res.bytes().await?;
     Ok(())
@@ -350,8 +365,10 @@ async fn payments(b: &Bench, clients: usize) -> anyhow::Result<(f64, u64)> {
                 match pay_once(&http, (&portal, &processor), a).await {
                     Ok(()) => done.fetch_add(1, Ordering::Relaxed),
                     Err(e) => {
-                        tracing::debug!(error = %e, "bench payment failed");
-                        failed.fetch_add(1, Ordering::Relaxed)
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("bench: a payment failed: {e:#}");
+                        }
+                        0
                     }
                 };
             }
