@@ -394,13 +394,7 @@ async fn two_nodes_lose_no_captured_payment_when_one_is_killed_mid_load() {
         clock.clone(),
         config,
     );
-    let mailer = app::email::Mailer::smtp(
-        "127.0.0.1",
-        sink.port,
-        "City of Testville <pay@testville.gov>",
-        "none",
-    )
-    .expect("mailer");
+    let mailer = sink.mailer();
     clock.advance(time::Duration::seconds(310));
     let resent = checker.deliver_emails(&mailer).await.expect("deliver");
     clock.advance(time::Duration::hours(2));

@@ -126,13 +126,7 @@ impl Builder {
         let clock = Arc::new(ManualClock::new(start));
         let (mail, mailer) = if self.smtp {
             let sink = SmtpSink::start().await;
-            let mailer = Mailer::smtp(
-                "127.0.0.1",
-                sink.port,
-                "City of Testville <pay@testville.gov>",
-                "none",
-            )
-            .expect("mailer");
+            let mailer = sink.mailer();
             (Some(sink), mailer)
         } else {
             (None, Mailer::OutboxOnly)
@@ -556,6 +550,17 @@ impl SmtpSink {
             rx: tokio::sync::Mutex::new(rx),
             seen: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// A mailer that delivers to this sink (as each node of a test does).
+    pub fn mailer(&self) -> Mailer {
+        Mailer::smtp(
+            "127.0.0.1",
+            self.port,
+            "City of Testville <pay@testville.gov>",
+            "none",
+        )
+        .expect("mailer")
     }
 
     /// Every message received so far (those already seen and any waiting).

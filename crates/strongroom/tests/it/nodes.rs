@@ -105,13 +105,7 @@ async fn two_nodes_send_each_email_once() {
     let s = server().smtp().start().await;
     let other = second_node(&s).await;
     let sink = s.mail.as_ref().expect("smtp sink");
-    let mailer = app::email::Mailer::smtp(
-        "127.0.0.1",
-        sink.port,
-        "City of Testville <pay@testville.gov>",
-        "none",
-    )
-    .expect("mailer");
+    let mailer = sink.mailer();
     // Twenty residents' confirmation emails; the server's own worker (every 50 ms) and the
     // second node deliver them side by side.
     let n = 20;
