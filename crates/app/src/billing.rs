@@ -129,7 +129,7 @@ impl App {
                 "enter the 5 digit ZIP code of the service address",
             )
         })?;
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         match accounts::get(&mut conn, account.as_str()).await? {
             Some(a) if a.postal_code == zip.as_str() => self.summary_of(&mut conn, &a).await,
             _ => Err(AppError::AccountNotFound),
@@ -138,7 +138,7 @@ impl App {
 
     /// An account by number, for staff or for a resident who has linked it (callers check).
     pub async fn account_summary(&self, account: &str) -> Result<AccountSummary, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let a = accounts::get(&mut conn, account)
             .await?
             .ok_or(AppError::NotFound("account"))?;
@@ -146,18 +146,21 @@ impl App {
     }
 
     pub async fn bills(&self, account: &str, limit: i64) -> Result<Vec<Bill>, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let rows = accounts::bills(&mut conn, account, limit).await?;
+        let ids: Vec<&str> = rows.iter().map(|b| b.id.as_str()).collect();
+        let mut lines = accounts::bill_lines_of(&mut conn, &ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for b in rows {
-            let lines = accounts::bill_lines(&mut conn, &b.id).await?;
-            out.push(self.bill_from_rows(b, lines));
+            let (mine, rest) = lines.into_iter().partition(|l| l.bill_id == b.id);
+            lines = rest;
+            out.push(self.bill_from_rows(b, mine));
         }
         Ok(out)
     }
 
     pub async fn bill(&self, bill_id: &str) -> Result<Bill, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let b = accounts::bill(&mut conn, bill_id)
             .await?
             .ok_or(AppError::NotFound("bill"))?;
@@ -166,7 +169,7 @@ impl App {
     }
 
     pub async fn ledger(&self, account: &str, limit: i64) -> Result<Vec<LedgerEntry>, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         Ok(accounts::ledger(&mut conn, account, limit)
             .await?
             .into_iter()

@@ -1447,14 +1447,9 @@ impl App {
         resident_id: &str,
         limit: i64,
     ) -> Result<Vec<PaymentView>, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let rows = pay_store::for_resident(&mut conn, resident_id, limit).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for p in rows {
-            let items = pay_store::items(&mut conn, &p.id).await?;
-            out.push(self.view(p, items)?);
-        }
-        Ok(out)
+        self.views_of(&mut conn, rows).await
     }
 
     pub async fn payments_for_account(
@@ -1462,12 +1457,24 @@ impl App {
         account: &str,
         limit: i64,
     ) -> Result<Vec<PaymentView>, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let rows = pay_store::for_account(&mut conn, account, limit).await?;
+        self.views_of(&mut conn, rows).await
+    }
+
+    /// Views of a page of payments, their items read in one query.
+    async fn views_of(
+        &self,
+        conn: &mut store::Conn,
+        rows: Vec<pay_store::PaymentRow>,
+    ) -> Result<Vec<PaymentView>, AppError> {
+        let ids: Vec<&str> = rows.iter().map(|p| p.id.as_str()).collect();
+        let mut items = pay_store::items_of(conn, &ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for p in rows {
-            let items = pay_store::items(&mut conn, &p.id).await?;
-            out.push(self.view(p, items)?);
+            let (mine, rest) = items.into_iter().partition(|i| i.payment_id == p.id);
+            items = rest;
+            out.push(self.view(p, mine)?);
         }
         Ok(out)
     }

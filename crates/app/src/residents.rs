@@ -184,9 +184,9 @@ impl App {
         language: &str,
     ) -> Result<(), AppError> {
         let lang = crate::mail_text::Lang::parse(language);
-        let mut conn = self.store.conn().await?;
-        if res::language_of(&mut conn, resident_id).await? != lang.code() {
-            res::set_language(&mut conn, resident_id, lang.code()).await?;
+        let known = res::language_of(&mut *self.store.read().await?, resident_id).await?;
+        if known != lang.code() {
+            res::set_language(&mut *self.store.conn().await?, resident_id, lang.code()).await?;
         }
         Ok(())
     }
@@ -287,7 +287,7 @@ impl App {
     }
 
     pub async fn resident(&self, id: &str) -> Result<Resident, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let r = res::get(&mut conn, id)
             .await?
             .ok_or(AppError::NotFound("resident"))?;
@@ -497,7 +497,7 @@ impl App {
 
     /// The resident's linked accounts with balance and due date.
     pub async fn dashboard(&self, resident_id: &str) -> Result<Vec<AccountSummary>, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let numbers = res::linked_accounts(&mut conn, resident_id).await?;
         let mut out = Vec::with_capacity(numbers.len());
         for n in numbers {
@@ -510,7 +510,7 @@ impl App {
 
     /// Object-level check: may this resident see this account?
     pub async fn resident_owns(&self, resident_id: &str, account: &str) -> Result<bool, AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         Ok(res::has_account(&mut conn, resident_id, account).await?)
     }
 }

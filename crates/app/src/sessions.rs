@@ -238,18 +238,24 @@ impl App {
             return Ok(None);
         }
         let (idle, _) = realm.timeouts();
-        let mut conn = self.store.conn().await?;
-        let Some(s) = sess::touch(
-            &mut conn,
-            &token_hash(token),
-            realm.as_str(),
-            self.now_unix(),
-            idle,
-        )
-        .await?
-        else {
-            // Unknown, expired, or its account disabled (`sess::touch`).
-            return Ok(None);
+        let now = self.now_unix();
+        let hash = token_hash(token);
+        let found = {
+            let mut read = self.store.read().await?;
+            sess::find(&mut read, &hash, realm.as_str(), now, idle).await?
+        };
+        let s = match found {
+            sess::Found::Live { session, stale } => {
+                if stale {
+                    sess::seen(&mut *self.store.conn().await?, &hash, now).await?;
+                }
+                session
+            }
+            sess::Found::Dead => {
+                sess::delete(&mut *self.store.conn().await?, &hash).await?;
+                return Ok(None);
+            }
+            sess::Found::Missing => return Ok(None),
         };
         Ok(Some(Session {
             realm,

@@ -165,6 +165,26 @@ pub async fn bill(conn: &mut AnyConnection, bill_id: &str) -> Result<Option<Bill
     .await?)
 }
 
+/// The lines of several bills in one query, in each bill's line order.
+pub async fn bill_lines_of(
+    conn: &mut AnyConnection,
+    bill_ids: &[&str],
+) -> Result<Vec<BillLineRow>> {
+    if bill_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT bill_id, line_no, kind, description, amount_cents FROM bill_lines
+         WHERE bill_id IN ({}) ORDER BY bill_id, line_no",
+        crate::placeholders(bill_ids.len())
+    );
+    let mut q = sqlx::query_as(&sql);
+    for id in bill_ids {
+        q = q.bind(*id);
+    }
+    Ok(q.fetch_all(conn).await?)
+}
+
 pub async fn bill_lines(conn: &mut AnyConnection, bill_id: &str) -> Result<Vec<BillLineRow>> {
     Ok(sqlx::query_as(
         "SELECT bill_id, line_no, kind, description, amount_cents FROM bill_lines WHERE bill_id = $1 ORDER BY line_no",
@@ -259,11 +279,10 @@ pub async fn with_tokens(
     if tokens.is_empty() {
         return Ok(Vec::new());
     }
-    let marks: Vec<String> = (1..=tokens.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT account_number FROM account_search WHERE token IN ({}) GROUP BY account_number
          HAVING COUNT(*) = ${} ORDER BY account_number LIMIT ${}",
-        marks.join(", "),
+        crate::placeholders(tokens.len()),
         tokens.len() + 1,
         tokens.len() + 2
     );

@@ -179,10 +179,9 @@ pub async fn seal(conn: &mut AnyConnection, key: &[u8]) -> Result<usize> {
             h = Some(chain(&mut tx, key, h, &e).await?);
         }
         for ids in batch.chunks(100) {
-            let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "DELETE FROM audit_pending WHERE id IN ({})",
-                marks.join(", ")
+                crate::placeholders(ids.len())
             );
             let mut q = sqlx::query(&sql);
             for p in ids {

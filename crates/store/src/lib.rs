@@ -67,6 +67,8 @@ pub struct PoolSettings {
     pub acquire_timeout: std::time::Duration,
     /// PostgreSQL: statements running longer are cancelled (0: no limit).
     pub statement_timeout_ms: u64,
+    /// SQLite: read-only connections beside the one writer ([`Store::read`]).
+    pub sqlite_readers: u32,
 }
 
 impl Default for PoolSettings {
@@ -75,6 +77,7 @@ impl Default for PoolSettings {
             max_connections: 10,
             acquire_timeout: std::time::Duration::from_secs(10),
             statement_timeout_ms: 30_000,
+            sqlite_readers: 4,
         }
     }
 }
@@ -83,6 +86,9 @@ impl Default for PoolSettings {
 pub struct Store {
     pool: Pool<Any>,
     backend: Backend,
+    /// SQLite: read-only connections, so reads do not queue behind the one writer (WAL
+    /// lets readers and the writer work at once). PostgreSQL reads use the one pool.
+    reader: Option<Pool<Any>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -159,7 +165,11 @@ impl Store {
                     .await?
             }
         };
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            reader: None,
+        };
         store.require_durable().await?;
         let pool = store.pool;
         MIGRATOR.run(&pool).await?;
@@ -174,7 +184,29 @@ impl Store {
             sqlx::query(ddl).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(Store { pool, backend })
+        let reader = match backend {
+            Backend::Sqlite => Some(
+                AnyPoolOptions::new()
+                    .max_connections(settings.sqlite_readers.max(1))
+                    .min_connections(0)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in ["PRAGMA query_only = ON", "PRAGMA busy_timeout = 5000"] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(AnyConnectOptions::from_str(url)?),
+            ),
+            Backend::Postgres => None,
+        };
+        Ok(Store {
+            pool,
+            backend,
+            reader,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -264,6 +296,16 @@ impl Store {
         Ok(self.pool.acquire().await?)
     }
 
+    /// A connection for reading only. On SQLite one of the read-only connections, which
+    /// see every committed write and never wait for the writer; on PostgreSQL the pool's.
+    /// A write through it fails (`query_only`).
+    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
+        match &self.reader {
+            Some(r) => Ok(r.acquire().await?),
+            None => self.conn().await,
+        }
+    }
+
     /// A cheap query that proves the database answers.
     pub async fn ping(&self) -> Result<()> {
         let mut c = self.conn().await?;
@@ -272,8 +314,19 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(r) = &self.reader {
+            r.close().await;
+        }
         self.pool.close().await;
     }
+}
+
+/// `$1, $2, ..., $n`: the placeholders of an `IN (...)` list of `n` values.
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// True when the error is a unique-constraint violation (both backends).

@@ -40,16 +40,37 @@ struct LiveRow {
     owner_disabled: Option<i64>,
 }
 
-/// Finds a live session of `realm`, refreshing its idle clock. Expired ones, and those of
-/// a disabled or removed account, are removed (disabling an account ends its sessions
-/// anyway; this is the same rule at the one place every request passes).
-pub async fn touch(
+/// How stale a session's `last_seen_at` may grow before a request writes it again. Reading
+/// a page costs no write (on PostgreSQL a durable commit, on SQLite a turn of the one
+/// writer) unless the idle clock is a minute behind; a session can therefore end up to a
+/// minute before its idle timeout.
+pub const TOUCH_EVERY_SECS: i64 = 60;
+
+/// What a request's session token finds.
+#[derive(Debug)]
+pub enum Found {
+    /// A live session; `stale` when its idle clock is [`TOUCH_EVERY_SECS`] behind and the
+    /// caller should write it ([`seen`]).
+    Live {
+        session: SessionRow,
+        stale: bool,
+    },
+    /// Expired, or its account disabled or removed: the caller removes it ([`delete`]).
+    Dead,
+    Missing,
+}
+
+/// Looks a session of `realm` up without writing (a read connection will do). Expired
+/// ones, and those of a disabled or removed account, are [`Found::Dead`]: disabling an
+/// account ends its sessions anyway, and this is the same rule at the one place every
+/// request passes.
+pub async fn find(
     conn: &mut AnyConnection,
     token_hash: &str,
     realm: &str,
     now: i64,
     idle_secs: i64,
-) -> Result<Option<SessionRow>> {
+) -> Result<Found> {
     let row: Option<LiveRow> = sqlx::query_as(
         "SELECT s.token_hash, s.realm, s.user_id, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at,
                 CASE WHEN s.realm = 'staff'
@@ -62,24 +83,27 @@ pub async fn touch(
     .bind(realm)
     .fetch_optional(&mut *conn)
     .await?;
-    match row {
+    Ok(match row {
         Some(LiveRow {
             session: s,
             owner_disabled: Some(0),
-        }) if s.expires_at > now && s.last_seen_at + idle_secs > now => {
-            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
-                .bind(now)
-                .bind(token_hash)
-                .execute(conn)
-                .await?;
-            Ok(Some(s))
-        }
-        Some(_) => {
-            delete(conn, token_hash).await?;
-            Ok(None)
-        }
-        None => Ok(None),
-    }
+        }) if s.expires_at > now && s.last_seen_at + idle_secs > now => Found::Live {
+            stale: now - s.last_seen_at >= TOUCH_EVERY_SECS,
+            session: s,
+        },
+        Some(_) => Found::Dead,
+        None => Found::Missing,
+    })
+}
+
+/// Moves a session's idle clock to `now`.
+pub async fn seen(conn: &mut AnyConnection, token_hash: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+        .bind(now)
+        .bind(token_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn delete(conn: &mut AnyConnection, token_hash: &str) -> Result<()> {

@@ -185,6 +185,9 @@ pub struct Database {
     /// PostgreSQL: seconds after which a statement is cancelled (default 30; 0 = none).
     #[serde(default)]
     pub statement_timeout_secs: Option<u64>,
+    /// SQLite: read-only connections beside the one writer (default 4).
+    #[serde(default)]
+    pub sqlite_readers: Option<u32>,
 }
 
 impl Database {
@@ -199,6 +202,7 @@ impl Database {
             statement_timeout_ms: self
                 .statement_timeout_secs
                 .map_or(d.statement_timeout_ms, |s| s.saturating_mul(1000)),
+            sqlite_readers: self.sqlite_readers.unwrap_or(d.sqlite_readers),
         }
     }
 }

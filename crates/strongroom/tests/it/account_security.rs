@@ -76,16 +76,6 @@ async fn audit_of(s: &Server, object: &str) -> Vec<(String, String)> {
         .unwrap()
 }
 
-async fn resident_id(s: &Server, email: &str) -> String {
-    let key = s.app().config().keys.email_index(email);
-    let mut c = s.app().store.conn().await.unwrap();
-    store::residents::by_email_key(&mut c, &key)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
 #[tokio::test]
 async fn resident_changes_password() {
     let s = server().start().await;
@@ -186,7 +176,7 @@ async fn resident_changes_password() {
     let (res, _) = login(&s, email, NEW_PW).await;
     assert_eq!(res.status(), 303, "the new one does");
 
-    let id = resident_id(&s, email).await;
+    let id = s.resident_id(email).await;
     let events = audit_of(&s, &id).await;
     assert!(events.contains(&("resident.password_changed".into(), "failure".into())));
     assert!(events.contains(&("resident.password_changed".into(), "success".into())));
@@ -350,7 +340,7 @@ async fn administrator_ends_a_residents_sessions() {
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("Sessions ended: 1."));
     assert!(!signed_in(&s, &a).await, "the resident is signed out");
-    let id = resident_id(&s, email).await;
+    let id = s.resident_id(email).await;
     assert!(audit_of(&s, &id)
         .await
         .contains(&("sessions.revoked".into(), "success".into())));
@@ -538,7 +528,7 @@ async fn disabling_an_account_ends_its_sessions_at_once_and_stops_sign_in() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    let id = resident_id(&s, email).await;
+    let id = s.resident_id(email).await;
     let events = audit_of(&s, &id).await;
     assert!(events.contains(&("account.disabled".into(), "success".into())));
     assert!(events.contains(&("account.enabled".into(), "success".into())));

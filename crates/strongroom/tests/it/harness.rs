@@ -231,6 +231,17 @@ impl Server {
         &self.running.app
     }
 
+    /// A resident's id, by email.
+    pub async fn resident_id(&self, email: &str) -> String {
+        let key = self.app().config().keys.email_index(email);
+        let mut c = self.app().store.conn().await.unwrap();
+        store::residents::by_email_key(&mut c, &key)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
     /// POST a form to the portal as a same-origin browser would: with the page's form token
     /// (fetched from a page first) unless the test sets `csrf` itself.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {

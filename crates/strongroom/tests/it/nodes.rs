@@ -267,3 +267,84 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator
     })
     .await;
 }
+
+/// The signed-in resident's `last_seen_at`.
+async fn last_seen(s: &Server, email: &str) -> i64 {
+    let id = s.resident_id(email).await;
+    let mut c = s.app().store.conn().await.unwrap();
+    sqlx::query_as::<_, (i64,)>("SELECT MAX(last_seen_at) FROM sessions WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap()
+        .0
+}
+
+/// While the one writer is held by a transaction, signed-in pages and the quick-pay lookup
+/// still answer: on SQLite from the read-only connections beside the writer (which refuse
+/// writes), on PostgreSQL from the pool. Before them every read queued behind the writer.
+/// Reading pages writes the session's idle clock only once a minute.
+#[tokio::test]
+async fn reads_do_not_wait_for_a_busy_writer_and_pages_do_not_write() {
+    let s = server().start().await;
+    let email = "reader@example.com";
+    let (c, csrf) = crate::authz::resident(&s, email).await;
+    crate::authz::link(&s, &c, &csrf, "100001").await;
+
+    let mut busy = s.app().store.begin().await.unwrap();
+    sqlx::query("UPDATE residents SET language = language WHERE id = 'nobody'")
+        .execute(&mut *busy)
+        .await
+        .unwrap();
+    let limit = std::time::Duration::from_secs(5);
+    for path in ["/dashboard", "/accounts/100001"] {
+        let res = tokio::time::timeout(limit, c.get(format!("{}{path}", s.portal)).send())
+            .await
+            .unwrap_or_else(|_| panic!("{path} waited for the writer"))
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    let (st, body) = tokio::time::timeout(
+        limit,
+        s.api(
+            reqwest::Method::POST,
+            "/api/v1/quick-pay/lookup",
+            Some(serde_json::json!({"account_number":"100001","postal_code":"93301"})),
+            None,
+        ),
+    )
+    .await
+    .expect("the lookup waited for the writer");
+    assert_eq!(st, 200, "{body}");
+    if s.app().store.backend() == store::Backend::Sqlite {
+        let mut read = s.app().store.read().await.unwrap();
+        let write = sqlx::query("DELETE FROM sessions WHERE user_id = 'nobody'")
+            .execute(&mut *read)
+            .await;
+        assert!(write.is_err(), "a read connection took a write");
+    }
+    busy.rollback().await.unwrap();
+
+    // The idle clock: untouched for under a minute of reading, written after it.
+    let first = last_seen(&s, email).await;
+    s.clock.advance(time::Duration::seconds(50));
+    let res = c
+        .get(format!("{}/dashboard", s.portal))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        last_seen(&s, email).await,
+        first,
+        "a page read wrote the session"
+    );
+    s.clock.advance(time::Duration::seconds(20));
+    let res = c
+        .get(format!("{}/dashboard", s.portal))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(last_seen(&s, email).await, first + 70);
+}

@@ -10,16 +10,6 @@ use crate::staff::{server_now, totp_code};
 const PW: &str = "purple elephants juggle quietly";
 const EMAIL: &str = "two.step@example.com";
 
-async fn resident_id(s: &Server, email: &str) -> String {
-    let key = s.app().config().keys.email_index(email);
-    let mut c = s.app().store.conn().await.unwrap();
-    store::residents::by_email_key(&mut c, &key)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
 async fn secret_of(s: &Server, id: &str) -> String {
     let mut c = s.app().store.conn().await.unwrap();
     let stored = store::mfa::get_in(&store::mfa::RESIDENT, &mut c, id)
@@ -119,7 +109,7 @@ async fn events(s: &Server, id: &str) -> Vec<(String, String, String)> {
 async fn resident_turns_on_totp_and_signs_in_with_a_code() {
     let s = server().start().await;
     let (c, _) = crate::authz::resident(&s, EMAIL).await;
-    let id = resident_id(&s, EMAIL).await;
+    let id = s.resident_id(EMAIL).await;
 
     // Off by default; turning it on shows a fresh secret and an otpauth URI.
     let csrf = security_csrf(&s, &c).await;
@@ -294,7 +284,7 @@ fn crate_grouped(secret: &str) -> String {
 async fn turning_totp_off_needs_password_and_code() {
     let s = server().start().await;
     let (c, _) = crate::authz::resident(&s, EMAIL).await;
-    let id = resident_id(&s, EMAIL).await;
+    let id = s.resident_id(EMAIL).await;
     let csrf = security_csrf(&s, &c).await;
     post(
         &s,

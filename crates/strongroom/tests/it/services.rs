@@ -175,7 +175,7 @@ async fn permit_applied_reviewed_paid_with_a_bill_issued_inspected_and_looked_up
     assert!(html.matches("aria-invalid=\"true\"").count() >= 7, "{html}");
     assert!(s
         .app()
-        .permits_of_resident(&resident_id(&s, "builder@example.com").await)
+        .permits_of_resident(&s.resident_id("builder@example.com").await)
         .await
         .unwrap()
         .is_empty());
@@ -557,16 +557,6 @@ fn hidden_option(html: &str, name: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-async fn resident_id(s: &Server, email: &str) -> String {
-    let key = s.app().config().keys.email_index(email);
-    let mut c = s.app().store.conn().await.unwrap();
-    store::residents::by_email_key(&mut c, &key)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
 }
 
 /// A home-occupation licence for "Pat's Pottery", applied for and paid through the cart by
