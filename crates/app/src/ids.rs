@@ -1,7 +1,7 @@
 //! Random identifiers and tokens (OS randomness).
 
 use rand::distributions::{Alphanumeric, DistString};
-use rand::Rng;
+use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 
 /// 22 alphanumeric characters: about 131 bits, from the thread's CSPRNG (ChaCha, seeded
@@ -18,8 +18,21 @@ pub fn random_id() -> String {
 /// resident's form refused. Such draws (13+ digits in a row, about 1 in 200) are made
 /// again, which costs less than 0.01 bit of the 256.
 pub fn random_token() -> String {
+    hex_secret::<32>()
+}
+
+/// The one-time key of a payment form (`payments::valid_form_key`): 16 random bytes, hex,
+/// drawn again like `random_token` if it holds a long run of digits.
+pub fn form_key() -> String {
+    hex_secret::<16>()
+}
+
+/// `N` bytes from the OS in one call (`gen::<[u8; N]>()` would make one call per byte),
+/// hex, without a run of 13 digits.
+fn hex_secret<const N: usize>() -> String {
     loop {
-        let bytes: [u8; 32] = rand::rngs::OsRng.gen();
+        let mut bytes = [0u8; N];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
         let longest_digit_run = token
             .split(|c: char| !c.is_ascii_digit())
@@ -28,23 +41,6 @@ pub fn random_token() -> String {
             .unwrap_or(0);
         if longest_digit_run < 13 {
             return token;
-        }
-    }
-}
-
-/// The one-time key of a payment form (`payments::valid_form_key`): 16 random bytes, hex,
-/// drawn again like `random_token` if it holds a long run of digits.
-pub fn form_key() -> String {
-    loop {
-        let bytes: [u8; 16] = rand::rngs::OsRng.gen();
-        let key = hex::encode(bytes);
-        let longest_digit_run = key
-            .split(|c: char| !c.is_ascii_digit())
-            .map(str::len)
-            .max()
-            .unwrap_or(0);
-        if longest_digit_run < 13 {
-            return key;
         }
     }
 }

@@ -424,6 +424,8 @@ pub async fn run(bills: u64, postgres: Option<String>, json: &Path) -> anyhow::R
     )
     .await?;
     out.extend(measures);
+    eprintln!("bench: the server's memory (strongroom demo as a child process)");
+    out.extend(crate::bench_web::server_memory(&dir).await?);
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "{:<30} {:<9} {:>10} {:>10} {:>6} {:>6}",

@@ -9,8 +9,8 @@
 //!   the processor's webhook, posting, audit; timed until the last webhook is taken)
 //!   against durable single-row commits per second through the same pool, divided by
 //!   the durable commits one payment needs (counted with PostgreSQL's `pg_stat_wal`);
-//! - memory: the process's resident set when idle and its peak (server, sandbox and
-//!   load generator together, so an upper bound for the server).
+//! - memory: the server process alone (`strongroom demo` as a child process), idle and at
+//!   its peak under page load ([`server_memory`]).
 //!
 //! The bench lifts the per-client throttles for its own server
 //! (`App::lift_client_throttles_for_bench`): all its load comes from one address. `serve`
@@ -118,9 +118,9 @@ async fn static_route() -> anyhow::Result<String> {
     Ok(format!("http://{addr}/static"))
 }
 
-/// This process's resident set (`VmRSS`) and its peak (`VmHWM`), in MiB.
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// A process's (`/proc/<pid>`) resident set and its peak, in MiB.
+fn memory_of(pid: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -247,6 +247,11 @@ async fn start(database_url: &str) -> anyhow::Result<Bench> {
 
 /// Signs the bench resident in; the session cookie (`name=value`).
 async fn sign_in(portal: &str) -> anyhow::Result<String> {
+    sign_in_as(portal, RESIDENT, PASSWORD).await
+}
+
+/// Signs a resident in; the session cookie (`name=value`).
+async fn sign_in_as(portal: &str, email: &str, password: &str) -> anyhow::Result<String> {
     let http = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -266,7 +271,7 @@ async fn sign_in(portal: &str) -> anyhow::Result<String> {
     let res = http
         .post(format!("{portal}/login"))
         .header("origin", portal)
-        .form(&[("email", RESIDENT), ("password", PASSWORD), ("csrf", &csrf)])
+        .form(&[("email", email), ("password", password), ("csrf", &csrf)])
         .send()
         .await?;
     res.headers()
@@ -427,7 +432,6 @@ pub async fn run(
     let b = start(database_url).await?;
     let store = b.running.app.store.clone();
     if pages {
-        let (idle, _) = memory();
         let cookie = sign_in(&b.portal).await?;
         let bare = static_route().await?;
         for conns in [64usize, 256] {
@@ -478,18 +482,6 @@ pub async fn run(
                 out.push(m);
             }
         }
-        let (_, peak) = memory();
-        out.push(Measure {
-            ratio: 0.0,
-            ..row(
-                "memory idle / peak",
-                backend,
-                "MiB, whole bench process",
-                idle,
-                peak,
-                0.0,
-            )
-        });
     }
     // Durable commits one payment needs: WAL flushes per payment with one client (no
     // group commit to share them), and how many of those were audit seals.
@@ -525,3 +517,117 @@ pub async fn run(
 /// seals (one writer chains at once). Counted by hand from the code path, see
 /// `docs/ARCHITECTURE.md` ("Measuring").
 pub const SQLITE_COMMITS_PER_PAYMENT: f64 = 7.0;
+
+/// A port free now on the loopback.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `strongroom demo` as a child process on `dir`; returns once it serves, with its portal.
+/// Its output is drained (it logs every request).
+fn spawn_demo(dir: &std::path::Path) -> anyhow::Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let ports = (free_port()?, free_port()?, free_port()?);
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("demo")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--accounts", "600"])
+        .arg("--portal-addr")
+        .arg(format!("127.0.0.1:{}", ports.0))
+        .arg("--staff-addr")
+        .arg(format!("127.0.0.1:{}", ports.1))
+        .arg("--processor-addr")
+        .arg(format!("127.0.0.1:{}", ports.2))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let out = child.stdout.take().context("the demo's output")?;
+    let (ready, serving) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("Strongroom demo is running") {
+                let _ = ready.send(());
+            }
+        }
+    });
+    if serving.recv_timeout(Duration::from_secs(300)).is_err() {
+        let _ = child.kill();
+        anyhow::bail!("the demo server did not start");
+    }
+    Ok((child, format!("http://127.0.0.1:{}", ports.0)))
+}
+
+/// The server's own memory, apart from any load generator: `strongroom demo` (the server
+/// with its sandbox processor, on SQLite) as a child process. It is started once to seed
+/// its data, killed, and started again, so "idle" is a freshly started server on an
+/// existing store; then the resident dashboard and bill history are loaded at 256
+/// connections while its resident set is sampled every 20 ms.
+pub async fn server_memory(dir: &std::path::Path) -> anyhow::Result<Vec<Measure>> {
+    let dir = dir.join("memory");
+    let (mut seeding, _) = spawn_demo(&dir)?;
+    seeding.kill()?;
+    seeding.wait()?;
+    let (mut child, portal) = spawn_demo(&dir)?;
+    let pid = child.id().to_string();
+    let measured = async {
+        let (idle, _) = memory_of(&pid);
+        let password = std::fs::read_to_string(dir.join("demo-resident-password"))?;
+        let cookie = sign_in_as(&portal, "resident@demo.example", password.trim()).await?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (pid, stop) = (pid.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut peak: f64 = 0.0;
+                while !stop.load(Ordering::Relaxed) {
+                    peak = peak.max(memory_of(&pid).0);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                peak
+            })
+        };
+        let dashboard = load(
+            Req::Get(format!("{portal}/dashboard")),
+            Some(cookie.clone()),
+            256,
+            PAGE_SECS,
+        )
+        .await;
+        let history = load(
+            Req::Get(format!("{portal}/accounts/100001")),
+            Some(cookie),
+            256,
+            PAGE_SECS,
+        )
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        let peak = sampler.await?;
+        anyhow::Ok((idle, peak, dashboard.rps, history.rps))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (idle, peak, dashboard, history) = measured?;
+    let row = |measure: &str, rss: f64, target: f64| {
+        Measure {
+        ratio: rss / target,
+        ..row(
+            measure,
+            "sqlite",
+            &format!(
+                "MiB resident of a budget (lower is better), the server process alone (demo; pages {dashboard:.0} + {history:.0} req/s)"
+            ),
+            rss,
+            target,
+            1.0,
+        )
+    }
+    };
+    Ok(vec![
+        row("memory idle", idle, 40.0),
+        row("memory peak, 256 conns", peak, 150.0),
+    ])
+}

@@ -296,6 +296,18 @@ fn serve_refuses_unknown_keys_and_bad_secrets() {
     };
     let err = run(&format!("{base}\n[logging]\nbodies = true\n"), &[]);
     assert!(err.contains("logging"), "{err}");
+    // The bench lifts the per-client throttles for its own in-process server; no setting
+    // of `serve` does, under any name a city might try.
+    let err = run(
+        &format!("{base}\n[bench]\nlift_client_throttles = true\n"),
+        &[],
+    );
+    assert!(err.contains("bench"), "{err}");
+    let err = run(
+        &base.replace("[server]\n", "[server]\nlift_client_throttles = true\n"),
+        &[],
+    );
+    assert!(err.contains("lift_client_throttles"), "{err}");
     let err = run(&base, &[("STRONGROOM_SERVER__DEBUG", "true")]);
     assert!(err.contains("debug"), "{err}");
     for (var, value) in [
