@@ -152,6 +152,9 @@ impl App {
         };
         let now = self.now_unix();
         let refund_id = format!("rf_{}", random_id());
+        // The threshold as stored now, not as this node last read it: an administrator may
+        // have lowered it on another node a moment ago.
+        self.load_settings().await?;
 
         // (1) Reserve and record.
         let mut tx = self.store.begin().await?;

@@ -53,9 +53,11 @@ impl App {
         self.live_settings().refund_threshold_cents
     }
 
-    /// Reads the settings stored by the back office (at start).
+    /// Reads the settings stored by the back office: at start, on each tick of the worker
+    /// (so a change made on another node reaches this one within a tick), and before a
+    /// refund is weighed against the threshold.
     pub async fn load_settings(&self) -> Result<(), AppError> {
-        let mut conn = self.store.conn().await?;
+        let mut conn = self.store.read().await?;
         let stored = cw::settings(&mut conn).await?;
         drop(conn);
         let mut live = self.live_settings();

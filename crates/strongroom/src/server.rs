@@ -259,6 +259,10 @@ pub async fn start(o: Options) -> anyhow::Result<Running> {
                 // Audit entries written outside a request (jobs, commands run beside
                 // the server) are chained here within one tick.
                 a.seal_audit_logged().await;
+                // Settings an administrator changed on another node.
+                if let Err(e) = a.load_settings().await {
+                    tracing::warn!(error = %e, "settings reload");
+                }
                 if let Err(e) = a.deliver_emails(&mailer).await {
                     tracing::warn!(error = %e, "email worker");
                 }

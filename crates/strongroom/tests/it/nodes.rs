@@ -348,3 +348,31 @@ async fn reads_do_not_wait_for_a_busy_writer_and_pages_do_not_write() {
     assert_eq!(res.status(), 200);
     assert_eq!(last_seen(&s, email).await, first + 70);
 }
+
+/// A setting an administrator changes on one node reaches another without a restart: the
+/// worker's tick reloads them, and a refund reads the threshold as stored.
+#[tokio::test]
+async fn settings_changed_on_one_node_reach_the_other() {
+    let s = server().start().await;
+    let other = second_node(&s).await;
+    other.load_settings().await.unwrap();
+    assert_eq!(other.cutoff(), (17, 0));
+    let admin = s
+        .app()
+        .create_staff(
+            "admin_nodes",
+            "Admin",
+            "purple elephants juggle quietly",
+            app::staff::Role::Administrator,
+        )
+        .await
+        .unwrap();
+    s.app()
+        .update_settings(&admin, "18:30", "250.00", "127.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(other.cutoff(), (17, 0), "read at its last reload");
+    other.load_settings().await.unwrap();
+    assert_eq!(other.cutoff(), (18, 30));
+    assert_eq!(other.refund_threshold_cents(), 25_000);
+}
