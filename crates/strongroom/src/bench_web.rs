@@ -466,6 +466,7 @@ pub async fn run(
                 ),
             ];
             for (name, req, cookie, target) in pages {
+                eprintln!("bench:   {name} ({conns} conns)");
                 let l = load(req, cookie, conns, PAGE_SECS).await;
                 let mut m = row(
                     &format!("{name} ({conns} conns)"),
@@ -498,6 +499,7 @@ pub async fn run(
     };
     for clients in [1usize, 8, 32] {
         let commits = commits_per_sec(&store, clients).await?;
+        eprintln!("bench:   payments ({clients} clients)");
         let (rate, failed) = payments(&b, clients).await?;
         let per = per_payment;
         out.push(row(
