@@ -170,19 +170,13 @@ pub async fn bill_lines_of(
     conn: &mut AnyConnection,
     bill_ids: &[&str],
 ) -> Result<Vec<BillLineRow>> {
-    if bill_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
+    crate::fetch_for_ids(
+        conn,
         "SELECT bill_id, line_no, kind, description, amount_cents FROM bill_lines
-         WHERE bill_id IN ({}) ORDER BY bill_id, line_no",
-        crate::placeholders(bill_ids.len())
-    );
-    let mut q = sqlx::query_as(&sql);
-    for id in bill_ids {
-        q = q.bind(*id);
-    }
-    Ok(q.fetch_all(conn).await?)
+         WHERE bill_id IN ({ids}) ORDER BY bill_id, line_no",
+        bill_ids,
+    )
+    .await
 }
 
 pub async fn bill_lines(conn: &mut AnyConnection, bill_id: &str) -> Result<Vec<BillLineRow>> {

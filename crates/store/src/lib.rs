@@ -334,6 +334,27 @@ pub(crate) fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
+/// The rows of `sql` for every one of `ids` in one query; `sql` has `{ids}` where the
+/// `IN` list goes.
+pub(crate) async fn fetch_for_ids<T>(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    ids: &[&str],
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = sql.replace("{ids}", &placeholders(ids.len()));
+    let mut q = sqlx::query_as(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.fetch_all(conn).await?)
+}
+
 /// True when the error is a unique-constraint violation (both backends).
 pub fn is_unique_violation(e: &StoreError) -> bool {
     match e {

@@ -144,19 +144,13 @@ pub async fn items_of(
     conn: &mut AnyConnection,
     payment_ids: &[&str],
 ) -> Result<Vec<PaymentItemRow>> {
-    if payment_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
+    crate::fetch_for_ids(
+        conn,
         "SELECT payment_id, line_no, item_type, account_number, amount_cents FROM payment_items
-         WHERE payment_id IN ({}) ORDER BY payment_id, line_no",
-        crate::placeholders(payment_ids.len())
-    );
-    let mut q = sqlx::query_as(&sql);
-    for id in payment_ids {
-        q = q.bind(*id);
-    }
-    Ok(q.fetch_all(conn).await?)
+         WHERE payment_id IN ({ids}) ORDER BY payment_id, line_no",
+        payment_ids,
+    )
+    .await
 }
 
 pub async fn set_session(

@@ -618,12 +618,21 @@ pub fn link_after(text: &str, prefix: &str) -> String {
 }
 
 /// Waits (bounded, no sleeping) until `f` returns true, re-checking on a short interval.
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
+pub async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    eventually_within(what, Duration::from_secs(15), f).await;
+}
+
+/// [`eventually`] with its own bound, for work paced by a server's timers.
+pub async fn eventually_within<F, Fut>(what: &str, bound: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         tick.tick().await;
