@@ -4,7 +4,7 @@ use crate::crypto::columns;
 use crate::{App, AppError};
 use domain::account::mask_name;
 use domain::{AccountNumber, Money, PostalCode};
-use store::accounts::{self, AccountRow, BillLineRow, BillRow};
+use store::accounts::{self, BillLineRow, BillRow};
 
 /// What quick pay may show about an account to someone who knows its number and ZIP.
 #[derive(Debug, Clone)]
@@ -77,12 +77,15 @@ impl App {
         }
     }
 
+    /// An account's summary: the account and its balance (`accounts::get_with_balance`),
+    /// then its latest bill with the bill's lines.
     pub(crate) async fn summary_of(
         &self,
         conn: &mut store::Conn,
-        a: &AccountRow,
+        found: accounts::AccountWithBalance,
     ) -> Result<AccountSummary, AppError> {
-        let balance = self.money(accounts::balance_cents(conn, &a.account_number).await?);
+        let a = &found.account;
+        let balance = self.money(found.balance_cents);
         let latest = match accounts::latest_bill(conn, &a.account_number).await? {
             Some(b) => {
                 let lines = accounts::bill_lines(conn, &b.id).await?;
@@ -130,8 +133,8 @@ impl App {
             )
         })?;
         let mut conn = self.store.read().await?;
-        match accounts::get(&mut conn, account.as_str()).await? {
-            Some(a) if a.postal_code == zip.as_str() => self.summary_of(&mut conn, &a).await,
+        match accounts::get_with_balance(&mut conn, account.as_str()).await? {
+            Some(a) if a.account.postal_code == zip.as_str() => self.summary_of(&mut conn, a).await,
             _ => Err(AppError::AccountNotFound),
         }
     }
@@ -139,10 +142,10 @@ impl App {
     /// An account by number, for staff or for a resident who has linked it (callers check).
     pub async fn account_summary(&self, account: &str) -> Result<AccountSummary, AppError> {
         let mut conn = self.store.read().await?;
-        let a = accounts::get(&mut conn, account)
+        let a = accounts::get_with_balance(&mut conn, account)
             .await?
             .ok_or(AppError::NotFound("account"))?;
-        self.summary_of(&mut conn, &a).await
+        self.summary_of(&mut conn, a).await
     }
 
     pub async fn bills(&self, account: &str, limit: i64) -> Result<Vec<Bill>, AppError> {

@@ -501,8 +501,8 @@ impl App {
         let numbers = res::linked_accounts(&mut conn, resident_id).await?;
         let mut out = Vec::with_capacity(numbers.len());
         for n in numbers {
-            if let Some(a) = store::accounts::get(&mut conn, &n).await? {
-                out.push(self.summary_of(&mut conn, &a).await?);
+            if let Some(a) = store::accounts::get_with_balance(&mut conn, &n).await? {
+                out.push(self.summary_of(&mut conn, a).await?);
             }
         }
         Ok(out)

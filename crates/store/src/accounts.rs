@@ -59,6 +59,30 @@ pub async fn get(conn: &mut AnyConnection, account_number: &str) -> Result<Optio
     .await?)
 }
 
+/// An account with its balance (the sum of its ledger), in one query.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountWithBalance {
+    #[sqlx(flatten)]
+    pub account: AccountRow,
+    pub balance_cents: i64,
+}
+
+pub async fn get_with_balance(
+    conn: &mut AnyConnection,
+    account_number: &str,
+) -> Result<Option<AccountWithBalance>> {
+    Ok(sqlx::query_as(
+        "SELECT a.account_number, a.postal_code, a.holder_name, a.service_street, a.service_city,
+                a.currency, a.created_at,
+                CAST((SELECT COALESCE(SUM(l.amount_cents), 0) FROM account_ledger l
+                      WHERE l.account_number = a.account_number) AS BIGINT) AS balance_cents
+         FROM utility_accounts a WHERE a.account_number = $1",
+    )
+    .bind(account_number)
+    .fetch_optional(conn)
+    .await?)
+}
+
 pub async fn insert(conn: &mut AnyConnection, a: &AccountRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO utility_accounts (account_number, postal_code, holder_name, service_street, service_city, currency, created_at)
