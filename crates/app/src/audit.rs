@@ -123,7 +123,8 @@ impl App {
         }
         // The view's own entry (and any other waiting one) into the chain, then read.
         self.seal_audit().await?;
-        let mut conn = self.store.conn().await?;
+        // A read connection: verifying walks the whole log, and writers need not wait.
+        let mut conn = self.store.read().await?;
         let mut rows = au::search(&mut conn, filter, before, limit.saturating_add(1)).await?;
         let older = if rows.len() as i64 > limit {
             rows.truncate(usize::try_from(limit).unwrap_or(0));

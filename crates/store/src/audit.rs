@@ -380,8 +380,37 @@ pub async fn verify(
     conn: &mut AnyConnection,
     key: &[u8],
 ) -> Result<std::result::Result<i64, ChainBreak>> {
+    Ok(verify_streamed(conn, key).await?.map(|v| v.entries))
+}
+
+/// [`verify_rows`] over the log as a stream: an intact chain is checked one row at a time,
+/// in memory that does not grow with the log. Only when a row does not follow is the log
+/// read whole, to tell what kind of break it is (moved, altered, missing).
+pub async fn verify_streamed(
+    conn: &mut AnyConnection,
+    key: &[u8],
+) -> Result<std::result::Result<Verified, ChainBreak>> {
+    use futures_util::TryStreamExt;
+    let mut entries = 0i64;
+    let mut head: Option<(i64, String)> = None;
+    let mut intact = true;
+    {
+        let mut rows = sqlx::query_as::<_, AuditRow>(ALL_ROWS).fetch(&mut *conn);
+        while let Some(r) = rows.try_next().await? {
+            let prev = head.as_ref().map_or(GENESIS, |(_, h)| h.as_str());
+            if r.seq != entries + 1 || r.prev_hash != prev || !authentic_at(key, r.seq, &r) {
+                intact = false;
+                break;
+            }
+            entries = r.seq;
+            head = Some((r.seq, r.hash));
+        }
+    }
+    if intact {
+        return Ok(Ok(Verified { entries, head }));
+    }
     let rows = all_rows(conn).await?;
-    Ok(verify_rows(key, &rows).map(|v| v.entries))
+    Ok(verify_rows(key, &rows))
 }
 
 /// [`verify`] over rows already read, in `seq` order.
@@ -476,30 +505,35 @@ impl Checkpoint {
 
     /// Checks a verified chain against this checkpoint: the chain must reach at least the
     /// recorded row, and hold the recorded hash there.
-    pub fn check(&self, rows: &[AuditRow], v: &Verified) -> std::result::Result<(), ChainBreak> {
+    /// `stored` is the hash the log holds at the checkpoint's row ([`hash_at`]).
+    pub fn check(&self, stored: Option<&str>, v: &Verified) -> std::result::Result<(), ChainBreak> {
         if v.entries < self.seq {
             return Err(ChainBreak::Truncated {
                 seq: v.entries + 1,
                 recorded: self.seq,
             });
         }
-        if self.seq > 0 {
-            let at = rows.iter().find(|r| r.seq == self.seq);
-            if at.is_none_or(|r| r.hash != self.hash) {
-                return Err(ChainBreak::Rewritten { seq: self.seq });
-            }
+        if self.seq > 0 && stored != Some(self.hash.as_str()) {
+            return Err(ChainBreak::Rewritten { seq: self.seq });
         }
         Ok(())
     }
 }
 
+/// The hash of the row at `seq`, if there is one.
+pub async fn hash_at(conn: &mut AnyConnection, seq: i64) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|(h,)| h))
+}
+
 /// Every row, in `seq` order (for verification).
+const ALL_ROWS: &str = "SELECT seq, at, actor, event, object, outcome, source_ip, detail, prev_hash, hash FROM audit_log ORDER BY seq";
+
 pub async fn all_rows(conn: &mut AnyConnection) -> Result<Vec<AuditRow>> {
-    Ok(sqlx::query_as(
-        "SELECT seq, at, actor, event, object, outcome, source_ip, detail, prev_hash, hash FROM audit_log ORDER BY seq",
-    )
-    .fetch_all(conn)
-    .await?)
+    Ok(sqlx::query_as(ALL_ROWS).fetch_all(conn).await?)
 }
 
 #[cfg(test)]
@@ -625,18 +659,23 @@ mod tests {
         assert_eq!(Checkpoint::decode(KEY, &line.replace(" 6 ", " 5 ")), None);
         let short = &rows[..4];
         let v = verify_rows(KEY, short).unwrap();
+        let at = |rows: &[AuditRow]| {
+            rows.iter()
+                .find(|r| r.seq == cp.seq)
+                .map(|r| r.hash.clone())
+        };
         assert_eq!(
-            cp.check(short, &v),
+            cp.check(at(short).as_deref(), &v),
             Err(ChainBreak::Truncated {
                 seq: 5,
                 recorded: 6
             })
         );
         let v = verify_rows(KEY, &rows).unwrap();
-        assert_eq!(cp.check(&rows, &v), Ok(()));
+        assert_eq!(cp.check(at(&rows).as_deref(), &v), Ok(()));
         let longer = chain(8);
         let v = verify_rows(KEY, &longer).unwrap();
-        assert_eq!(cp.check(&longer, &v), Ok(()));
+        assert_eq!(cp.check(at(&longer).as_deref(), &v), Ok(()));
         let empty = Checkpoint::of(&verify_rows(KEY, &[]).unwrap());
         assert_eq!(empty.seq, 0);
         assert_eq!(Checkpoint::decode(KEY, &empty.encode(KEY)), Some(empty));

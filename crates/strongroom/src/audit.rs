@@ -35,14 +35,14 @@ pub async fn verify(url: &str, key: &[u8], head_file: Option<&Path>) -> anyhow::
     let mut conn = au::open(url)
         .await
         .with_context(|| "cannot open the database".to_string())?;
-    let rows = au::all_rows(&mut conn)
+    let verified = au::verify_streamed(&mut conn, key)
         .await
         .context("cannot read the audit log")?;
     let broken = |b: ChainBreak| Report {
         intact: false,
         lines: vec![format!("audit chain broken: {b}")],
     };
-    let v = match au::verify_rows(key, &rows) {
+    let v = match verified {
         Ok(v) => v,
         Err(b) => return Ok(broken(b)),
     };
@@ -81,7 +81,10 @@ pub async fn verify(url: &str, key: &[u8], head_file: Option<&Path>) -> anyhow::
                 })
             }
             Some(Some(cp)) => {
-                if let Err(b) = cp.check(&rows, &v) {
+                let stored = au::hash_at(&mut conn, cp.seq)
+                    .await
+                    .context("cannot read the audit log")?;
+                if let Err(b) = cp.check(stored.as_deref(), &v) {
                     return Ok(broken(b));
                 }
                 lines.push(format!(
