@@ -645,6 +645,11 @@ async function check(page, watch, what) {
 async function expectErrorSummary(page, fields) {
   const summary = page.locator('#error-summary');
   await summary.waitFor();
+  // The page's script focuses the summary once it has loaded: wait for that (bounded),
+  // not only for the element, which a loaded machine can show a moment earlier.
+  await page
+    .waitForFunction(() => document.activeElement && document.activeElement.id === 'error-summary', null, { timeout: 5000 })
+    .catch(() => {});
   assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.id), 'error-summary', 'the error summary takes focus');
   for (const f of fields) {
     assert.equal(await summary.locator(`a[href="#${f}"]`).count(), 1, `the summary links to #${f}`);

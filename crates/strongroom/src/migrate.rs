@@ -103,10 +103,10 @@ pub async fn export(url: &str, out: &mut impl Write) -> anyhow::Result<Vec<(Stri
         let sql = format!("SELECT {list} FROM {}", quote(&table)?);
         let mut n = 0u64;
         {
-            // A table at a time in memory (the demo city's largest is some 100,000 rows);
-            // streaming it would keep a big city's export flat.
-            let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
-            for row in rows {
+            // Row by row: a big city's export takes no more memory than a small one's.
+            use futures_util::TryStreamExt;
+            let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+            while let Some(row) = rows.try_next().await? {
                 let mut values = Vec::with_capacity(cols.len());
                 for (i, (name, int)) in cols.iter().enumerate() {
                     let v = if *int {
