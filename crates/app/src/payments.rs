@@ -1462,6 +1462,20 @@ impl App {
         self.views_of(&mut conn, rows).await
     }
 
+    /// The payments one resident made to an account, newest first (their bill history:
+    /// others who pay the same account are not shown to everyone who links it).
+    pub async fn payments_for_account_by_resident(
+        &self,
+        account: &str,
+        resident_id: &str,
+        limit: i64,
+    ) -> Result<Vec<PaymentView>, AppError> {
+        let mut conn = self.store.read().await?;
+        let rows =
+            pay_store::for_account_by_resident(&mut conn, account, resident_id, limit).await?;
+        self.views_of(&mut conn, rows).await
+    }
+
     /// Views of a page of payments, their items read in one query.
     async fn views_of(
         &self,

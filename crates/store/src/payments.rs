@@ -313,6 +313,25 @@ pub async fn for_account(
     .await?)
 }
 
+/// [`for_account`], only the payments one resident made.
+pub async fn for_account_by_resident(
+    conn: &mut AnyConnection,
+    account_number: &str,
+    resident_id: &str,
+    limit: i64,
+) -> Result<Vec<PaymentRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM payments WHERE resident_id = $2
+           AND id IN (SELECT payment_id FROM payment_items WHERE account_number = $1)
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
+    .bind(account_number)
+    .bind(resident_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Staff search: exact confirmation number, account number, payment id, or email (the
 /// caller passes the email's blind index, `email_index`).
 pub async fn search(

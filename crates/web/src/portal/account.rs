@@ -941,16 +941,14 @@ async fn account_page(
     let account = owned_account(&st, &ctx, &s, &raw).await?;
     let summary = st.app.account_summary(account.as_str()).await?;
     let bills = st.app.bills(account.as_str(), BILL_ROWS).await?;
-    let payments = st
-        .app
-        .payments_for_account(account.as_str(), HISTORY_ROWS)
-        .await?;
     // Only this resident's own payments: others who pay the same account (a landlord, a
     // roommate, a quick-pay payer) are not shown to everyone who links it; their payments
     // count in the balance.
-    let payments = payments
+    let payments = st
+        .app
+        .payments_for_account_by_resident(account.as_str(), &s.user_id, HISTORY_ROWS)
+        .await?
         .iter()
-        .filter(|p| p.resident_id.as_deref() == Some(s.user_id.as_str()))
         .map(|p| PaymentLine::for_account(&ctx.t, p, account.as_str()))
         .collect();
     let linked = query_value(&q, "linked").is_some();
