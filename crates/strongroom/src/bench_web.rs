@@ -284,6 +284,14 @@ async fn sign_in_as(portal: &str, email: &str, password: &str) -> anyhow::Result
         .context("signing in set no session cookie")
 }
 
+/// A redirect's target.
+fn location(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// One resident's payment: create, the processor's page, back to the portal.
 async fn pay_once(
     http: &reqwest::Client,
@@ -317,21 +325,11 @@ async fn pay_once(
         .send()
         .await?;
     anyhow::ensure!(res.status() == 303, "card form: {}", res.status());
-    let back = res
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .context("no return location")?
-        .to_owned();
+    let back = location(&res).context("no return location")?;
     let mut res = http.get(&back).send().await?;
     // The return page sends the browser on to the payment's page.
     if res.status().is_redirection() {
-        let next = res
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .context("no location after the return page")?
-            .to_owned();
+        let next = location(&res).context("no location after the return page")?;
         let next = if next.starts_with("http") {
             next
         } else {
